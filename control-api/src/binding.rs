@@ -1,0 +1,224 @@
+//! Bindings: which target satisfies which import of a component.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use crate::yaml::Pos;
+
+/// How one import (or a family of imports) of a component is satisfied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binding {
+    /// Which imports this binding covers.
+    pub import: ImportPattern,
+    /// What satisfies them.
+    pub target: BindingTarget,
+    /// Where the binding was written.
+    pub pos: Pos,
+}
+
+/// The target of a binding; distribution is always spelled out here.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BindingTarget {
+    /// A built-in host implementation (WASI, config, logging, in-memory keyvalue, …).
+    Host,
+    /// An export of a co-located component of the same workload, linked in process.
+    Component {
+        /// The exporting component.
+        name: String,
+    },
+    /// A wRPC call over NATS to a capability provider.
+    Provider {
+        /// The provider's name on the lattice.
+        name: String,
+        /// Bound on each call; the host's default applies when absent.
+        timeout: Option<Duration>,
+        /// Per-binding configuration handed to the provider.
+        config: BTreeMap<String, String>,
+    },
+    /// A wRPC call over NATS to an export that another workload serves.
+    Workload {
+        /// The serving workload.
+        name: String,
+        /// Bound on each call; the host's default applies when absent.
+        timeout: Option<Duration>,
+    },
+}
+
+impl BindingTarget {
+    /// `host`, `component`, `provider` or `workload`, as written in manifests.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BindingTarget::Host => "host",
+            BindingTarget::Component { .. } => "component",
+            BindingTarget::Provider { .. } => "provider",
+            BindingTarget::Workload { .. } => "workload",
+        }
+    }
+}
+
+/// The left side of a binding: a namespace, a package, an interface (any version),
+/// an exact versioned interface, or a plain import name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportPattern {
+    raw: String,
+    kind: PatternKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PatternKind {
+    Namespace(String),
+    Package(String),
+    Interface(String),
+    Exact(String),
+    Name(String),
+}
+
+/// An import name split into its parts: `ns:pkg/iface@version`, or a plain name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportName<'a> {
+    /// `wasi` in `wasi:http/types@0.2.0`; `None` for plain names.
+    pub namespace: Option<&'a str>,
+    /// `wasi:http`; `None` for plain names.
+    pub package: Option<&'a str>,
+    /// The name without its version: `wasi:http/types`, or the plain name.
+    pub unversioned: &'a str,
+    /// The full name as imported.
+    pub full: &'a str,
+}
+
+impl<'a> ImportName<'a> {
+    /// Splits a component-model import name.
+    pub fn parse(full: &'a str) -> Self {
+        let unversioned = full.split_once('@').map_or(full, |(name, _)| name);
+        match unversioned.split_once(':') {
+            Some((namespace, _)) => ImportName {
+                namespace: Some(namespace),
+                package: Some(unversioned.split_once('/').map_or(unversioned, |(p, _)| p)),
+                unversioned,
+                full,
+            },
+            None => ImportName {
+                namespace: None,
+                package: None,
+                unversioned,
+                full,
+            },
+        }
+    }
+}
+
+impl ImportPattern {
+    /// Parses a binding key; returns a message for keys that cannot be patterns.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        };
+        let kind = if let Some(ns) = raw.strip_suffix(":*") {
+            valid(ns).then(|| PatternKind::Namespace(ns.to_string()))
+        } else if let Some((name, version)) = raw.split_once('@') {
+            (name.contains(':') && name.contains('/') && valid(version.replace('+', "").as_str()))
+                .then(|| PatternKind::Exact(raw.to_string()))
+        } else if let Some((ns, rest)) = raw.split_once(':') {
+            match rest.split_once('/') {
+                Some((pkg, iface)) => (valid(ns) && valid(pkg) && valid(iface))
+                    .then(|| PatternKind::Interface(raw.to_string())),
+                None => (valid(ns) && valid(rest)).then(|| PatternKind::Package(raw.to_string())),
+            }
+        } else {
+            valid(raw).then(|| PatternKind::Name(raw.to_string()))
+        };
+        kind.map(|kind| ImportPattern {
+            raw: raw.to_string(),
+            kind,
+        })
+        .ok_or_else(|| {
+            format!(
+                "`{raw}` is not an import pattern; write `ns:*`, `ns:pkg`, `ns:pkg/interface`, \
+                 `ns:pkg/interface@version` or a plain import name"
+            )
+        })
+    }
+
+    /// How specifically this pattern matches `import` (higher wins), or `None`.
+    pub fn specificity(&self, import: &ImportName<'_>) -> Option<u8> {
+        match &self.kind {
+            PatternKind::Exact(name) => (name == import.full).then_some(4),
+            PatternKind::Name(name) => {
+                (import.namespace.is_none() && name == import.unversioned).then_some(4)
+            }
+            PatternKind::Interface(name) => (name == import.unversioned).then_some(3),
+            PatternKind::Package(name) => (Some(name.as_str()) == import.package).then_some(2),
+            PatternKind::Namespace(ns) => (Some(ns.as_str()) == import.namespace).then_some(1),
+        }
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+}
+
+impl fmt::Display for ImportPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+/// The binding that covers `import`: the most specific match wins.
+pub fn find_binding<'b>(bindings: &'b [Binding], import: &str) -> Option<&'b Binding> {
+    let name = ImportName::parse(import);
+    bindings
+        .iter()
+        .filter_map(|b| b.import.specificity(&name).map(|s| (s, b)))
+        .max_by_key(|(s, _)| *s)
+        .map(|(_, b)| b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(pattern: &str, target: BindingTarget) -> Result<Binding, String> {
+        Ok(Binding {
+            import: ImportPattern::parse(pattern)?,
+            target,
+            pos: Pos::default(),
+        })
+    }
+
+    #[test]
+    fn most_specific_pattern_wins() -> Result<(), String> {
+        let bindings = vec![
+            binding("wasi:*", BindingTarget::Host)?,
+            binding(
+                "wasi:keyvalue/store",
+                BindingTarget::Component { name: "kv".into() },
+            )?,
+        ];
+        let kv = find_binding(&bindings, "wasi:keyvalue/store@0.2.0-draft").map(|b| &b.target);
+        assert_eq!(kv, Some(&BindingTarget::Component { name: "kv".into() }));
+        let io = find_binding(&bindings, "wasi:io/streams@0.2.0").map(|b| &b.target);
+        assert_eq!(io, Some(&BindingTarget::Host));
+        assert!(find_binding(&bindings, "acme:billing/api").is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn patterns_are_checked() {
+        for good in [
+            "wasi:*",
+            "wasi:http",
+            "wasi:http/types",
+            "wasi:http/types@0.2.0",
+            "greet",
+        ] {
+            assert!(ImportPattern::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", "wasi:", ":http", "wasi:http/", "a b", "wasi:http@0.2"] {
+            assert!(ImportPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Trellis workload manifests: the types every part of Trellis shares, parsed
+//! from YAML with every problem reported at once, each with its line and column.
+//!
+//! ```
+//! use std::path::Path;
+//! use trellis_control_api::{BindingTarget, Workload, find_binding};
+//!
+//! let yaml = r#"
+//! apiVersion: trellis.dev/v1alpha1
+//! kind: Workload
+//! name: hello
+//! components:
+//!   web:
+//!     source: Cargo.toml   # any existing file; the host checks it is a component
+//!     bindings:
+//!       wasi:*: host
+//! routes:
+//!   - component: web
+//!     path: /
+//! "#;
+//! let workload = Workload::from_yaml(yaml, Path::new("hello.yaml"), Path::new("."))
+//!     .map_err(|e| e.to_string())?;
+//! let web = &workload.components[0];
+//! let binding = find_binding(&web.bindings, "wasi:http/types@0.2.6");
+//! assert_eq!(binding.map(|b| &b.target), Some(&BindingTarget::Host));
+//! # Ok::<(), String>(())
+//! ```
+#![deny(missing_docs)]
+#![deny(rustdoc::broken_intra_doc_links)]
+#![doc(test(attr(deny(warnings))))]
+
+mod binding;
+mod decode;
+mod diagnostics;
+mod manifest;
+mod units;
+mod validate;
+pub mod yaml;
+
+pub use binding::{Binding, BindingTarget, ImportName, ImportPattern, find_binding};
+pub use diagnostics::{Diagnostic, ManifestError};
+pub use manifest::{
+    API_VERSION, BINDING_FIELDS, COMPONENT_FIELDS, Component, ComponentSource, GRANTS_FIELDS,
+    Grants, LIMITS_FIELDS, Limits, PREOPEN_FIELDS, ROUTE_FIELDS, Route, WORKLOAD_FIELDS, Workload,
+};
+pub use units::{parse_duration, parse_size};
+
+#[cfg(test)]
+mod tests;

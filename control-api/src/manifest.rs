@@ -1,0 +1,529 @@
+//! The workload manifest: types and their decoding from YAML.
+//!
+//! The format is documented in `docs/manifest.md` and described by
+//! `control-api/schema/workload.schema.json`; the field lists below are the
+//! single source the schema test checks against.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::binding::{Binding, BindingTarget, ImportPattern};
+use crate::decode::{Decoder, Fields, scalar_text};
+use crate::diagnostics::{Diagnostic, ManifestError};
+use crate::units::{parse_duration, parse_size};
+use crate::yaml::{self, Node, Pos};
+
+/// The `apiVersion` this crate reads.
+pub const API_VERSION: &str = "trellis.dev/v1alpha1";
+
+/// Fields of the top-level mapping.
+pub const WORKLOAD_FIELDS: &[&str] = &["apiVersion", "kind", "name", "components", "routes"];
+/// Fields of one component.
+pub const COMPONENT_FIELDS: &[&str] = &["source", "config", "env", "limits", "grants", "bindings"];
+/// Fields of `limits`.
+pub const LIMITS_FIELDS: &[&str] = &["memory", "timeout", "concurrency"];
+/// Fields of `grants`.
+pub const GRANTS_FIELDS: &[&str] = &["preopens", "network"];
+/// Fields of one preopened directory.
+pub const PREOPEN_FIELDS: &[&str] = &["host", "guest", "readonly"];
+/// Fields of one route.
+pub const ROUTE_FIELDS: &[&str] = &["component", "host", "path"];
+/// Fields of a binding written as a mapping.
+pub const BINDING_FIELDS: &[&str] = &["component", "provider", "workload", "timeout", "config"];
+
+/// A workload: the atomic, versioned unit of deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    /// Unique on a host; a DNS label.
+    pub name: String,
+    /// The components, in manifest order.
+    pub components: Vec<Component>,
+    /// HTTP routes into the workload's components.
+    pub routes: Vec<Route>,
+}
+
+/// One component of a workload and everything it needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Component {
+    /// Unique within the workload; a DNS label.
+    pub name: String,
+    /// Where the component's bytes come from.
+    pub source: ComponentSource,
+    /// Values served through `wasi:config/store`.
+    pub config: BTreeMap<String, String>,
+    /// Environment variables seen through `wasi:cli/environment`.
+    pub env: BTreeMap<String, String>,
+    /// Enforced per-instance limits.
+    pub limits: Limits,
+    /// Access beyond the default sandbox.
+    pub grants: Grants,
+    /// How each import is satisfied.
+    pub bindings: Vec<Binding>,
+    /// Where the component's entry starts.
+    pub pos: Pos,
+}
+
+/// Where a component's bytes come from; an enum so registry references can join later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentSource {
+    /// A local file (binary component or component text), resolved against the manifest's folder.
+    File(PathBuf),
+}
+
+/// Limits enforced on every instance of a component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory an instance may grow to, in bytes.
+    pub memory: u64,
+    /// Wall-clock budget of one request, guest CPU included.
+    pub timeout: Duration,
+    /// Instances that may run at once; excess requests are refused with 503.
+    pub concurrency: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: 128 << 20,
+            timeout: Duration::from_secs(30),
+            concurrency: 100,
+        }
+    }
+}
+
+/// Sandbox grants: the filesystem and network are closed unless listed here.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Grants {
+    /// Host directories visible to the guest.
+    pub preopens: Vec<Preopen>,
+    /// Whether `wasi:sockets` may open connections and resolve names.
+    pub network: bool,
+}
+
+/// A host directory mapped into the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preopen {
+    /// The host path, resolved against the manifest's folder.
+    pub host: PathBuf,
+    /// The path the guest sees.
+    pub guest: String,
+    /// Whether writes are refused.
+    pub readonly: bool,
+}
+
+/// An HTTP route: requests whose Host and path match go to `component`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The component that handles matching requests.
+    pub component: String,
+    /// `example.com`, `*.example.com`, or `None` for any host.
+    pub host: Option<String>,
+    /// A path prefix on segment boundaries, starting with `/`.
+    pub path: String,
+    /// Where the route was written.
+    pub pos: Pos,
+}
+
+impl Workload {
+    /// Reads and validates a manifest file; component paths are resolved against its folder.
+    pub fn from_file(path: &Path) -> Result<Workload, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ManifestError::new(
+                path,
+                vec![Diagnostic::new(
+                    Pos::default(),
+                    format!("cannot read the manifest: {e}"),
+                )],
+            )
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Workload::from_yaml(&text, path, base)
+    }
+
+    /// Parses and validates manifest text; `file` names it in errors, `base` resolves paths.
+    pub fn from_yaml(text: &str, file: &Path, base: &Path) -> Result<Workload, ManifestError> {
+        let root = yaml::parse(text).map_err(|e| {
+            ManifestError::new(
+                file,
+                vec![Diagnostic::new(
+                    e.pos,
+                    format!("invalid YAML: {}", e.message),
+                )],
+            )
+        })?;
+        let mut decoder = Decoder::default();
+        let workload = decode_workload(&mut decoder, &root, base);
+        if let Some(workload) = &workload {
+            crate::validate::check(workload, &mut decoder);
+        }
+        match workload {
+            Some(workload) if decoder.diagnostics.is_empty() => Ok(workload),
+            _ => Err(ManifestError::new(file, decoder.diagnostics)),
+        }
+    }
+}
+
+fn decode_workload(d: &mut Decoder, root: &Node, base: &Path) -> Option<Workload> {
+    let fields = d.fields(
+        root,
+        "the workload",
+        WORKLOAD_FIELDS,
+        &["apiVersion", "kind", "name", "components"],
+    )?;
+    if let Some(node) = fields.get("apiVersion")
+        && let Some(v) = d.string(node, "apiVersion")
+        && v != API_VERSION
+    {
+        d.report(
+            Diagnostic::new(node.pos, format!("unsupported apiVersion `{v}`"))
+                .with_hint(format!("write `apiVersion: {API_VERSION}`")),
+        );
+    }
+    if let Some(node) = fields.get("kind")
+        && let Some(v) = d.string(node, "kind")
+        && v != "Workload"
+    {
+        d.report(
+            Diagnostic::new(node.pos, format!("unsupported kind `{v}`"))
+                .with_hint("write `kind: Workload`"),
+        );
+    }
+    let name = fields
+        .get("name")
+        .and_then(|n| dns_label(d, n, "the workload name"));
+    let components = fields
+        .get("components")
+        .map(|node| decode_components(d, node, base))
+        .unwrap_or_default();
+    let routes = match fields.get("routes") {
+        Some(node) if !node.is_null() => decode_routes(d, node),
+        _ => Vec::new(),
+    };
+    Some(Workload {
+        name: name.unwrap_or_default(),
+        components,
+        routes,
+    })
+}
+
+fn decode_components(d: &mut Decoder, node: &Node, base: &Path) -> Vec<Component> {
+    let Some(entries) = d.map(node, "components") else {
+        return Vec::new();
+    };
+    if entries.is_empty() {
+        d.error(node.pos, "a workload needs at least one component");
+    }
+    entries
+        .iter()
+        .filter_map(|(key, value)| {
+            let name = dns_label(d, key, "a component name")?;
+            decode_component(d, name, key.pos, value, base)
+        })
+        .collect()
+}
+
+fn decode_component(
+    d: &mut Decoder,
+    name: String,
+    pos: Pos,
+    node: &Node,
+    base: &Path,
+) -> Option<Component> {
+    let what = format!("component `{name}`");
+    let fields = d.fields(node, &what, COMPONENT_FIELDS, &["source"])?;
+    let source = fields.get("source").and_then(|n| decode_source(d, n, base));
+    let config = fields
+        .get("config")
+        .map(|n| d.string_map(n, "config"))
+        .unwrap_or_default();
+    let env = fields
+        .get("env")
+        .map(|n| d.string_map(n, "env"))
+        .unwrap_or_default();
+    let limits = fields
+        .get("limits")
+        .map(|n| decode_limits(d, n))
+        .unwrap_or_default();
+    let grants = fields
+        .get("grants")
+        .map(|n| decode_grants(d, n, base))
+        .unwrap_or_default();
+    let bindings = match fields.get("bindings") {
+        Some(n) if !n.is_null() => decode_bindings(d, n),
+        _ => Vec::new(),
+    };
+    // A component whose source failed still has its bindings checked; the
+    // workload is refused anyway because the failure was reported.
+    Some(Component {
+        name,
+        source: source.unwrap_or_else(|| ComponentSource::File(PathBuf::new())),
+        config,
+        env,
+        limits,
+        grants,
+        bindings,
+        pos,
+    })
+}
+
+fn decode_source(d: &mut Decoder, node: &Node, base: &Path) -> Option<ComponentSource> {
+    let text = d.string(node, "source")?;
+    if let Some((scheme, _)) = text.split_once("://") {
+        d.report(
+            Diagnostic::new(
+                node.pos,
+                format!("`{scheme}://` sources are not supported yet"),
+            )
+            .with_hint("give a path to a .wasm or .wat file, relative to the manifest"),
+        );
+        return None;
+    }
+    let path = base.join(text.strip_prefix("file:").unwrap_or(&text));
+    if !path.is_file() {
+        d.report(
+            Diagnostic::new(
+                node.pos,
+                format!("component file `{}` does not exist", path.display()),
+            )
+            .with_hint("paths are relative to the manifest's folder"),
+        );
+        return None;
+    }
+    Some(ComponentSource::File(path))
+}
+
+fn decode_limits(d: &mut Decoder, node: &Node) -> Limits {
+    let mut limits = Limits::default();
+    let Some(fields) = d.fields(node, "limits", LIMITS_FIELDS, &[]) else {
+        return limits;
+    };
+    if let Some(n) = fields.get("memory")
+        && let Some(memory) = d.parsed(
+            n,
+            "limits.memory",
+            "write a size such as `64MiB`",
+            parse_size,
+        )
+    {
+        if memory < 1 << 20 {
+            d.error(n.pos, "limits.memory must be at least 1MiB");
+        }
+        limits.memory = memory;
+    }
+    if let Some(n) = fields.get("timeout")
+        && let Some(timeout) = d.parsed(
+            n,
+            "limits.timeout",
+            "write a duration such as `5s` or `250ms`",
+            parse_duration,
+        )
+    {
+        if timeout.is_zero() {
+            d.error(n.pos, "limits.timeout must be longer than zero");
+        }
+        limits.timeout = timeout;
+    }
+    if let Some(n) = fields.get("concurrency")
+        && let Some(c) = d.u32(n, "limits.concurrency")
+    {
+        if c == 0 {
+            d.error(n.pos, "limits.concurrency must be at least 1");
+        }
+        limits.concurrency = c;
+    }
+    limits
+}
+
+fn decode_grants(d: &mut Decoder, node: &Node, base: &Path) -> Grants {
+    let mut grants = Grants::default();
+    let Some(fields) = d.fields(node, "grants", GRANTS_FIELDS, &[]) else {
+        return grants;
+    };
+    if let Some(n) = fields.get("network") {
+        grants.network = d.bool(n, "grants.network").unwrap_or(false);
+    }
+    if let Some(n) = fields.get("preopens") {
+        let crate::yaml::Value::Seq(items) = &n.value else {
+            d.error(
+                n.pos,
+                format!("grants.preopens must be a list, found {}", n.kind()),
+            );
+            return grants;
+        };
+        for item in items {
+            let Some(f) = d.fields(item, "a preopen", PREOPEN_FIELDS, &["host", "guest"]) else {
+                continue;
+            };
+            let host = f.get("host").and_then(|n| d.string(n, "preopen host"));
+            let guest = f.get("guest").and_then(|n| d.string(n, "preopen guest"));
+            let readonly = f
+                .get("readonly")
+                .and_then(|n| d.bool(n, "preopen readonly"))
+                .unwrap_or(true);
+            if let (Some(host), Some(guest)) = (host, guest) {
+                let host = base.join(host);
+                if !host.is_dir() {
+                    d.error(
+                        item.pos,
+                        format!("preopen directory `{}` does not exist", host.display()),
+                    );
+                }
+                grants.preopens.push(Preopen {
+                    host,
+                    guest,
+                    readonly,
+                });
+            }
+        }
+    }
+    grants
+}
+
+fn decode_bindings(d: &mut Decoder, node: &Node) -> Vec<Binding> {
+    let Some(entries) = d.map(node, "bindings") else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|(key, value)| {
+            let raw = scalar_text(key)?;
+            let import = match ImportPattern::parse(raw) {
+                Ok(p) => Some(p),
+                Err(message) => {
+                    d.error(key.pos, message);
+                    None
+                }
+            };
+            let target = decode_target(d, raw, value)?;
+            Some(Binding {
+                import: import?,
+                target,
+                pos: key.pos,
+            })
+        })
+        .collect()
+}
+
+fn decode_target(d: &mut Decoder, key: &str, node: &Node) -> Option<BindingTarget> {
+    const HINT: &str = "write `host`, or a mapping with one of `component: NAME`, `provider: NAME`, `workload: NAME`";
+    if scalar_text(node) == Some("host") {
+        return Some(BindingTarget::Host);
+    }
+    if !matches!(node.value, crate::yaml::Value::Map(_)) {
+        d.report(
+            Diagnostic::new(node.pos, format!("binding `{key}` has no target")).with_hint(HINT),
+        );
+        return None;
+    }
+    let what = format!("binding `{key}`");
+    let f = d.fields(node, &what, BINDING_FIELDS, &[])?;
+    let targets: Vec<&str> = ["component", "provider", "workload"]
+        .into_iter()
+        .filter(|t| f.get(t).is_some())
+        .collect();
+    let [kind] = targets.as_slice() else {
+        d.report(
+            Diagnostic::new(
+                node.pos,
+                format!(
+                    "{what} must name exactly one target, found {}",
+                    targets.len()
+                ),
+            )
+            .with_hint(HINT),
+        );
+        return None;
+    };
+    let name = f
+        .get(kind)
+        .and_then(|n| d.string(n, &format!("{what} target")))?;
+    let timeout = decode_timeout(d, &f, &what);
+    let config = f
+        .get("config")
+        .map(|n| d.string_map(n, "binding config"))
+        .unwrap_or_default();
+    if *kind != "provider" && f.get("config").is_some() {
+        d.error(
+            f.pos,
+            format!("{what}: only provider bindings take `config`"),
+        );
+    }
+    Some(match *kind {
+        "component" => {
+            if f.get("timeout").is_some() {
+                d.error(
+                    f.pos,
+                    format!("{what}: in-process component links take no `timeout`"),
+                );
+            }
+            BindingTarget::Component { name }
+        }
+        "provider" => BindingTarget::Provider {
+            name,
+            timeout,
+            config,
+        },
+        _ => BindingTarget::Workload { name, timeout },
+    })
+}
+
+fn decode_timeout(d: &mut Decoder, f: &Fields<'_>, what: &str) -> Option<Duration> {
+    let n = f.get("timeout")?;
+    d.parsed(
+        n,
+        &format!("{what} timeout"),
+        "write a duration such as `2s`",
+        parse_duration,
+    )
+}
+
+fn decode_routes(d: &mut Decoder, node: &Node) -> Vec<Route> {
+    let crate::yaml::Value::Seq(items) = &node.value else {
+        d.error(
+            node.pos,
+            format!("routes must be a list, found {}", node.kind()),
+        );
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let f = d.fields(item, "a route", ROUTE_FIELDS, &["component"])?;
+            let component = f
+                .get("component")
+                .and_then(|n| d.string(n, "route component"))?;
+            let host = f.get("host").and_then(|n| d.string(n, "route host"));
+            let path = f
+                .get("path")
+                .and_then(|n| d.string(n, "route path"))
+                .unwrap_or_else(|| "/".into());
+            Some(Route {
+                component,
+                host,
+                path,
+                pos: item.pos,
+            })
+        })
+        .collect()
+}
+
+/// A lowercase DNS label (`[a-z0-9-]`, at most 63 characters), as names become subjects and hosts.
+fn dns_label(d: &mut Decoder, node: &Node, what: &str) -> Option<String> {
+    let text = d.string(node, what)?;
+    let ok = !text.is_empty()
+        && text.len() <= 63
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !text.starts_with('-')
+        && !text.ends_with('-');
+    if !ok {
+        d.report(
+            Diagnostic::new(node.pos, format!("{what} `{text}` is not a valid name"))
+                .with_hint("use 1 to 63 lowercase letters, digits and dashes, not starting or ending with a dash"),
+        );
+        return None;
+    }
+    Some(text)
+}

@@ -1,0 +1,232 @@
+//! A YAML document as a tree whose every node remembers where it was written.
+//!
+//! serde stops at the first problem and forgets positions; manifests need every
+//! problem at once, each with its line and column, so we keep our own tree.
+
+use std::collections::HashMap;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+
+/// A 1-based line and column in a source file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pos {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+impl Pos {
+    fn from_span(span: &Span) -> Self {
+        Pos {
+            line: span.start.line(),
+            column: span.start.col() + 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Pos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+/// One YAML node and where it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// What the node holds.
+    pub value: Value,
+    /// Where the node starts.
+    pub pos: Pos,
+}
+
+/// The shapes a YAML node can take.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A scalar; `plain` is false for quoted scalars, which are always strings.
+    Scalar {
+        /// The scalar's text.
+        text: String,
+        /// Whether it was written without quotes (and so may be a number, bool or null).
+        plain: bool,
+    },
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping, in source order.
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    /// True for `null`, `~` and an empty plain scalar.
+    pub fn is_null(&self) -> bool {
+        matches!(&self.value, Value::Scalar { text, plain: true } if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL"))
+    }
+
+    /// A short name of the node's kind, for error messages.
+    pub fn kind(&self) -> &'static str {
+        match &self.value {
+            _ if self.is_null() => "null",
+            Value::Scalar { .. } => "a scalar",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+}
+
+/// A YAML syntax error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{pos}: {message}")]
+pub struct SyntaxError {
+    /// Where the parser stopped.
+    pub pos: Pos,
+    /// What the parser said.
+    pub message: String,
+}
+
+/// Parses the first document of `text`; an empty text is a null node.
+pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    let mut builder = TreeBuilder::default();
+    let mut parser = Parser::new_from_str(text);
+    let mut documents = 0;
+    while let Some(event) = parser.next_event() {
+        let (event, span) = event.map_err(|e| SyntaxError {
+            pos: Pos {
+                line: e.marker().line(),
+                column: e.marker().col() + 1,
+            },
+            message: e.info().to_string(),
+        })?;
+        if matches!(event, Event::DocumentStart(_)) {
+            documents += 1;
+            if documents > 1 {
+                return Err(SyntaxError {
+                    pos: Pos::from_span(&span),
+                    message: "a manifest holds one YAML document; found a second `---`".into(),
+                });
+            }
+        }
+        builder.push(event, &span)?;
+    }
+    Ok(builder.root.unwrap_or(Node {
+        value: Value::Scalar {
+            text: String::new(),
+            plain: true,
+        },
+        pos: Pos { line: 1, column: 1 },
+    }))
+}
+
+#[derive(Default)]
+struct TreeBuilder {
+    stack: Vec<(Node, usize)>,
+    anchors: HashMap<usize, Node>,
+    root: Option<Node>,
+}
+
+impl TreeBuilder {
+    fn push(&mut self, event: Event<'_>, span: &Span) -> Result<(), SyntaxError> {
+        let pos = Pos::from_span(span);
+        match event {
+            Event::Scalar(text, style, anchor, _) => {
+                let plain = matches!(style, ScalarStyle::Plain);
+                let node = Node {
+                    value: Value::Scalar {
+                        text: text.into_owned(),
+                        plain,
+                    },
+                    pos,
+                };
+                self.finish(node, anchor);
+            }
+            Event::SequenceStart(anchor, _) => self.stack.push((
+                Node {
+                    value: Value::Seq(Vec::new()),
+                    pos,
+                },
+                anchor,
+            )),
+            Event::MappingStart(anchor, _) => self.stack.push((
+                Node {
+                    value: Value::Map(Vec::new()),
+                    pos,
+                },
+                anchor,
+            )),
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some((node, anchor)) = self.stack.pop() {
+                    self.finish(node, anchor);
+                }
+            }
+            Event::Alias(id) => {
+                let node = self.anchors.get(&id).cloned().ok_or(SyntaxError {
+                    pos,
+                    message: "alias to an unknown anchor".into(),
+                })?;
+                self.finish(node, 0);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, node: Node, anchor: usize) {
+        if anchor != 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        match self.stack.last_mut() {
+            None => self.root = Some(node),
+            Some((parent, _)) => match &mut parent.value {
+                Value::Seq(items) => items.push(node),
+                Value::Map(entries) => match entries.last_mut() {
+                    // A key waits for its value as a pair whose value is a placeholder.
+                    Some((_, value)) if value.pos == PENDING => *value = node,
+                    _ => entries.push((
+                        node,
+                        Node {
+                            value: Value::Seq(Vec::new()),
+                            pos: PENDING,
+                        },
+                    )),
+                },
+                Value::Scalar { .. } => {}
+            },
+        }
+    }
+}
+
+const PENDING: Pos = Pos { line: 0, column: 0 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based() -> Result<(), SyntaxError> {
+        let root = parse("a: 1\nb:\n  - x\n")?;
+        let Value::Map(entries) = &root.value else {
+            panic!("expected a map, got {root:?}");
+        };
+        assert_eq!(entries[0].0.pos, Pos { line: 1, column: 1 });
+        assert_eq!(entries[1].1.pos.line, 3);
+        Ok(())
+    }
+
+    #[test]
+    fn syntax_errors_carry_a_position() {
+        let err = parse("a: [1, 2\nb: 3").err();
+        assert!(
+            matches!(err, Some(SyntaxError { pos, .. }) if pos.line >= 1),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn aliases_copy_the_anchored_node() -> Result<(), SyntaxError> {
+        let root = parse("a: &x {k: v}\nb: *x\n")?;
+        let Value::Map(entries) = &root.value else {
+            panic!("expected a map");
+        };
+        assert_eq!(entries[0].1.value, entries[1].1.value);
+        Ok(())
+    }
+}

@@ -1,0 +1,240 @@
+//! `wasi:keyvalue` (store, atomics, batch) over a pluggable backend.
+//!
+//! The guest-facing half lives here; where the data lives is a
+//! [`KeyValueBackend`]. Development uses [`MemoryKeyValue`]; NATS providers plug
+//! in the same way.
+
+mod memory;
+
+use std::sync::Arc;
+
+use wasmtime::component::{HasData, Resource, ResourceTable};
+
+pub use memory::{MemoryKeyValue, MemoryStores};
+
+use super::BuiltinInterface;
+use crate::state::InstanceState;
+
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "../wit/deps/keyvalue",
+        world: "wasi:keyvalue/imports",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:keyvalue/store.bucket": super::Bucket,
+        },
+        trappable_error_type: {
+            "wasi:keyvalue/store.error" => super::KeyValueError,
+        },
+    });
+}
+
+use generated::wasi::keyvalue::{atomics, batch, store};
+
+/// A failure of a keyvalue backend, as the guest will see it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyValueError {
+    /// The store named in `open` does not exist.
+    #[error("no such store")]
+    NoSuchStore,
+    /// The caller may not use this store.
+    #[error("access denied")]
+    AccessDenied,
+    /// Anything else, described.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<wasmtime::component::ResourceTableError> for KeyValueError {
+    fn from(e: wasmtime::component::ResourceTableError) -> Self {
+        KeyValueError::Other(e.to_string())
+    }
+}
+
+/// A page of keys and the cursor of the next page.
+pub type KeyPage = (Vec<String>, Option<u64>);
+
+/// Where a workload's key-value data lives. One backend per binding; buckets are
+/// the identifiers the guest passes to `open`.
+#[async_trait::async_trait]
+pub trait KeyValueBackend: Send + Sync + 'static {
+    /// Checks that `bucket` may be opened.
+    async fn open(&self, bucket: &str) -> Result<(), KeyValueError>;
+    /// The value of `key`, if any.
+    async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KeyValueError>;
+    /// Stores `value` under `key`.
+    async fn set(&self, bucket: &str, key: &str, value: Vec<u8>) -> Result<(), KeyValueError>;
+    /// Removes `key`; absent keys are fine.
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), KeyValueError>;
+    /// Whether `key` has a value.
+    async fn exists(&self, bucket: &str, key: &str) -> Result<bool, KeyValueError>;
+    /// One page of keys from `cursor` on.
+    async fn list_keys(&self, bucket: &str, cursor: Option<u64>) -> Result<KeyPage, KeyValueError>;
+    /// Adds `delta` to the little-endian u64 under `key` (absent is 0) and returns the sum.
+    async fn increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64, KeyValueError>;
+}
+
+/// An open bucket, as held in the resource table.
+pub struct Bucket {
+    name: String,
+}
+
+/// What the keyvalue host functions see of the store's data.
+pub(crate) struct KeyValueView<'a> {
+    backend: &'a Arc<dyn KeyValueBackend>,
+    table: &'a mut ResourceTable,
+}
+
+impl KeyValueView<'_> {
+    fn bucket(
+        &self,
+        bucket: &Resource<Bucket>,
+    ) -> Result<(Arc<dyn KeyValueBackend>, String), KeyValueError> {
+        Ok((self.backend.clone(), self.table.get(bucket)?.name.clone()))
+    }
+}
+
+struct HasKeyValue;
+impl HasData for HasKeyValue {
+    type Data<'a> = KeyValueView<'a>;
+}
+
+fn view(s: &mut InstanceState) -> KeyValueView<'_> {
+    let (caps, table) = s.caps_and_table();
+    KeyValueView {
+        backend: &caps.keyvalue,
+        table,
+    }
+}
+
+type Result<T, E = wasmtime::Error> = std::result::Result<T, E>;
+
+impl store::Host for KeyValueView<'_> {
+    async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, KeyValueError> {
+        self.backend.open(&identifier).await?;
+        Ok(self.table.push(Bucket { name: identifier })?)
+    }
+
+    fn convert_error(&mut self, err: KeyValueError) -> Result<store::Error> {
+        Ok(match err {
+            KeyValueError::NoSuchStore => store::Error::NoSuchStore,
+            KeyValueError::AccessDenied => store::Error::AccessDenied,
+            KeyValueError::Other(message) => store::Error::Other(message),
+        })
+    }
+}
+
+impl store::HostBucket for KeyValueView<'_> {
+    async fn get(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, KeyValueError> {
+        let (backend, name) = self.bucket(&bucket)?;
+        backend.get(&name, &key).await
+    }
+
+    async fn set(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), KeyValueError> {
+        let (backend, name) = self.bucket(&bucket)?;
+        backend.set(&name, &key, value).await
+    }
+
+    async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), KeyValueError> {
+        let (backend, name) = self.bucket(&bucket)?;
+        backend.delete(&name, &key).await
+    }
+
+    async fn exists(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> Result<bool, KeyValueError> {
+        let (backend, name) = self.bucket(&bucket)?;
+        backend.exists(&name, &key).await
+    }
+
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<Bucket>,
+        cursor: Option<u64>,
+    ) -> Result<store::KeyResponse, KeyValueError> {
+        let (backend, name) = self.bucket(&bucket)?;
+        let (keys, cursor) = backend.list_keys(&name, cursor).await?;
+        Ok(store::KeyResponse { keys, cursor })
+    }
+
+    async fn drop(&mut self, bucket: Resource<Bucket>) -> Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for KeyValueView<'_> {
+    async fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: u64,
+    ) -> Result<u64, KeyValueError> {
+        let (backend, name) = self.bucket(&bucket)?;
+        backend.increment(&name, &key, delta).await
+    }
+}
+
+impl batch::Host for KeyValueView<'_> {
+    async fn get_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<(String, Vec<u8>)>>, KeyValueError> {
+        let (backend, name) = self.bucket(&bucket)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let value = backend.get(&name, &key).await?;
+            out.push(value.map(|v| (key, v)));
+        }
+        Ok(out)
+    }
+
+    async fn set_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        entries: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), KeyValueError> {
+        let (backend, name) = self.bucket(&bucket)?;
+        for (key, value) in entries {
+            backend.set(&name, &key, value).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> Result<(), KeyValueError> {
+        let (backend, name) = self.bucket(&bucket)?;
+        for key in keys {
+            backend.delete(&name, &key).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The `wasi:keyvalue` interfaces.
+pub(crate) const INTERFACES: &[BuiltinInterface] = &[
+    BuiltinInterface::new("wasi:keyvalue/store", |l| {
+        store::add_to_linker::<InstanceState, HasKeyValue>(l, view)
+    }),
+    BuiltinInterface::new("wasi:keyvalue/atomics", |l| {
+        atomics::add_to_linker::<InstanceState, HasKeyValue>(l, view)
+    }),
+    BuiltinInterface::new("wasi:keyvalue/batch", |l| {
+        batch::add_to_linker::<InstanceState, HasKeyValue>(l, view)
+    }),
+];

@@ -1,0 +1,109 @@
+//! Built-in capabilities: the interfaces a `host` binding can name.
+//!
+//! Each capability is a module with the same shape: an `INTERFACES` table
+//! (interface name and how to link it) and, where it keeps state, a value
+//! prepared once per component version and cloned into each instance. The
+//! rest of the host sees only [`BuiltinInterface`], [`ComponentCapabilities`]
+//! and [`CapabilityStates`].
+
+mod config;
+mod http;
+pub mod keyvalue;
+mod logging;
+mod wasi;
+
+use std::sync::Arc;
+
+use wasmtime::component::Linker;
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_config::WasiConfigVariables;
+
+use crate::state::InstanceState;
+use keyvalue::{KeyValueBackend, MemoryStores};
+use trellis_control_api::Component;
+
+type LinkFn = fn(&mut Linker<InstanceState>) -> wasmtime::Result<()>;
+
+/// One interface the host implements itself.
+pub struct BuiltinInterface {
+    /// The interface name without version, e.g. `wasi:keyvalue/store`.
+    pub name: &'static str,
+    link: LinkFn,
+}
+
+impl BuiltinInterface {
+    const fn new(name: &'static str, link: LinkFn) -> Self {
+        BuiltinInterface { name, link }
+    }
+
+    /// Adds this interface's host functions to `linker`.
+    pub(crate) fn link(&self, linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
+        (self.link)(linker)
+    }
+}
+
+/// Every interface a `host` binding can satisfy.
+pub fn builtin_interfaces() -> impl Iterator<Item = &'static BuiltinInterface> {
+    [
+        wasi::INTERFACES,
+        http::INTERFACES,
+        config::INTERFACES,
+        logging::INTERFACES,
+        keyvalue::INTERFACES,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// The built-in implementation of `interface` (unversioned name), if there is one.
+pub fn find_builtin(interface: &str) -> Option<&'static BuiltinInterface> {
+    builtin_interfaces().find(|b| b.name == interface)
+}
+
+/// Host-wide services the built-in capabilities draw on.
+#[derive(Debug, Clone, Default)]
+pub struct HostServices {
+    /// In-memory keyvalue data, per workload.
+    pub memory_keyvalue: MemoryStores,
+}
+
+/// A component's capability settings, prepared once per workload version.
+pub(crate) struct ComponentCapabilities {
+    component: Component,
+    config: Arc<WasiConfigVariables>,
+    log: logging::LogSource,
+    keyvalue: Arc<dyn KeyValueBackend>,
+}
+
+/// One component's capability state inside one store.
+pub(crate) struct CapabilityStates {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) config: Arc<WasiConfigVariables>,
+    pub(crate) log: logging::LogSource,
+    pub(crate) keyvalue: Arc<dyn KeyValueBackend>,
+}
+
+impl ComponentCapabilities {
+    /// Resolves what `component` of `workload` needs from the host's services.
+    pub(crate) fn prepare(workload: &str, component: &Component, services: &HostServices) -> Self {
+        ComponentCapabilities {
+            component: component.clone(),
+            config: config::variables(component),
+            log: logging::LogSource {
+                workload: workload.into(),
+                component: component.name.as_str().into(),
+            },
+            keyvalue: services.memory_keyvalue.for_workload(workload),
+        }
+    }
+
+    /// Fresh per-instance state.
+    pub(crate) fn instantiate(&self) -> Result<CapabilityStates, String> {
+        Ok(CapabilityStates {
+            wasi: wasi::context(&self.component)?,
+            config: self.config.clone(),
+            log: self.log.clone(),
+            keyvalue: self.keyvalue.clone(),
+        })
+    }
+}

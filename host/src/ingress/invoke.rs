@@ -1,0 +1,161 @@
+//! Serving one HTTP request with a fresh instance of a component.
+
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use tracing::Instrument;
+use wasmtime::Trap;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p2::{WasiHttpView, hyper_request_error};
+
+use super::router::Target;
+use crate::Timeout;
+use crate::state::MemoryLimitExceeded;
+
+/// A plain-text response made by the host itself (routing and limit errors).
+pub(crate) fn text(status: StatusCode, message: impl Into<String>) -> Response<HyperOutgoingBody> {
+    let mut body = message.into();
+    body.push('\n');
+    let mut response = Response::new(
+        Full::new(body.into())
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Runs `req` through the target component; every failure becomes a response
+/// that says what went wrong, and nothing waits past the component's timeout.
+pub(crate) async fn invoke(target: Target, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
+    let workload = &target.workload;
+    let component = &workload.components[target.component];
+    let span = tracing::info_span!("http.request", workload = workload.name(), component = %component.name, method = %req.method(), path = %req.uri().path());
+    let who = format!(
+        "component `{}` of workload `{}`",
+        component.name,
+        workload.name()
+    );
+    let Some(proxy) = component.proxy.clone() else {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{who} is not an HTTP handler"),
+        );
+    };
+    let Ok(permit) = component.concurrency.clone().try_acquire_owned() else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{who} is at its concurrency limit of {}; retry later",
+                component.limits.concurrency
+            ),
+        );
+    };
+    let timeout = component.limits.timeout;
+    let mut store = match workload
+        .store_for(target.component)
+        .instrument(span.clone())
+        .await
+    {
+        Ok(store) => store,
+        Err(e) => return failure(&who, &e, timeout),
+    };
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let req = req.map(|body| body.map_err(hyper_request_error));
+    let resources = store
+        .data_mut()
+        .http()
+        .new_incoming_request(Scheme::Http, req)
+        .and_then(|req| {
+            let out = store.data_mut().http().new_response_outparam(sender)?;
+            Ok((req, out))
+        });
+    let (req, out) = match resources {
+        Ok(pair) => pair,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("bad request: {e:#}")),
+    };
+    let task = tokio::spawn(
+        async move {
+            // The permit is held until the guest is done, body streaming included.
+            let _permit = permit;
+            let proxy = proxy.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
+        }
+        .instrument(span),
+    );
+    match tokio::time::timeout(timeout, receiver).await {
+        Ok(Ok(Ok(response))) => response,
+        Ok(Ok(Err(code))) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{who} answered with an error: {code:?}"),
+        ),
+        Ok(Err(_)) => match task.await {
+            Ok(Err(e)) => failure(&who, &e, timeout),
+            Ok(Ok(())) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{who} returned without setting a response"),
+            ),
+            Err(e) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{who} failed: {e}"),
+            ),
+        },
+        Err(_) => {
+            task.abort();
+            tracing::warn!(workload = workload.name(), component = %component.name, ?timeout, "request timed out");
+            text(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("{who} exceeded its timeout of {}", human(timeout)),
+            )
+        }
+    }
+}
+
+/// Maps a guest failure to a status and a message that names the cause.
+fn failure(who: &str, e: &wasmtime::Error, timeout: Duration) -> Response<HyperOutgoingBody> {
+    tracing::warn!(error = format!("{e:#}"), "{who} failed");
+    if e.downcast_ref::<Timeout>().is_some() {
+        return text(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("{who} exceeded its timeout of {}", human(timeout)),
+        );
+    }
+    if let Some(limit) = e.downcast_ref::<MemoryLimitExceeded>() {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, limit.to_string());
+    }
+    if let Some(trap) = e.downcast_ref::<Trap>() {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{who} trapped: {trap}"),
+        );
+    }
+    let message = format!("{e:#}");
+    if message.contains("maximum concurrent") || message.contains("pooling allocator") {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("host is at capacity, {who} could not start: {message}"),
+        );
+    }
+    text(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("{who} failed: {}", e.root_cause()),
+    )
+}
+
+fn human(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}

@@ -1,0 +1,117 @@
+//! The Trellis host: runs workloads of WebAssembly components in wasmtime and
+//! serves their HTTP routes. Embed it in a binary, or run `trellis dev`.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use trellis_host::{Host, EngineSettings};
+//! use trellis_control_api::Workload;
+//!
+//! # async fn run() -> anyhow::Result<()> {
+//! let host = Host::new(EngineSettings::default())?;
+//! let file = Path::new("examples/counter/workload.yaml");
+//! let loaded = host.load(Workload::from_file(file)?, file).await?;
+//! host.run(loaded);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! host.serve(listener, std::future::pending()).await;
+//! # Ok(()) }
+//! ```
+#![deny(rustdoc::broken_intra_doc_links)]
+
+pub mod capabilities;
+pub mod dev;
+mod engine;
+mod ingress;
+mod state;
+mod workload;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+pub use engine::{EngineError, EngineSettings, HostEngine};
+pub use ingress::RouteInfo;
+pub use state::{InstanceState, MemoryLimitExceeded};
+pub use workload::LoadedWorkload;
+
+use capabilities::HostServices;
+use ingress::{RouteTable, SharedRoutes};
+use trellis_control_api::{ManifestError, Workload};
+
+/// The error a guest gets when its request outlives its timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("component `{component}` exceeded its timeout of {timeout:?}")]
+pub struct Timeout {
+    /// The component that ran too long.
+    pub component: String,
+    /// Its limit.
+    pub timeout: Duration,
+}
+
+/// A host: the engine, the running workloads and the routes into them.
+pub struct Host {
+    engine: HostEngine,
+    services: HostServices,
+    workloads: Mutex<BTreeMap<String, Arc<LoadedWorkload>>>,
+    routes: SharedRoutes,
+}
+
+impl Host {
+    /// A host with no workloads.
+    pub fn new(settings: EngineSettings) -> Result<Self, EngineError> {
+        Ok(Host {
+            engine: HostEngine::new(settings)?,
+            services: HostServices::default(),
+            workloads: Mutex::default(),
+            routes: Arc::new(RwLock::new(Arc::new(RouteTable::default()))),
+        })
+    }
+
+    /// Compiles and links `manifest` without running it; `file` names it in errors.
+    pub async fn load(
+        &self,
+        manifest: Workload,
+        file: &Path,
+    ) -> Result<Arc<LoadedWorkload>, ManifestError> {
+        LoadedWorkload::load(&self.engine, &self.services, manifest, file).await
+    }
+
+    /// Starts serving `workload`, replacing any running version of the same name.
+    /// Requests already in flight finish on the version they started on.
+    pub fn run(&self, workload: Arc<LoadedWorkload>) {
+        let mut workloads = self.workloads.lock().unwrap_or_else(|p| p.into_inner());
+        workloads.insert(workload.name().to_string(), workload);
+        self.publish(&workloads);
+    }
+
+    /// Stops serving the workload called `name`; false if there was none.
+    pub fn stop(&self, name: &str) -> bool {
+        let mut workloads = self.workloads.lock().unwrap_or_else(|p| p.into_inner());
+        let removed = workloads.remove(name).is_some();
+        self.publish(&workloads);
+        removed
+    }
+
+    /// Every route, in match order.
+    pub fn routes(&self) -> Vec<RouteInfo> {
+        self.routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .routes()
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` resolves, then drains in-flight requests.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        ingress::serve(listener, self.routes.clone(), shutdown).await
+    }
+
+    fn publish(&self, workloads: &BTreeMap<String, Arc<LoadedWorkload>>) {
+        let table = Arc::new(RouteTable::new(workloads.values()));
+        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = table;
+    }
+}

@@ -1,0 +1,37 @@
+//! Reading and compiling a component file, with errors that say what the file is.
+
+use std::path::Path;
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Layer bytes of the binary header: `0x01 0x00` is a core module, `0x01 0x00` after
+/// version `0x0d` is a component.
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
+
+/// Reads `path` and compiles it; binary components and component text are accepted.
+pub(crate) fn compile(engine: &Engine, path: &Path) -> Result<Component, String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    match bytes.get(..8) {
+        Some(header) if header.starts_with(WASM_MAGIC) && header[4..8] == [1, 0, 0, 0] => {
+            return Err(format!(
+                "`{}` is a core WebAssembly module, not a component (hint: wrap it with `wasm-tools component new`)",
+                path.display()
+            ));
+        }
+        _ if std::str::from_utf8(&bytes).is_err() => {
+            return Err(format!(
+                "`{}` is not WebAssembly: it has no `\\0asm` header",
+                path.display()
+            ));
+        }
+        _ => {} // Text: let the component-text parser speak.
+    }
+    Component::new(engine, &bytes).map_err(|e| {
+        format!(
+            "`{}` is not a valid WebAssembly component: {e:#}",
+            path.display()
+        )
+    })
+}

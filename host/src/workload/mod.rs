@@ -1,0 +1,240 @@
+//! Workloads: a manifest turned into compiled, linked, pre-instantiated components.
+//!
+//! Loading is done once per workload version and fails whole, with every
+//! problem named; serving a request only instantiates from what was prepared.
+
+mod compile;
+mod links;
+mod resolve;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use wasmtime::component::InstancePre;
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::capabilities::{ComponentCapabilities, HostServices};
+use crate::engine::HostEngine;
+use crate::state::{InstanceState, Slot};
+use trellis_control_api::{
+    BindingTarget, ComponentSource, Diagnostic, Limits, ManifestError, Workload,
+};
+
+/// The export that makes a component an HTTP handler.
+const HTTP_HANDLER: &str = "wasi:http/incoming-handler";
+
+/// A workload version, ready to serve.
+pub struct LoadedWorkload {
+    /// The manifest it was loaded from.
+    pub manifest: Workload,
+    pub(crate) components: Vec<LoadedComponent>,
+}
+
+/// One component of a loaded workload.
+pub(crate) struct LoadedComponent {
+    pub(crate) name: String,
+    pub(crate) limits: Limits,
+    pre: InstancePre<InstanceState>,
+    pub(crate) proxy: Option<ProxyPre<InstanceState>>,
+    caps: ComponentCapabilities,
+    /// Components to instantiate before this one, dependencies first.
+    plan: Vec<usize>,
+    pub(crate) concurrency: Arc<Semaphore>,
+}
+
+impl LoadedWorkload {
+    /// Compiles, links and pre-instantiates every component of `manifest`.
+    /// `file` names the manifest in errors.
+    pub async fn load(
+        engine: &HostEngine,
+        services: &HostServices,
+        manifest: Workload,
+        file: &Path,
+    ) -> Result<Arc<LoadedWorkload>, ManifestError> {
+        let engine = engine.clone();
+        let services = services.clone();
+        let file = file.to_path_buf();
+        // Compilation is CPU-bound: keep it off the request threads.
+        tokio::task::spawn_blocking(move || prepare(&engine, &services, manifest, &file))
+            .await
+            .unwrap_or_else(|e| {
+                Err(ManifestError::new(
+                    Path::new("<loader>"),
+                    vec![Diagnostic::new(
+                        Default::default(),
+                        format!("loader panicked: {e}"),
+                    )],
+                ))
+            })
+    }
+
+    /// The workload's name.
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    /// Index of the component called `name`.
+    pub(crate) fn component_index(&self, name: &str) -> Option<usize> {
+        self.components.iter().position(|c| c.name == name)
+    }
+
+    /// A store for one request to `entry`, with its links instantiated and its
+    /// deadline set. The caller instantiates `entry` itself.
+    pub(crate) async fn store_for(&self, entry: usize) -> wasmtime::Result<Store<InstanceState>> {
+        let component = &self.components[entry];
+        let mut slots = Vec::with_capacity(self.components.len());
+        for c in &self.components {
+            slots.push(Slot {
+                caps: c.caps.instantiate().map_err(wasmtime::Error::msg)?,
+                memory_limit: c.limits.memory,
+                name: c.name.clone(),
+                instance: None,
+            });
+        }
+        let mut store = Store::new(component.pre.engine(), InstanceState::new(slots, entry));
+        store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
+        let deadline = tokio::time::Instant::now() + component.limits.timeout;
+        let name = component.name.clone();
+        let timeout = component.limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(wasmtime::Error::from(crate::Timeout {
+                    component: name.clone(),
+                    timeout,
+                }));
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        for &dep in &component.plan {
+            store.data_mut().enter(dep);
+            let instance = self.components[dep]
+                .pre
+                .instantiate_async(&mut store)
+                .await?;
+            if let Some(slot) = store.data_mut().slot_mut(dep) {
+                slot.instance = Some(instance);
+            }
+        }
+        store.data_mut().enter(entry);
+        Ok(store)
+    }
+}
+
+fn prepare(
+    engine: &HostEngine,
+    services: &HostServices,
+    manifest: Workload,
+    file: &Path,
+) -> Result<Arc<LoadedWorkload>, ManifestError> {
+    let fail = |diagnostics| ManifestError::new(file, diagnostics);
+    let mut diagnostics = Vec::new();
+    let max_memory = engine.settings().max_instance_memory;
+    let mut compiled = Vec::new();
+    for spec in &manifest.components {
+        if spec.limits.memory > max_memory {
+            diagnostics.push(Diagnostic::new(spec.pos, format!(
+                "component `{}` asks for {} MiB of memory; this host allows at most {} MiB per instance",
+                spec.name, spec.limits.memory >> 20, max_memory >> 20
+            )));
+        }
+        let ComponentSource::File(path) = &spec.source;
+        match compile::compile(engine.engine(), path) {
+            Ok(component) => compiled.push(resolve::Compiled { spec, component }),
+            Err(message) => diagnostics.push(Diagnostic::new(
+                spec.pos,
+                format!("component `{}`: {message}", spec.name),
+            )),
+        }
+    }
+    if !diagnostics.is_empty() {
+        return Err(fail(diagnostics));
+    }
+    let mut components = Vec::new();
+    for (index, c) in compiled.iter().enumerate() {
+        let linker = resolve::linker_for(engine.engine(), &compiled, index, &mut diagnostics);
+        let pre = match linker.instantiate_pre(&c.component) {
+            Ok(pre) => pre,
+            Err(e) => {
+                if diagnostics.is_empty() {
+                    diagnostics.push(Diagnostic::new(
+                        c.spec.pos,
+                        format!("component `{}` cannot be linked: {e:#}", c.spec.name),
+                    ));
+                }
+                continue;
+            }
+        };
+        let proxy = c
+            .component
+            .component_type()
+            .exports(engine.engine())
+            .any(|(name, _)| name.starts_with(HTTP_HANDLER));
+        let proxy = match proxy.then(|| ProxyPre::new(pre.clone())).transpose() {
+            Ok(proxy) => proxy,
+            Err(e) => {
+                diagnostics.push(Diagnostic::new(
+                    c.spec.pos,
+                    format!(
+                        "component `{}` exports `{HTTP_HANDLER}` of an unsupported version: {e:#}",
+                        c.spec.name
+                    ),
+                ));
+                None
+            }
+        };
+        components.push(LoadedComponent {
+            name: c.spec.name.clone(),
+            limits: c.spec.limits,
+            pre,
+            proxy,
+            caps: ComponentCapabilities::prepare(&manifest.name, c.spec, services),
+            plan: link_plan(&manifest, index),
+            concurrency: Arc::new(Semaphore::new(c.spec.limits.concurrency as usize)),
+        });
+    }
+    for route in &manifest.routes {
+        let handles_http = components
+            .iter()
+            .any(|c| c.name == route.component && c.proxy.is_some());
+        if !handles_http && components.len() == manifest.components.len() {
+            diagnostics.push(
+                Diagnostic::new(
+                    route.pos,
+                    format!(
+                        "route goes to component `{}`, which does not export `{HTTP_HANDLER}`",
+                        route.component
+                    ),
+                )
+                .with_hint("route only to components built for the wasi:http/proxy world"),
+            );
+        }
+    }
+    if !diagnostics.is_empty() {
+        return Err(fail(diagnostics));
+    }
+    Ok(Arc::new(LoadedWorkload {
+        manifest,
+        components,
+    }))
+}
+
+/// The components `entry` links to, transitively, dependencies first.
+fn link_plan(manifest: &Workload, entry: usize) -> Vec<usize> {
+    fn visit(manifest: &Workload, index: usize, out: &mut Vec<usize>) {
+        for binding in &manifest.components[index].bindings {
+            if let BindingTarget::Component { name } = &binding.target
+                && let Some(t) = manifest.components.iter().position(|c| &c.name == name)
+                && !out.contains(&t)
+            {
+                visit(manifest, t, out);
+                out.push(t);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    visit(manifest, entry, &mut out);
+    out
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `trellis` binary, real sockets, real components.
+
+mod bad_input;
+mod embedding;
+mod limits;
+mod reload;
+mod serving;
+mod support;

@@ -1,0 +1,74 @@
+//! `trellis dev` reloads on change and shuts down gracefully.
+
+use std::time::Duration;
+
+use crate::support::{Dev, TestResult, get, repo, scratch};
+
+fn manifest(path: &str, hello: &str) -> String {
+    format!(
+        "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: live\ncomponents:\n  web:\n    source: {hello}\n    bindings: {{wasi:*: host}}\nroutes:\n  - {{component: web, path: {path}}}\n"
+    )
+}
+
+async fn wait_for(addr: std::net::SocketAddr, path: &str, status: u16) -> Result<(), String> {
+    for _ in 0..100 {
+        if get(addr, "localhost", path).await.map(|r| r.status).ok() == Some(status) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("{path} never answered {status}"))
+}
+
+#[tokio::test]
+async fn edits_reload_and_broken_versions_keep_the_old_one() -> TestResult {
+    let dir = scratch("reload")?;
+    let hello = repo()
+        .join("tests/components/hello.wat")
+        .display()
+        .to_string();
+    let file = dir.join("workload.yaml");
+    std::fs::write(&file, manifest("/one", &hello))?;
+    let dev = Dev::start(&file)?;
+    assert_eq!(get(dev.addr, "localhost", "/one").await?.status, 200);
+
+    std::fs::write(&file, manifest("/two", &hello))?;
+    wait_for(dev.addr, "/two", 200).await?;
+    assert_eq!(get(dev.addr, "localhost", "/one").await?.status, 404);
+
+    std::fs::write(
+        &file,
+        "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: live\ncomponents: {web: {sorce: x}}\n",
+    )?;
+    let mut reported = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if dev
+            .stderr()
+            .contains("reload failed, still serving the previous version of `live`")
+        {
+            reported = true;
+            break;
+        }
+    }
+    assert!(reported, "the broken version was not reported");
+    assert_eq!(get(dev.addr, "localhost", "/two").await?.status, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish() -> TestResult {
+    let dev = Dev::start(&repo().join("tests/manifests/limits.yaml"))?;
+    let addr = dev.addr;
+    // The loop request takes its whole 1s timeout; SIGTERM arrives in the middle.
+    let in_flight = tokio::spawn(async move {
+        get(addr, "localhost", "/loop")
+            .await
+            .map_err(|e| e.to_string())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = tokio::task::spawn_blocking(move || dev.terminate()).await??;
+    assert!(status.success(), "trellis exited with {status}");
+    assert_eq!(in_flight.await??.status, 504);
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Test harness: a real `trellis` process on a free port, and a small HTTP client.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A `trellis dev` process, killed on drop. Its stderr is collected.
+pub struct Dev {
+    child: Child,
+    pub addr: SocketAddr,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Dev {
+    /// Starts `trellis dev TARGET --listen 127.0.0.1:0` and waits until it serves.
+    pub fn start(target: &Path) -> Result<Dev, String> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_trellis"))
+            .args(["dev", "--listen", "127.0.0.1:0"])
+            .arg(target)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start trellis: {e}"))?;
+        let stderr = collect(child.stderr.take());
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("http://").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(addr) => Ok(Dev {
+                child,
+                addr: addr.parse().map_err(|e| format!("{e}: {addr}"))?,
+                stderr,
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!(
+                    "trellis dev did not start:\n{}",
+                    stderr.try_iter().collect::<Vec<_>>().join("\n")
+                ))
+            }
+        }
+    }
+
+    /// Everything the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.try_iter().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> Result<std::process::ExitStatus, String> {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .map_err(|e| e.to_string())?;
+        self.child.wait().map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn collect(stream: Option<std::process::ChildStderr>) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    if let Some(stream) = stream {
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    rx
+}
+
+/// Runs `trellis dev TARGET` expecting it to refuse to start; returns its stderr.
+pub fn refused(target: &Path) -> Result<String, String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(["dev", "--listen", "127.0.0.1:0"])
+        .arg(target)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        return Err("trellis dev started on bad input".into());
+    }
+    Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A response as tests see it.
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+}
+
+/// GET `path` over HTTP/1.1 with the given Host header.
+pub async fn get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+) -> Result<Reply, Box<dyn std::error::Error>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let req = hyper::Request::get(path)
+        .header("host", host)
+        .body(Empty::<Bytes>::new())?;
+    read(sender.send_request(req).await?).await
+}
+
+/// GET `path` over h2c (HTTP/2 with prior knowledge) on one new connection.
+pub async fn get_h2(addr: SocketAddr, path: &str) -> Result<Reply, Box<dyn std::error::Error>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let req = hyper::Request::get(format!("http://{addr}{path}")).body(Empty::<Bytes>::new())?;
+    read(sender.send_request(req).await?).await
+}
+
+async fn read(
+    resp: hyper::Response<hyper::body::Incoming>,
+) -> Result<Reply, Box<dyn std::error::Error>> {
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok(Reply {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// A fresh scratch folder under the target directory.
+pub fn scratch(name: &str) -> Result<PathBuf, std::io::Error> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
