@@ -4,15 +4,8 @@ use std::time::Duration;
 
 /// Parses `512KiB`, `64MiB`, `1GiB`, `10MB` or a plain byte count.
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size"))?;
-    let multiplier: u64 = match unit.trim() {
+    let (number, unit) = split_number(text, "size")?;
+    let multiplier: u64 = match unit {
         "" | "B" => 1,
         "KiB" => 1 << 10,
         "MiB" => 1 << 20,
@@ -24,25 +17,31 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     };
     number
         .checked_mul(multiplier)
-        .ok_or_else(|| format!("`{text}` is too large"))
+        .ok_or_else(|| format!("`{}` is too large", text.trim()))
 }
 
-/// Parses `250ms`, `5s`, `2m` or `1h`; a bare number is refused as ambiguous.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+/// Splits `64MiB` into `(64, "MiB")`; `what` names the kind of value in errors.
+fn split_number<'a>(text: &'a str, what: &str) -> Result<(u64, &'a str), String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let number: u64 = digits
+    let number = digits
         .parse()
-        .map_err(|_| format!("`{text}` is not a duration"))?;
+        .map_err(|_| format!("`{text}` is not a {what}"))?;
+    Ok((number, unit.trim()))
+}
+
+/// Parses `250ms`, `5s`, `2m` or `1h`; a bare number is refused as ambiguous.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = split_number(text, "duration")?;
     match unit {
         "ms" => Ok(Duration::from_millis(number)),
         "s" => Ok(Duration::from_secs(number)),
         "m" => Ok(Duration::from_secs(number.saturating_mul(60))),
         "h" => Ok(Duration::from_secs(number.saturating_mul(3600))),
-        "" => Err(format!("`{text}` has no unit")),
+        "" => Err(format!("`{}` has no unit", text.trim())),
         other => Err(format!("unknown duration unit `{other}`")),
     }
 }
