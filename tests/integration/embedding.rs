@@ -1,7 +1,5 @@
 //! The host as a library: several workloads behind one listener.
 
-use std::path::Path;
-
 use trellis_control_api::Workload;
 use trellis_host::{EngineSettings, Host};
 
@@ -41,6 +39,5 @@ async fn two_workloads_share_a_host_and_one_failing_does_not_disturb_the_other()
     assert_eq!(get(addr, "localhost", "/hello").await?.status, 200);
     let _ = stop.send(());
     server.await?;
-    let _ = Path::new("");
     Ok(())
 }
