@@ -6,7 +6,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tracing::Instrument;
-use wasmtime::Trap;
+use wasmtime::{PoolConcurrencyLimitError, Trap};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::p2::{WasiHttpView, hyper_request_error};
@@ -139,11 +139,13 @@ fn failure(who: &str, e: &wasmtime::Error, timeout: Duration) -> Response<HyperO
             format!("{who} trapped: {trap}"),
         );
     }
-    let message = format!("{e:#}");
-    if message.contains("maximum concurrent") || message.contains("pooling allocator") {
+    let pool_full = e
+        .chain()
+        .any(|cause| cause.downcast_ref::<PoolConcurrencyLimitError>().is_some());
+    if pool_full {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("host is at capacity, {who} could not start: {message}"),
+            format!("host is at capacity, {who} could not start: {e:#}"),
         );
     }
     text(

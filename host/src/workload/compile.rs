@@ -5,8 +5,8 @@ use std::path::Path;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// Layer bytes of the binary header: `0x01 0x00` is a core module, `0x01 0x00` after
-/// version `0x0d` is a component.
+/// Every binary starts with this; the next four bytes are `01 00 00 00` for a core
+/// module and `0d 00 01 00` for a component.
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 
 /// Reads `path` and compiles it; binary components and component text are accepted.
