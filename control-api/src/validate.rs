@@ -16,7 +16,11 @@ pub(crate) fn check(workload: &Workload, d: &mut Decoder) {
         .iter()
         .map(|c| c.name.as_str())
         .collect();
-    let known = names.iter().copied().collect::<Vec<_>>().join(", ");
+    let known = if names.is_empty() {
+        "none are declared".to_string()
+    } else {
+        names.iter().copied().collect::<Vec<_>>().join(", ")
+    };
     for route in &workload.routes {
         if !names.contains(route.component.as_str()) {
             d.report(

@@ -3,6 +3,7 @@
 mod bad_input;
 mod embedding;
 mod limits;
+mod python;
 mod reload;
 mod serving;
 mod support;

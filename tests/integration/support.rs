@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
@@ -122,12 +122,33 @@ pub async fn get(
     host: &str,
     path: &str,
 ) -> Result<Reply, Box<dyn std::error::Error>> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
     let req = hyper::Request::get(path)
         .header("host", host)
         .body(Empty::<Bytes>::new())?;
+    send(addr, req).await
+}
+
+/// POST `body` to `path` over HTTP/1.1.
+pub async fn post(
+    addr: SocketAddr,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<Reply, Box<dyn std::error::Error>> {
+    let req = hyper::Request::post(path)
+        .header("host", "localhost")
+        .body(Full::new(Bytes::from(body)))?;
+    send(addr, req).await
+}
+
+async fn send<B>(addr: SocketAddr, req: hyper::Request<B>) -> Result<Reply, Box<dyn std::error::Error>>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
     read(sender.send_request(req).await?).await
 }
 

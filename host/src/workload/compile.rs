@@ -20,6 +20,7 @@ pub(crate) fn compile(engine: &Engine, path: &Path) -> Result<Component, String>
                 path.display()
             ));
         }
+        Some(header) if header.starts_with(WASM_MAGIC) => {} // A binary component.
         _ if std::str::from_utf8(&bytes).is_err() => {
             return Err(format!(
                 "`{}` is not WebAssembly: it has no `\\0asm` header",
