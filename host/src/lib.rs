@@ -33,7 +33,7 @@ use std::time::Duration;
 pub use engine::{EngineError, EngineSettings, HostEngine};
 pub use ingress::RouteInfo;
 pub use state::{InstanceState, MemoryLimitExceeded};
-pub use workload::LoadedWorkload;
+pub use workload::{LoadedWorkload, ProbeError};
 
 use capabilities::HostServices;
 use ingress::{RouteTable, SharedRoutes};

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `trellis` binary, real sockets, real components.
 
 mod bad_input;
+mod blobstore;
 mod embedding;
 mod limits;
 mod python;

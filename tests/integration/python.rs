@@ -4,10 +4,11 @@ use std::process::Command;
 
 use crate::support::{Dev, TestResult, get, post, repo, scratch};
 
-/// Builds (or finds cached) the Python component; the script installs componentize-py.
-fn python_component() -> Result<std::path::PathBuf, String> {
+/// Builds (or finds cached) the Python component `name`; the script installs componentize-py.
+pub fn python_component(name: &str) -> Result<std::path::PathBuf, String> {
     let script = repo().join("tests/components/python/build");
     let out = Command::new(&script)
+        .arg(name)
         .output()
         .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
     if !out.status.success() {
@@ -23,7 +24,7 @@ fn python_component() -> Result<std::path::PathBuf, String> {
 
 #[tokio::test]
 async fn a_componentize_py_component_serves_http_bare_and_configured() -> TestResult {
-    let wasm = python_component()?;
+    let wasm = python_component("hello")?;
 
     let bare = Dev::start(&wasm)?;
     let reply = get(bare.addr, "localhost", "/from/python?q=1").await?;

@@ -140,7 +140,30 @@ pub async fn post(
     send(addr, req).await
 }
 
-async fn send<B>(addr: SocketAddr, req: hyper::Request<B>) -> Result<Reply, Box<dyn std::error::Error>>
+/// PUT `body` to `path` over HTTP/1.1.
+pub async fn put(
+    addr: SocketAddr,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<Reply, Box<dyn std::error::Error>> {
+    let req = hyper::Request::put(path)
+        .header("host", "localhost")
+        .body(Full::new(Bytes::from(body)))?;
+    send(addr, req).await
+}
+
+/// DELETE `path` over HTTP/1.1.
+pub async fn delete(addr: SocketAddr, path: &str) -> Result<Reply, Box<dyn std::error::Error>> {
+    let req = hyper::Request::delete(path)
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())?;
+    send(addr, req).await
+}
+
+async fn send<B>(
+    addr: SocketAddr,
+    req: hyper::Request<B>,
+) -> Result<Reply, Box<dyn std::error::Error>>
 where
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,

@@ -6,6 +6,7 @@
 //! rest of the host sees only [`BuiltinInterface`], [`ComponentCapabilities`]
 //! and [`CapabilityStates`].
 
+pub mod blobstore;
 mod config;
 mod http;
 pub mod keyvalue;
@@ -19,6 +20,7 @@ use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_config::WasiConfigVariables;
 
 use crate::state::InstanceState;
+use blobstore::{BlobstoreBackend, MemoryBlobstores};
 use keyvalue::{KeyValueBackend, MemoryStores};
 use trellis_control_api::Component;
 
@@ -50,6 +52,7 @@ pub fn builtin_interfaces() -> impl Iterator<Item = &'static BuiltinInterface> {
         config::INTERFACES,
         logging::INTERFACES,
         keyvalue::INTERFACES,
+        blobstore::INTERFACES,
     ]
     .into_iter()
     .flatten()
@@ -65,6 +68,8 @@ pub fn find_builtin(interface: &str) -> Option<&'static BuiltinInterface> {
 pub struct HostServices {
     /// In-memory keyvalue data, per workload.
     pub memory_keyvalue: MemoryStores,
+    /// In-memory blobstore containers, per workload.
+    pub memory_blobstore: MemoryBlobstores,
 }
 
 /// A component's capability settings, prepared once per workload version.
@@ -73,6 +78,7 @@ pub(crate) struct ComponentCapabilities {
     config: Arc<WasiConfigVariables>,
     log: logging::LogSource,
     keyvalue: Arc<dyn KeyValueBackend>,
+    blobstore: Arc<dyn BlobstoreBackend>,
 }
 
 /// One component's capability state inside one store.
@@ -81,6 +87,7 @@ pub(crate) struct CapabilityStates {
     pub(crate) config: Arc<WasiConfigVariables>,
     pub(crate) log: logging::LogSource,
     pub(crate) keyvalue: Arc<dyn KeyValueBackend>,
+    pub(crate) blobstore: Arc<dyn BlobstoreBackend>,
 }
 
 impl ComponentCapabilities {
@@ -94,6 +101,7 @@ impl ComponentCapabilities {
                 component: component.name.as_str().into(),
             },
             keyvalue: services.memory_keyvalue.for_workload(workload),
+            blobstore: services.memory_blobstore.for_workload(workload),
         }
     }
 
@@ -104,6 +112,7 @@ impl ComponentCapabilities {
             config: self.config.clone(),
             log: self.log.clone(),
             keyvalue: self.keyvalue.clone(),
+            blobstore: self.blobstore.clone(),
         })
     }
 }

@@ -25,6 +25,22 @@ use trellis_control_api::{
 /// The export that makes a component an HTTP handler.
 const HTTP_HANDLER: &str = "wasi:http/incoming-handler";
 
+/// Why a [`LoadedWorkload::probe`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The workload has no component of that name.
+    #[error("the workload has no component `{0}`")]
+    NoSuchComponent(String),
+    /// The component did not instantiate.
+    #[error("component `{component}` failed to instantiate: {message}")]
+    Instantiate {
+        /// The component probed.
+        component: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
 /// A workload version, ready to serve.
 pub struct LoadedWorkload {
     /// The manifest it was loaded from.
@@ -78,6 +94,26 @@ impl LoadedWorkload {
     /// Index of the component called `name`.
     pub(crate) fn component_index(&self, name: &str) -> Option<usize> {
         self.components.iter().position(|c| c.name == name)
+    }
+
+    /// Instantiates `component` and everything it links to exactly as a request
+    /// would, then drops the instance: proves the component starts on this host
+    /// (a readiness check) and lets benchmarks time the per-request cost.
+    pub async fn probe(&self, component: &str) -> Result<(), ProbeError> {
+        let index = self
+            .component_index(component)
+            .ok_or_else(|| ProbeError::NoSuchComponent(component.to_string()))?;
+        let failed = |e: wasmtime::Error| ProbeError::Instantiate {
+            component: component.to_string(),
+            message: format!("{e:#}"),
+        };
+        let mut store = self.store_for(index).await.map_err(failed)?;
+        self.components[index]
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(failed)?;
+        Ok(())
     }
 
     /// A store for one request to `entry`, with its links instantiated and its

@@ -1,0 +1,172 @@
+//! What every benchmark needs: servers as child processes, a load generator, and a
+//! report that prints Trellis beside its anchor with the ratio.
+
+#![allow(dead_code)] // Each bench binary uses a different part.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// A server process, killed on drop.
+pub struct Server {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `trellis dev TARGET` on a free port; waits for the address it prints.
+pub fn trellis_dev(target: &Path) -> Result<Server> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(["dev", "--listen", "127.0.0.1:0"])
+        .arg(target)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start trellis")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let addr = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| line.split("http://").nth(1).map(|a| a.trim().to_string()))
+        .context("trellis dev exited before serving")?;
+    Ok(Server {
+        child,
+        addr: addr.parse()?,
+    })
+}
+
+/// Starts `wasmtime serve WASM` on a free port; waits until it accepts connections.
+pub fn wasmtime_serve(wasm: &Path) -> Result<Server> {
+    let addr = free_port()?;
+    let child = Command::new("wasmtime")
+        .args(["serve", "--addr", &addr.to_string()])
+        .arg(wasm)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start `wasmtime` (scripts/bench installs wasmtime-cli 48.0.8)")?;
+    let server = Server { child, addr };
+    wait_for_port(addr, Duration::from_secs(60))?;
+    Ok(server)
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// Waits until something accepts connections on `addr`.
+pub fn wait_for_port(addr: SocketAddr, limit: Duration) -> Result<()> {
+    let start = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        if start.elapsed() > limit {
+            bail!("nothing listens on {addr} after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// One load run's figures.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    /// Requests per second.
+    pub rps: f64,
+    /// Median latency.
+    pub p50: Duration,
+    /// 99th percentile latency.
+    pub p99: Duration,
+    /// Responses that were not 2xx/3xx, plus socket errors.
+    pub errors: u64,
+}
+
+/// Runs wrk against `url` for `seconds` with `connections` connections on one thread.
+pub fn wrk(url: &str, seconds: u64, connections: u32) -> Result<Load> {
+    let out = Command::new("wrk")
+        .args(["-t1", "--latency"])
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{seconds}s"))
+        .arg(url)
+        .output()
+        .context("cannot run `wrk` (scripts/bench installs it)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    }
+    parse_wrk(&text).with_context(|| format!("cannot read wrk's report:\n{text}"))
+}
+
+fn parse_wrk(text: &str) -> Option<Load> {
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix).map(str::trim))
+    };
+    let rps = field("Requests/sec:")?.parse().ok()?;
+    let p50 = wrk_duration(field("50%")?)?;
+    let p99 = wrk_duration(field("99%")?)?;
+    let non_2xx: u64 = field("Non-2xx or 3xx responses:")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let socket: u64 = field("Socket errors:")
+        .map(|l| {
+            l.split(',')
+                .filter_map(|part| part.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Some(Load {
+        rps,
+        p50,
+        p99,
+        errors: non_2xx + socket,
+    })
+}
+
+/// wrk prints `812.00us`, `1.23ms` or `2.01s`.
+fn wrk_duration(s: &str) -> Option<Duration> {
+    let (number, scale) = if let Some(n) = s.strip_suffix("us") {
+        (n, 1e-6)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else {
+        return None;
+    };
+    Some(Duration::from_secs_f64(number.parse::<f64>().ok()? * scale))
+}
+
+/// The median of `values` by `key`.
+pub fn median<T: Copy>(values: &[T], key: impl Fn(&T) -> f64) -> f64 {
+    let mut keys: Vec<f64> = values.iter().map(key).collect();
+    keys.sort_by(f64::total_cmp);
+    keys.get(keys.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Prints one comparison line: Trellis, its anchor, and Trellis ÷ anchor.
+pub fn compare(what: &str, unit: &str, trellis: f64, anchor: f64) {
+    println!(
+        "{what:<34} trellis {trellis:>10.1} {unit:<6} anchor {anchor:>10.1} {unit:<6} ratio {:.2}x",
+        trellis / anchor
+    );
+}
+
+/// Reads a numeric setting from the environment.
+pub fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

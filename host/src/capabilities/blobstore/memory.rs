@@ -1,0 +1,222 @@
+//! The in-memory blobstore backend for development: one per workload, kept
+//! across reloads of that workload so objects survive an edit.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use super::{
+    BlobstoreBackend, BlobstoreError, ContainerMetadata, ObjectId, ObjectMetadata, byte_range,
+};
+
+/// One stored object.
+#[derive(Debug, Clone)]
+struct Object {
+    data: Bytes,
+    created_at: u64,
+}
+
+/// One container: its creation time and its objects by name.
+#[derive(Debug)]
+struct Bucket {
+    created_at: u64,
+    objects: BTreeMap<String, Object>,
+}
+
+type Containers = HashMap<String, Bucket>;
+
+/// One workload's containers, in memory.
+#[derive(Debug, Default)]
+pub struct MemoryBlobstore {
+    containers: Mutex<Containers>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn missing(name: &str) -> BlobstoreError {
+    BlobstoreError(format!("container `{name}` does not exist"))
+}
+
+fn container<'a>(all: &'a mut Containers, name: &str) -> Result<&'a mut Bucket, BlobstoreError> {
+    all.get_mut(name).ok_or_else(|| missing(name))
+}
+
+fn find_object(all: &mut Containers, id: &ObjectId) -> Result<Object, BlobstoreError> {
+    container(all, &id.container)?
+        .objects
+        .get(&id.object)
+        .cloned()
+        .ok_or_else(|| {
+            BlobstoreError(format!(
+                "object `{}` does not exist in container `{}`",
+                id.object, id.container
+            ))
+        })
+}
+
+impl MemoryBlobstore {
+    fn lock(&self) -> MutexGuard<'_, Containers> {
+        // A panic while holding the lock cannot leave a map half-updated.
+        self.containers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Copies `src` to `dest` under one lock, removing `src` if `remove` is set.
+    fn transfer(
+        &self,
+        src: &ObjectId,
+        dest: &ObjectId,
+        remove: bool,
+    ) -> Result<(), BlobstoreError> {
+        let mut all = self.lock();
+        let obj = find_object(&mut all, src)?;
+        let created_at = now();
+        container(&mut all, &dest.container)?
+            .objects
+            .insert(dest.object.clone(), Object { created_at, ..obj });
+        let same = src.container == dest.container && src.object == dest.object;
+        if remove && !same {
+            container(&mut all, &src.container)?
+                .objects
+                .remove(&src.object);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobstoreBackend for MemoryBlobstore {
+    async fn create_container(&self, name: &str) -> Result<ContainerMetadata, BlobstoreError> {
+        let mut all = self.lock();
+        if all.contains_key(name) {
+            return Err(BlobstoreError(format!("container `{name}` already exists")));
+        }
+        let created_at = now();
+        all.insert(
+            name.to_string(),
+            Bucket {
+                created_at,
+                objects: BTreeMap::new(),
+            },
+        );
+        Ok(ContainerMetadata {
+            name: name.to_string(),
+            created_at,
+        })
+    }
+
+    async fn container_info(&self, name: &str) -> Result<ContainerMetadata, BlobstoreError> {
+        let created_at = container(&mut self.lock(), name)?.created_at;
+        Ok(ContainerMetadata {
+            name: name.to_string(),
+            created_at,
+        })
+    }
+
+    async fn delete_container(&self, name: &str) -> Result<(), BlobstoreError> {
+        self.lock()
+            .remove(name)
+            .map(drop)
+            .ok_or_else(|| missing(name))
+    }
+
+    async fn container_exists(&self, name: &str) -> Result<bool, BlobstoreError> {
+        Ok(self.lock().contains_key(name))
+    }
+
+    async fn list_objects(&self, name: &str) -> Result<Vec<String>, BlobstoreError> {
+        Ok(container(&mut self.lock(), name)?
+            .objects
+            .keys()
+            .cloned()
+            .collect())
+    }
+
+    async fn object_info(
+        &self,
+        name: &str,
+        object: &str,
+    ) -> Result<Option<ObjectMetadata>, BlobstoreError> {
+        let mut all = self.lock();
+        Ok(container(&mut all, name)?
+            .objects
+            .get(object)
+            .map(|o| ObjectMetadata {
+                name: object.to_string(),
+                container: name.to_string(),
+                created_at: o.created_at,
+                size: o.data.len() as u64,
+            }))
+    }
+
+    async fn read_object(
+        &self,
+        name: &str,
+        object: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Bytes, BlobstoreError> {
+        let id = ObjectId {
+            container: name.to_string(),
+            object: object.to_string(),
+        };
+        let data = find_object(&mut self.lock(), &id)?.data;
+        Ok(data.slice(byte_range(object, data.len(), start, end)?))
+    }
+
+    async fn write_object(
+        &self,
+        name: &str,
+        object: &str,
+        data: Bytes,
+    ) -> Result<(), BlobstoreError> {
+        let created_at = now();
+        container(&mut self.lock(), name)?
+            .objects
+            .insert(object.to_string(), Object { data, created_at });
+        Ok(())
+    }
+
+    async fn delete_objects(&self, name: &str, objects: &[String]) -> Result<(), BlobstoreError> {
+        let mut all = self.lock();
+        let bucket = container(&mut all, name)?;
+        for object in objects {
+            bucket.objects.remove(object);
+        }
+        Ok(())
+    }
+
+    async fn clear(&self, name: &str) -> Result<(), BlobstoreError> {
+        container(&mut self.lock(), name)?.objects.clear();
+        Ok(())
+    }
+
+    async fn copy_object(&self, src: &ObjectId, dest: &ObjectId) -> Result<(), BlobstoreError> {
+        self.transfer(src, dest, false)
+    }
+
+    async fn move_object(&self, src: &ObjectId, dest: &ObjectId) -> Result<(), BlobstoreError> {
+        self.transfer(src, dest, true)
+    }
+}
+
+/// The in-memory blobstores of every workload on a host, by workload name.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryBlobstores {
+    stores: Arc<Mutex<HashMap<String, Arc<MemoryBlobstore>>>>,
+}
+
+impl MemoryBlobstores {
+    /// The blobstore of `workload`, created on first use.
+    pub fn for_workload(&self, workload: &str) -> Arc<MemoryBlobstore> {
+        let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        stores.entry(workload.to_string()).or_default().clone()
+    }
+}
