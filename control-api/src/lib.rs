@@ -32,6 +32,7 @@
 mod binding;
 mod decode;
 mod diagnostics;
+pub mod lattice;
 mod manifest;
 mod units;
 mod validate;

@@ -58,6 +58,7 @@
     (export "[constructor]fields" (func (result (own $fields))))
     (export "[constructor]outgoing-response" (func (param "headers" (own $fields)) (result (own $response))))
     (export "[method]outgoing-response.body" (func (param "self" (borrow $response)) (result (result (own $body)))))
+    (export "[method]outgoing-response.set-status-code" (func (param "self" (borrow $response)) (param "status-code" u16) (result (result))))
     (export "[method]outgoing-body.write" (func (param "self" (borrow $body)) (result (result (own $output-stream)))))
     (export "[static]outgoing-body.finish"
       (func (param "this" (own $body)) (param "trailers" (option (own $fields))) (result (result (error $error-code-e)))))
@@ -104,6 +105,7 @@
     (import "http" "fields-new" (func $fields-new (result i32)))
     (import "http" "response-new" (func $response-new (param i32) (result i32)))
     (import "http" "response-body" (func $response-body (param i32 i32)))
+    (import "http" "set-status" (func $set-status (param i32 i32) (result i32)))
     (import "http" "body-write" (func $body-write (param i32 i32)))
     (import "http" "body-finish" (func $body-finish (param i32 i32 i32 i32)))
     (import "http" "outparam-set" (func $outparam-set (param i32 i32 i32 i32 i64 i32 i32 i32 i32)))
@@ -153,6 +155,8 @@
       (local $response i32) (local $body i32) (local $stream i32) (local $len i32)
       (local.set $len (call $body))
       (local.set $response (call $response-new (call $fields-new)))
+      (if (i32.eqz (local.get $len)) ;; the counter failed: 503
+        (then (drop (call $set-status (local.get $response) (i32.const 503)))))
       (call $response-body (local.get $response) (i32.const 0))
       (local.set $body (i32.load offset=4 (i32.const 0)))
       (call $body-write (local.get $body) (i32.const 0))
@@ -167,6 +171,7 @@
 
   (core func $fields-new (canon lower (func $types "[constructor]fields")))
   (core func $response-new (canon lower (func $types "[constructor]outgoing-response")))
+  (core func $set-status (canon lower (func $types "[method]outgoing-response.set-status-code")))
   (core func $response-body (canon lower (func $types "[method]outgoing-response.body") (memory $memory) (realloc $realloc)))
   (core func $body-write (canon lower (func $types "[method]outgoing-body.write") (memory $memory) (realloc $realloc)))
   (core func $body-finish (canon lower (func $types "[static]outgoing-body.finish") (memory $memory) (realloc $realloc)))
@@ -177,6 +182,7 @@
     (export "fields-new" (func $fields-new))
     (export "response-new" (func $response-new))
     (export "response-body" (func $response-body))
+    (export "set-status" (func $set-status))
     (export "body-write" (func $body-write))
     (export "body-finish" (func $body-finish))
     (export "outparam-set" (func $outparam-set)))

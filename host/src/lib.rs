@@ -21,7 +21,9 @@ pub mod capabilities;
 pub mod dev;
 mod engine;
 mod ingress;
+pub mod lattice;
 mod state;
+mod trace;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -58,11 +60,22 @@ pub struct Host {
 }
 
 impl Host {
-    /// A host with no workloads.
+    /// A host with no workloads and no lattice (`trellis dev`).
     pub fn new(settings: EngineSettings) -> Result<Self, EngineError> {
+        Self::with_lattice(settings, None)
+    }
+
+    /// A host whose `provider` and `workload` bindings call over `lattice`.
+    pub fn with_lattice(
+        settings: EngineSettings,
+        lattice: Option<Arc<lattice::Lattice>>,
+    ) -> Result<Self, EngineError> {
         Ok(Host {
             engine: HostEngine::new(settings)?,
-            services: HostServices::default(),
+            services: HostServices {
+                lattice,
+                ..HostServices::default()
+            },
             workloads: Mutex::default(),
             routes: Arc::new(RwLock::new(Arc::new(RouteTable::default()))),
         })
@@ -91,6 +104,17 @@ impl Host {
         let removed = workloads.remove(name).is_some();
         self.publish(&workloads);
         removed
+    }
+
+    /// Names of the running workloads.
+    pub fn workload_names(&self) -> Vec<String> {
+        let workloads = self.workloads.lock().unwrap_or_else(|p| p.into_inner());
+        workloads.keys().cloned().collect()
+    }
+
+    /// Most instances this host runs at once.
+    pub fn max_instances(&self) -> u32 {
+        self.engine.settings().max_instances
     }
 
     /// Every route, in match order.

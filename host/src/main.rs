@@ -1,11 +1,14 @@
 //! The `trellis` command.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use trellis_control_api::lattice::NatsArgs;
+use trellis_host::lattice::{Lattice, publish_heartbeats};
 use trellis_host::{EngineSettings, Host, dev};
 
 /// Trellis: a distributed WebAssembly platform.
@@ -35,6 +38,40 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         max_instances: u32,
     },
+    /// Join a lattice: run workloads whose bindings may call providers and other
+    /// workloads over NATS, and announce this host with heartbeats.
+    Host {
+        #[command(flatten)]
+        nats: Box<NatsArgs>,
+        /// A label for placement, `key=value` (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// A workload manifest to run (repeatable).
+        #[arg(long = "manifest", value_name = "FILE")]
+        manifests: Vec<PathBuf>,
+        /// This host's ID; defaults to the nkey public key, else a random one.
+        #[arg(long)]
+        id: Option<String>,
+        /// Address for HTTP.
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: SocketAddr,
+        /// Largest linear memory any instance may have, e.g. `1GiB`.
+        #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+        max_instance_memory: u64,
+        /// Instances that may be alive at once on this host.
+        #[arg(long, default_value_t = 1000)]
+        max_instances: u32,
+    },
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("label `{text}` is not KEY=VALUE"))?;
+    if key.is_empty() {
+        return Err(format!("label `{text}` has an empty key"));
+    }
+    Ok((key.to_string(), value.to_string()))
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -75,7 +112,77 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 max_instance_memory,
             },
         )),
+        Command::Host {
+            nats,
+            labels,
+            manifests,
+            id,
+            listen,
+            max_instance_memory,
+            max_instances,
+        } => runtime.block_on(run_host(
+            HostOptions {
+                nats: *nats,
+                labels: labels.into_iter().collect(),
+                manifests,
+                id,
+                listen,
+            },
+            EngineSettings {
+                max_instances,
+                max_instance_memory,
+            },
+        )),
     }
+}
+
+struct HostOptions {
+    nats: NatsArgs,
+    labels: BTreeMap<String, String>,
+    manifests: Vec<PathBuf>,
+    id: Option<String>,
+    listen: SocketAddr,
+}
+
+async fn run_host(options: HostOptions, settings: EngineSettings) -> anyhow::Result<()> {
+    let id = match options.id {
+        Some(id) => id,
+        None => options
+            .nats
+            .nkey_public_key()?
+            .unwrap_or_else(|| format!("H{}", uuid::Uuid::new_v4().simple()).to_uppercase()),
+    };
+    let nats = options
+        .nats
+        .connect(&format!("trellis-host-{id}"), true)
+        .await?;
+    let lattice = Arc::new(Lattice::new(nats, &options.nats.lattice));
+    let host = Arc::new(Host::with_lattice(settings, Some(lattice.clone()))?);
+    for file in &options.manifests {
+        let workload = trellis_control_api::Workload::from_file(file)?;
+        let loaded = host.load(workload, file).await?;
+        host.run(loaded);
+    }
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.listen))?;
+    let addr = listener.local_addr()?;
+    println!(
+        "trellis host `{id}`: lattice `{}`, serving on http://{addr}",
+        lattice.name()
+    );
+    dev::print_routes(&host);
+    let heartbeats = tokio::spawn(publish_heartbeats(
+        lattice.clone(),
+        host.clone(),
+        id,
+        options.labels,
+        Some(addr.to_string()),
+    ));
+    host.serve(listener, shutdown_signal()).await;
+    heartbeats.abort();
+    let _ = lattice.nats().flush().await;
+    Ok(())
 }
 
 async fn run_dev(

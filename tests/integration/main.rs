@@ -3,7 +3,9 @@
 mod bad_input;
 mod blobstore;
 mod embedding;
+mod lattice;
 mod limits;
+mod providers;
 mod python;
 mod reload;
 mod serving;

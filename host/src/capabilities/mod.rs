@@ -19,10 +19,11 @@ use wasmtime::component::Linker;
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_config::WasiConfigVariables;
 
+use crate::lattice::CallTarget;
 use crate::state::InstanceState;
 use blobstore::{BlobstoreBackend, MemoryBlobstores};
 use keyvalue::{KeyValueBackend, MemoryStores};
-use trellis_control_api::Component;
+use trellis_control_api::{Binding, Component, find_binding};
 
 type LinkFn = fn(&mut Linker<InstanceState>) -> wasmtime::Result<()>;
 
@@ -64,8 +65,10 @@ pub fn find_builtin(interface: &str) -> Option<&'static BuiltinInterface> {
 }
 
 /// Host-wide services the built-in capabilities draw on.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct HostServices {
+    /// The lattice that `provider` bindings call over; none in `trellis dev`.
+    pub lattice: Option<Arc<crate::lattice::Lattice>>,
     /// In-memory keyvalue data, per workload.
     pub memory_keyvalue: MemoryStores,
     /// In-memory blobstore containers, per workload.
@@ -92,7 +95,18 @@ pub(crate) struct CapabilityStates {
 
 impl ComponentCapabilities {
     /// Resolves what `component` of `workload` needs from the host's services.
-    pub(crate) fn prepare(workload: &str, component: &Component, services: &HostServices) -> Self {
+    /// `remote` gives the call target of a binding that goes over the lattice.
+    pub(crate) fn prepare(
+        workload: &str,
+        component: &Component,
+        services: &HostServices,
+        remote: impl Fn(&Binding) -> Option<CallTarget>,
+    ) -> Self {
+        let keyvalue: Arc<dyn KeyValueBackend> =
+            match find_binding(&component.bindings, keyvalue::STORE).and_then(&remote) {
+                Some(target) => Arc::new(keyvalue::RemoteKeyValue::new(target)),
+                None => services.memory_keyvalue.for_workload(workload),
+            };
         ComponentCapabilities {
             component: component.clone(),
             config: config::variables(component),
@@ -100,7 +114,7 @@ impl ComponentCapabilities {
                 workload: workload.into(),
                 component: component.name.as_str().into(),
             },
-            keyvalue: services.memory_keyvalue.for_workload(workload),
+            keyvalue,
             blobstore: services.memory_blobstore.for_workload(workload),
         }
     }

@@ -67,6 +67,11 @@ pub(crate) async fn invoke(target: Target, req: Request<Incoming>) -> Response<H
         Ok(store) => store,
         Err(e) => return failure(&who, &e, timeout),
     };
+    let trace = crate::trace::TraceContext::from_header(
+        req.headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok()),
+    );
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let req = req.map(|body| body.map_err(hyper_request_error));
     let resources = store
@@ -82,16 +87,19 @@ pub(crate) async fn invoke(target: Target, req: Request<Incoming>) -> Response<H
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("bad request: {e:#}")),
     };
     let task = tokio::spawn(
-        async move {
-            // The permit is held until the guest is done, body streaming included.
-            let _permit = permit;
-            let proxy = proxy.instantiate_async(&mut store).await?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, req, out)
-                .await
-        }
-        .instrument(span),
+        crate::trace::CURRENT.scope(
+            trace,
+            async move {
+                // The permit is held until the guest is done, body streaming included.
+                let _permit = permit;
+                let proxy = proxy.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            }
+            .instrument(span),
+        ),
     );
     match tokio::time::timeout(timeout, receiver).await {
         Ok(Ok(Ok(response))) => response,

@@ -5,6 +5,7 @@
 
 mod compile;
 mod links;
+mod remote;
 mod resolve;
 
 use std::path::Path;
@@ -69,11 +70,16 @@ impl LoadedWorkload {
         manifest: Workload,
         file: &Path,
     ) -> Result<Arc<LoadedWorkload>, ManifestError> {
+        let mut diagnostics = Vec::new();
+        let remotes = remote::connect(services, &manifest, &mut diagnostics).await;
+        if !diagnostics.is_empty() {
+            return Err(ManifestError::new(file, diagnostics));
+        }
         let engine = engine.clone();
         let services = services.clone();
         let file = file.to_path_buf();
         // Compilation is CPU-bound: keep it off the request threads.
-        tokio::task::spawn_blocking(move || prepare(&engine, &services, manifest, &file))
+        tokio::task::spawn_blocking(move || prepare(&engine, &services, manifest, &file, &remotes))
             .await
             .unwrap_or_else(|e| {
                 Err(ManifestError::new(
@@ -164,6 +170,7 @@ fn prepare(
     services: &HostServices,
     manifest: Workload,
     file: &Path,
+    remotes: &remote::RemoteBindings,
 ) -> Result<Arc<LoadedWorkload>, ManifestError> {
     let fail = |diagnostics| ManifestError::new(file, diagnostics);
     let mut diagnostics = Vec::new();
@@ -190,7 +197,8 @@ fn prepare(
     }
     let mut components = Vec::new();
     for (index, c) in compiled.iter().enumerate() {
-        let linker = resolve::linker_for(engine.engine(), &compiled, index, &mut diagnostics);
+        let linker =
+            resolve::linker_for(engine.engine(), &compiled, index, remotes, &mut diagnostics);
         let pre = match linker.instantiate_pre(&c.component) {
             Ok(pre) => pre,
             Err(e) => {
@@ -226,7 +234,9 @@ fn prepare(
             limits: c.spec.limits,
             pre,
             proxy,
-            caps: ComponentCapabilities::prepare(&manifest.name, c.spec, services),
+            caps: ComponentCapabilities::prepare(&manifest.name, c.spec, services, |binding| {
+                remotes.get(&c.spec.name, binding).map(|r| r.target.clone())
+            }),
             plan: link_plan(&manifest, index),
             concurrency: Arc::new(Semaphore::new(c.spec.limits.concurrency as usize)),
         });

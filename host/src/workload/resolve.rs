@@ -25,6 +25,7 @@ pub(crate) fn linker_for(
     engine: &Engine,
     components: &[Compiled<'_>],
     index: usize,
+    remotes: &super::remote::RemoteBindings,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Linker<InstanceState> {
     let me = &components[index];
@@ -80,6 +81,31 @@ pub(crate) fn linker_for(
                     )
                     .err(),
                     None => Some(format!("component `{target}` does not exist")),
+                }
+            }
+            BindingTarget::Provider { name: provider, .. }
+                if remotes.get(&me.spec.name, binding).is_some() =>
+            {
+                let serves = remotes
+                    .get(&me.spec.name, binding)
+                    .is_some_and(|r| r.info.serves(import));
+                match find_builtin(name.unversioned) {
+                    _ if !serves => Some(format!(
+                        "provider `{provider}` does not serve `{import}` (it serves: {})",
+                        remotes
+                            .get(&me.spec.name, binding)
+                            .map(|r| r.info.interfaces.join(", "))
+                            .unwrap_or_default()
+                    )),
+                    // The capability calls the provider through its typed client.
+                    Some(builtin) if linked.insert(builtin.name) => {
+                        builtin.link(&mut linker).err().map(|e| format!("{e:#}"))
+                    }
+                    Some(_) => None,
+                    None => Some(format!(
+                        "binding `{}` sends `{import}` to provider `{provider}`, but this host has no client for `{}` yet (provider bindings cover wasi:keyvalue)",
+                        binding.import, name.unversioned
+                    )),
                 }
             }
             BindingTarget::Provider { .. } | BindingTarget::Workload { .. } => Some(format!(

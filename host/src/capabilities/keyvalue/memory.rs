@@ -4,7 +4,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
+
 use super::{KeyPage, KeyValueBackend, KeyValueError};
+
+/// In memory, a bucket's handle is its name.
+fn name(handle: &Bytes) -> &str {
+    std::str::from_utf8(handle).unwrap_or_default()
+}
 
 /// Keys returned per `list-keys` page.
 const PAGE: usize = 1_000;
@@ -28,36 +35,47 @@ impl MemoryKeyValue {
 
 #[async_trait::async_trait]
 impl KeyValueBackend for MemoryKeyValue {
-    async fn open(&self, _bucket: &str) -> Result<(), KeyValueError> {
-        Ok(())
+    async fn open(&self, identifier: &str) -> Result<Bytes, KeyValueError> {
+        Ok(Bytes::copy_from_slice(identifier.as_bytes()))
     }
 
-    async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KeyValueError> {
-        Ok(self.lock().get(bucket).and_then(|b| b.get(key)).cloned())
+    async fn get(&self, bucket: &Bytes, key: &str) -> Result<Option<Vec<u8>>, KeyValueError> {
+        Ok(self
+            .lock()
+            .get(name(bucket))
+            .and_then(|b| b.get(key))
+            .cloned())
     }
 
-    async fn set(&self, bucket: &str, key: &str, value: Vec<u8>) -> Result<(), KeyValueError> {
+    async fn set(&self, bucket: &Bytes, key: &str, value: Vec<u8>) -> Result<(), KeyValueError> {
         self.lock()
-            .entry(bucket.to_string())
+            .entry(name(bucket).to_string())
             .or_default()
             .insert(key.to_string(), value);
         Ok(())
     }
 
-    async fn delete(&self, bucket: &str, key: &str) -> Result<(), KeyValueError> {
-        if let Some(b) = self.lock().get_mut(bucket) {
+    async fn delete(&self, bucket: &Bytes, key: &str) -> Result<(), KeyValueError> {
+        if let Some(b) = self.lock().get_mut(name(bucket)) {
             b.remove(key);
         }
         Ok(())
     }
 
-    async fn exists(&self, bucket: &str, key: &str) -> Result<bool, KeyValueError> {
-        Ok(self.lock().get(bucket).is_some_and(|b| b.contains_key(key)))
+    async fn exists(&self, bucket: &Bytes, key: &str) -> Result<bool, KeyValueError> {
+        Ok(self
+            .lock()
+            .get(name(bucket))
+            .is_some_and(|b| b.contains_key(key)))
     }
 
-    async fn list_keys(&self, bucket: &str, cursor: Option<u64>) -> Result<KeyPage, KeyValueError> {
+    async fn list_keys(
+        &self,
+        bucket: &Bytes,
+        cursor: Option<u64>,
+    ) -> Result<KeyPage, KeyValueError> {
         let buckets = self.lock();
-        let Some(b) = buckets.get(bucket) else {
+        let Some(b) = buckets.get(name(bucket)) else {
             return Ok((Vec::new(), None));
         };
         let start = usize::try_from(cursor.unwrap_or(0)).unwrap_or(usize::MAX);
@@ -67,10 +85,10 @@ impl KeyValueBackend for MemoryKeyValue {
         Ok((keys, cursor))
     }
 
-    async fn increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64, KeyValueError> {
+    async fn increment(&self, bucket: &Bytes, key: &str, delta: u64) -> Result<u64, KeyValueError> {
         let mut buckets = self.lock();
         let slot = buckets
-            .entry(bucket.to_string())
+            .entry(name(bucket).to_string())
             .or_default()
             .entry(key.to_string())
             .or_default();

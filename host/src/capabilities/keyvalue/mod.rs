@@ -5,12 +5,16 @@
 //! in the same way.
 
 mod memory;
+mod remote;
 
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
 pub use memory::{MemoryKeyValue, MemoryStores};
+pub use remote::RemoteKeyValue;
 
 use super::BuiltinInterface;
 use crate::state::InstanceState;
@@ -30,6 +34,10 @@ mod generated {
 }
 
 use generated::wasi::keyvalue::{atomics, batch, store};
+
+/// The interface whose binding decides a component's keyvalue backend; atomics
+/// and batch act on its buckets, so they follow it.
+pub(crate) const STORE: &str = "wasi:keyvalue/store@0.2.0-draft";
 
 /// A failure of a keyvalue backend, as the guest will see it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,29 +62,35 @@ impl From<wasmtime::component::ResourceTableError> for KeyValueError {
 /// A page of keys and the cursor of the next page.
 pub type KeyPage = (Vec<String>, Option<u64>);
 
-/// Where a workload's key-value data lives. One backend per binding; buckets are
-/// the identifiers the guest passes to `open`.
+/// Where a workload's key-value data lives. One backend per binding. `open` turns
+/// the identifier the guest passes into a handle of the backend's choosing (the
+/// bucket name in memory, the provider's resource handle over wRPC), which every
+/// other call gets back as `bucket`.
 #[async_trait::async_trait]
 pub trait KeyValueBackend: Send + Sync + 'static {
-    /// Checks that `bucket` may be opened.
-    async fn open(&self, bucket: &str) -> Result<(), KeyValueError>;
+    /// Opens the bucket `identifier` names, returning its handle.
+    async fn open(&self, identifier: &str) -> Result<Bytes, KeyValueError>;
     /// The value of `key`, if any.
-    async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KeyValueError>;
+    async fn get(&self, bucket: &Bytes, key: &str) -> Result<Option<Vec<u8>>, KeyValueError>;
     /// Stores `value` under `key`.
-    async fn set(&self, bucket: &str, key: &str, value: Vec<u8>) -> Result<(), KeyValueError>;
+    async fn set(&self, bucket: &Bytes, key: &str, value: Vec<u8>) -> Result<(), KeyValueError>;
     /// Removes `key`; absent keys are fine.
-    async fn delete(&self, bucket: &str, key: &str) -> Result<(), KeyValueError>;
+    async fn delete(&self, bucket: &Bytes, key: &str) -> Result<(), KeyValueError>;
     /// Whether `key` has a value.
-    async fn exists(&self, bucket: &str, key: &str) -> Result<bool, KeyValueError>;
+    async fn exists(&self, bucket: &Bytes, key: &str) -> Result<bool, KeyValueError>;
     /// One page of keys from `cursor` on.
-    async fn list_keys(&self, bucket: &str, cursor: Option<u64>) -> Result<KeyPage, KeyValueError>;
+    async fn list_keys(
+        &self,
+        bucket: &Bytes,
+        cursor: Option<u64>,
+    ) -> Result<KeyPage, KeyValueError>;
     /// Adds `delta` to the little-endian u64 under `key` (absent is 0) and returns the sum.
-    async fn increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64, KeyValueError>;
+    async fn increment(&self, bucket: &Bytes, key: &str, delta: u64) -> Result<u64, KeyValueError>;
 }
 
 /// An open bucket, as held in the resource table.
 pub struct Bucket {
-    name: String,
+    handle: Bytes,
 }
 
 /// What the keyvalue host functions see of the store's data.
@@ -89,8 +103,8 @@ impl KeyValueView<'_> {
     fn bucket(
         &self,
         bucket: &Resource<Bucket>,
-    ) -> Result<(Arc<dyn KeyValueBackend>, String), KeyValueError> {
-        Ok((self.backend.clone(), self.table.get(bucket)?.name.clone()))
+    ) -> Result<(Arc<dyn KeyValueBackend>, Bytes), KeyValueError> {
+        Ok((self.backend.clone(), self.table.get(bucket)?.handle.clone()))
     }
 }
 
@@ -111,8 +125,8 @@ type Result<T, E = wasmtime::Error> = std::result::Result<T, E>;
 
 impl store::Host for KeyValueView<'_> {
     async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, KeyValueError> {
-        self.backend.open(&identifier).await?;
-        Ok(self.table.push(Bucket { name: identifier })?)
+        let handle = self.backend.open(&identifier).await?;
+        Ok(self.table.push(Bucket { handle })?)
     }
 
     fn convert_error(&mut self, err: KeyValueError) -> Result<store::Error> {

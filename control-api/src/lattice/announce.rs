@@ -1,0 +1,50 @@
+//! The JSON documents hosts and providers publish about themselves; readable with
+//! `nats sub 'trellis.*.evt.>'`.
+
+use serde::{Deserialize, Serialize};
+
+/// What a provider replica serves. Published as its heartbeat and returned by its
+/// info subject, which is also its health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderInfo {
+    /// The provider name bindings use.
+    pub name: String,
+    /// This replica's unique ID.
+    pub instance: String,
+    /// The provider's version.
+    pub version: String,
+    /// Versioned interfaces it serves, e.g. `wasi:keyvalue/store@0.2.0-draft`.
+    pub interfaces: Vec<String>,
+    /// Seconds since the replica started.
+    pub uptime_seconds: u64,
+    /// Calls being handled right now.
+    pub in_flight: u64,
+}
+
+impl ProviderInfo {
+    /// Whether it serves `interface` (versioned, or unversioned to match any version).
+    pub fn serves(&self, interface: &str) -> bool {
+        self.interfaces
+            .iter()
+            .any(|i| i == interface || i.split('@').next() == Some(interface))
+    }
+}
+
+/// A host's periodic heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostHeartbeat {
+    /// The host's ID.
+    pub id: String,
+    /// Its labels, `key=value`.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Trellis version.
+    pub version: String,
+    /// Seconds since the host started.
+    pub uptime_seconds: u64,
+    /// Names of the workloads it runs.
+    pub workloads: Vec<String>,
+    /// Most instances it can run at once.
+    pub max_instances: u32,
+    /// Whether its NATS connection is up (always true when received).
+    pub http_listen: Option<String>,
+}

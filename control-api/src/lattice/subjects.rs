@@ -1,0 +1,65 @@
+//! Every subject Trellis uses, in one place (the design's subject table).
+
+/// The lattice a process joins when none is named.
+pub const DEFAULT_LATTICE: &str = "default";
+
+/// The subjects of one lattice: `trellis.<lattice>.…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    root: String,
+}
+
+impl Subjects {
+    /// The subjects of `lattice`.
+    pub fn new(lattice: &str) -> Self {
+        Subjects {
+            root: format!("trellis.{lattice}"),
+        }
+    }
+
+    /// The wRPC prefix of host `id`'s control API.
+    pub fn host(&self, id: &str) -> String {
+        format!("{}.host.{id}", self.root)
+    }
+
+    /// Where host `id` publishes its JSON heartbeat.
+    pub fn host_heartbeat(&self, id: &str) -> String {
+        format!("{}.evt.host.{id}.heartbeat", self.root)
+    }
+
+    /// The wRPC prefix of provider `name`; its replicas share a queue group.
+    pub fn provider(&self, name: &str) -> String {
+        format!("{}.provider.{name}", self.root)
+    }
+
+    /// Request/reply subject where any replica of provider `name` answers with its
+    /// [`ProviderInfo`](super::ProviderInfo): the health check and the interface list.
+    pub fn provider_info(&self, name: &str) -> String {
+        format!("{}.provider.{name}.info", self.root)
+    }
+
+    /// Where each provider replica publishes its [`ProviderInfo`](super::ProviderInfo) periodically.
+    pub fn provider_heartbeat(&self, name: &str) -> String {
+        format!("{}.evt.provider.{name}.heartbeat", self.root)
+    }
+
+    /// The wRPC prefix of the exports workload `name` serves.
+    pub fn workload(&self, name: &str) -> String {
+        format!("{}.workload.{name}", self.root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_follow_the_design_table() {
+        let s = Subjects::new("edge");
+        assert_eq!(s.host("N1"), "trellis.edge.host.N1");
+        assert_eq!(s.host_heartbeat("N1"), "trellis.edge.evt.host.N1.heartbeat");
+        assert_eq!(s.provider("kv"), "trellis.edge.provider.kv");
+        assert_eq!(s.provider_info("kv"), "trellis.edge.provider.kv.info");
+        assert_eq!(s.workload("shop"), "trellis.edge.workload.shop");
+    }
+}

@@ -1,0 +1,94 @@
+//! One remote binding: where its calls go, the identity they carry, and the bound
+//! that keeps a dead provider from hanging a request.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use trellis_control_api::lattice::headers;
+
+use crate::trace::TraceContext;
+
+/// The bound on a remote call when its binding sets none.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a remote binding's calls go, with the headers that identify the caller.
+#[derive(Clone)]
+pub struct CallTarget {
+    pub(crate) client: wrpc_transport_nats::Client,
+    identity: HeaderMap,
+    timeout: Duration,
+    describe: String,
+}
+
+impl CallTarget {
+    /// Calls from `component` of `workload` through `binding`, to `describe`
+    /// (e.g. "provider `kv`"), each bounded by `timeout`.
+    pub fn new(
+        client: wrpc_transport_nats::Client,
+        workload: &str,
+        component: &str,
+        binding: &str,
+        config: &BTreeMap<String, String>,
+        timeout: Duration,
+        describe: String,
+    ) -> Self {
+        let mut identity = HeaderMap::new();
+        identity.insert(headers::WORKLOAD, workload);
+        identity.insert(headers::COMPONENT, component);
+        identity.insert(headers::BINDING, binding);
+        if !config.is_empty() {
+            identity.insert(
+                headers::CONFIG,
+                serde_json::to_string(config).unwrap_or_default().as_str(),
+            );
+        }
+        CallTarget {
+            client,
+            identity,
+            timeout,
+            describe,
+        }
+    }
+
+    /// The context of one call: the identity plus a fresh `traceparent`.
+    pub(crate) fn context(&self) -> Option<HeaderMap> {
+        let mut headers = self.identity.clone();
+        if let Some(traceparent) = TraceContext::current_child() {
+            headers.insert(headers::TRACEPARENT, traceparent.as_str());
+        }
+        Some(headers)
+    }
+
+    /// Runs the call `what`, bounded by the binding's timeout; every failure
+    /// becomes a sentence naming the target and the function.
+    pub(crate) async fn call<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = anyhow::Result<T>>,
+    ) -> Result<T, String> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                let message = format!("{e:#}");
+                tracing::warn!(target = %self.describe, function = what, error = %message, "remote call failed");
+                if message.contains("no responders") {
+                    Err(format!(
+                        "{} is not serving `{what}` (no responders)",
+                        self.describe
+                    ))
+                } else {
+                    Err(format!("{} failed on `{what}`: {message}", self.describe))
+                }
+            }
+            Err(_) => {
+                tracing::warn!(target = %self.describe, function = what, timeout = ?self.timeout, "remote call timed out");
+                Err(format!(
+                    "{} did not answer `{what}` within {:?}",
+                    self.describe, self.timeout
+                ))
+            }
+        }
+    }
+}

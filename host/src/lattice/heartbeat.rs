@@ -1,0 +1,45 @@
+//! The host's periodic heartbeat: who it is and what it runs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use trellis_control_api::lattice::HostHeartbeat;
+
+use super::Lattice;
+use crate::Host;
+
+/// How often a host publishes its heartbeat.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Publishes `host`'s heartbeat every few seconds until the task is dropped.
+/// Publishing while NATS is away fails quietly; the next beat tries again.
+pub async fn publish_heartbeats(
+    lattice: Arc<Lattice>,
+    host: Arc<Host>,
+    id: String,
+    labels: BTreeMap<String, String>,
+    http_listen: Option<String>,
+) {
+    let started = Instant::now();
+    let subject = lattice.subjects().host_heartbeat(&id);
+    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+    loop {
+        tick.tick().await;
+        let beat = HostHeartbeat {
+            id: id.clone(),
+            labels: labels.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_seconds: started.elapsed().as_secs(),
+            workloads: host.workload_names(),
+            max_instances: host.max_instances(),
+            http_listen: http_listen.clone(),
+        };
+        let Ok(json) = serde_json::to_vec(&beat) else {
+            continue;
+        };
+        if let Err(e) = lattice.nats().publish(subject.clone(), json.into()).await {
+            tracing::debug!(error = %e, "heartbeat not sent");
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The host's membership of a lattice: its NATS connection, one wRPC client per
+//! provider or workload its bindings name, the checks made before a workload
+//! starts, and its heartbeat.
+
+mod calls;
+mod heartbeat;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use trellis_control_api::lattice::{ProviderInfo, Subjects};
+
+pub use calls::{CallTarget, DEFAULT_CALL_TIMEOUT};
+pub use heartbeat::{HEARTBEAT_INTERVAL, publish_heartbeats};
+
+/// How long a provider has to answer its info request.
+const INFO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a lattice operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LatticeError {
+    /// Nobody serves the provider's info subject.
+    #[error(
+        "provider `{provider}` is not running on lattice `{lattice}` (nobody answered on `{subject}`)"
+    )]
+    ProviderMissing {
+        /// The provider name.
+        provider: String,
+        /// The lattice.
+        lattice: String,
+        /// The subject asked.
+        subject: String,
+    },
+    /// The provider answered with something that is not its info.
+    #[error("provider `{provider}` sent an unreadable info reply: {reason}")]
+    BadInfo {
+        /// The provider name.
+        provider: String,
+        /// Why it could not be read.
+        reason: String,
+    },
+    /// NATS failed.
+    #[error("NATS: {0}")]
+    Nats(String),
+}
+
+/// A host's lattice connection.
+pub struct Lattice {
+    nats: async_nats::Client,
+    name: String,
+    subjects: Subjects,
+    clients: tokio::sync::Mutex<HashMap<String, wrpc_transport_nats::Client>>,
+}
+
+impl Lattice {
+    /// The lattice `name` over `nats`.
+    pub fn new(nats: async_nats::Client, name: &str) -> Self {
+        Lattice {
+            nats,
+            name: name.to_string(),
+            subjects: Subjects::new(name),
+            clients: Default::default(),
+        }
+    }
+
+    /// The lattice's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its subjects.
+    pub fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    /// The NATS connection.
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.nats
+    }
+
+    /// The wRPC client that calls under `prefix`, made once and shared.
+    pub async fn client(&self, prefix: &str) -> Result<wrpc_transport_nats::Client, LatticeError> {
+        let mut clients = self.clients.lock().await;
+        if let Some(client) = clients.get(prefix) {
+            return Ok(client.clone());
+        }
+        let client = wrpc_transport_nats::Client::new(self.nats.clone(), prefix, None)
+            .await
+            .map_err(|e| LatticeError::Nats(format!("{e:#}")))?;
+        clients.insert(prefix.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// Asks provider `name` what it serves (any one replica answers).
+    pub async fn provider_info(&self, name: &str) -> Result<ProviderInfo, LatticeError> {
+        let subject = self.subjects.provider_info(name);
+        let missing = || LatticeError::ProviderMissing {
+            provider: name.to_string(),
+            lattice: self.name.clone(),
+            subject: subject.clone(),
+        };
+        let reply =
+            match tokio::time::timeout(INFO_TIMEOUT, self.nats.request(subject.clone(), "".into()))
+                .await
+            {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                    return Err(missing());
+                }
+                Ok(Err(e)) => return Err(LatticeError::Nats(e.to_string())),
+                Err(_) => return Err(missing()),
+            };
+        serde_json::from_slice(&reply.payload).map_err(|e| LatticeError::BadInfo {
+            provider: name.to_string(),
+            reason: e.to_string(),
+        })
+    }
+}

@@ -1,0 +1,100 @@
+//! Remote bindings of a workload: before anything is compiled, every provider a
+//! binding names is asked what it serves, and a call target is made per binding.
+
+use std::collections::HashMap;
+
+use trellis_control_api::lattice::ProviderInfo;
+use trellis_control_api::{Binding, BindingTarget, Diagnostic, Workload};
+
+use crate::capabilities::HostServices;
+use crate::lattice::{CallTarget, DEFAULT_CALL_TIMEOUT};
+
+/// One binding's remote end.
+pub(crate) struct Remote {
+    /// What the provider said it serves.
+    pub(crate) info: ProviderInfo,
+    /// Where its calls go.
+    pub(crate) target: CallTarget,
+}
+
+/// Every remote binding of a workload, by component and import pattern.
+#[derive(Default)]
+pub(crate) struct RemoteBindings {
+    by_binding: HashMap<(String, String), Remote>,
+}
+
+impl RemoteBindings {
+    /// The remote end of `binding` of `component`, if it has one.
+    pub(crate) fn get(&self, component: &str, binding: &Binding) -> Option<&Remote> {
+        self.by_binding
+            .get(&(component.to_string(), binding.import.as_str().to_string()))
+    }
+}
+
+/// Asks each provider `manifest` names for its info and makes the call targets;
+/// a provider that does not answer is a diagnostic at the binding that names it.
+pub(crate) async fn connect(
+    services: &HostServices,
+    manifest: &Workload,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> RemoteBindings {
+    let mut remotes = RemoteBindings::default();
+    let Some(lattice) = &services.lattice else {
+        return remotes; // `trellis dev`: the resolver explains.
+    };
+    let mut infos: HashMap<String, Result<ProviderInfo, String>> = HashMap::new();
+    for component in &manifest.components {
+        for binding in &component.bindings {
+            let BindingTarget::Provider {
+                name,
+                timeout,
+                config,
+            } = &binding.target
+            else {
+                continue;
+            };
+            if !infos.contains_key(name) {
+                let info = lattice.provider_info(name).await.map_err(|e| e.to_string());
+                infos.insert(name.clone(), info);
+            }
+            let info = match infos.get(name) {
+                Some(Ok(info)) => info.clone(),
+                Some(Err(message)) => {
+                    diagnostics.push(
+                        Diagnostic::new(
+                            binding.pos,
+                            format!("component `{}`: {message}", component.name),
+                        )
+                        .with_hint(format!(
+                            "start the provider, or bind `{}` elsewhere",
+                            binding.import
+                        )),
+                    );
+                    continue;
+                }
+                None => continue,
+            };
+            let client = match lattice.client(&lattice.subjects().provider(name)).await {
+                Ok(client) => client,
+                Err(e) => {
+                    diagnostics.push(Diagnostic::new(binding.pos, e.to_string()));
+                    continue;
+                }
+            };
+            let target = CallTarget::new(
+                client,
+                &manifest.name,
+                &component.name,
+                binding.import.as_str(),
+                config,
+                timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
+                format!("provider `{name}`"),
+            );
+            remotes.by_binding.insert(
+                (component.name.clone(), binding.import.as_str().to_string()),
+                Remote { info, target },
+            );
+        }
+    }
+    remotes
+}

@@ -1,0 +1,263 @@
+//! The wRPC handlers: each call names its caller, whose workload owns the bucket.
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use trellis_provider_sdk::{Caller, NatsContext};
+use wrpc_transport::{ResourceBorrow, ResourceOwn};
+
+use crate::bindings::exports::wasi::keyvalue::{atomics, batch, store};
+use crate::buckets::{Buckets, decode_key, encode_key};
+
+type Result<T> = anyhow::Result<std::result::Result<T, store::Error>>;
+type BucketRef = ResourceBorrow<store::Bucket>;
+
+/// Keys returned per `list-keys` page.
+const PAGE: usize = 1000;
+/// Attempts of an `increment` compare-and-swap under contention.
+const CAS_ATTEMPTS: usize = 64;
+
+/// Serves every keyvalue function on JetStream KV.
+#[derive(Clone)]
+pub struct Handler {
+    buckets: Buckets,
+}
+
+impl Handler {
+    /// A handler for `lattice` on `nats`.
+    pub fn new(nats: async_nats::Client, lattice: &str) -> Self {
+        Handler {
+            buckets: Buckets::new(nats, lattice),
+        }
+    }
+
+    /// The caller's store behind a bucket handle.
+    async fn store(
+        &self,
+        cx: &NatsContext,
+        bucket: &BucketRef,
+    ) -> std::result::Result<async_nats::jetstream::kv::Store, store::Error> {
+        let caller = Caller::from_context(cx).map_err(|e| store::Error::AccessDenied.tap(e))?;
+        let name = std::str::from_utf8(bucket.as_ref())
+            .map_err(|_| store::Error::Other("malformed bucket handle".into()))?;
+        if !self.buckets.owned_by(&caller, name) {
+            return Err(store::Error::AccessDenied);
+        }
+        self.buckets.store(name).await.map_err(other)
+    }
+}
+
+trait Tap {
+    fn tap(self, why: impl std::fmt::Display) -> Self;
+}
+impl Tap for store::Error {
+    fn tap(self, why: impl std::fmt::Display) -> Self {
+        tracing::warn!(%why, "refused a call");
+        self
+    }
+}
+
+fn other(e: impl std::fmt::Display) -> store::Error {
+    let message = e.to_string();
+    tracing::warn!(error = %message, "call failed");
+    store::Error::Other(message)
+}
+
+impl store::Handler<NatsContext> for Handler {
+    async fn open(
+        &self,
+        cx: NatsContext,
+        identifier: String,
+    ) -> Result<ResourceOwn<store::Bucket>> {
+        let caller = match Caller::from_context(&cx) {
+            Ok(caller) => caller,
+            Err(e) => return Ok(Err(store::Error::AccessDenied.tap(e))),
+        };
+        let name = match self.buckets.name_for(&caller, &identifier) {
+            Ok(name) => name,
+            Err(e) => return Ok(Err(other(e))),
+        };
+        Ok(match self.buckets.store(&name).await {
+            Ok(_) => Ok(ResourceOwn::new(Bytes::from(name))),
+            Err(e) => Err(other(e)),
+        })
+    }
+}
+
+impl store::HandlerBucket<NatsContext> for Handler {
+    async fn get(&self, cx: NatsContext, bucket: BucketRef, key: String) -> Result<Option<Bytes>> {
+        Ok(async {
+            let kv = self.store(&cx, &bucket).await?;
+            kv.get(encode_key(&key)).await.map_err(other)
+        }
+        .await)
+    }
+
+    async fn set(
+        &self,
+        cx: NatsContext,
+        bucket: BucketRef,
+        key: String,
+        value: Bytes,
+    ) -> Result<()> {
+        Ok(async {
+            let kv = self.store(&cx, &bucket).await?;
+            kv.put(encode_key(&key), value)
+                .await
+                .map(|_| ())
+                .map_err(other)
+        }
+        .await)
+    }
+
+    async fn delete(&self, cx: NatsContext, bucket: BucketRef, key: String) -> Result<()> {
+        Ok(async {
+            let kv = self.store(&cx, &bucket).await?;
+            kv.delete(encode_key(&key)).await.map_err(other)
+        }
+        .await)
+    }
+
+    async fn exists(&self, cx: NatsContext, bucket: BucketRef, key: String) -> Result<bool> {
+        Ok(async {
+            let kv = self.store(&cx, &bucket).await?;
+            kv.get(encode_key(&key))
+                .await
+                .map(|v| v.is_some())
+                .map_err(other)
+        }
+        .await)
+    }
+
+    async fn list_keys(
+        &self,
+        cx: NatsContext,
+        bucket: BucketRef,
+        cursor: Option<u64>,
+    ) -> Result<store::KeyResponse> {
+        Ok(async {
+            let kv = self.store(&cx, &bucket).await?;
+            let mut keys: Vec<String> = match kv.keys().await {
+                Ok(stream) => {
+                    stream
+                        .filter_map(|k| async move { k.ok().and_then(|k| decode_key(&k)) })
+                        .collect()
+                        .await
+                }
+                // An empty bucket has no keys to list.
+                Err(e) if e.to_string().contains("no keys") => Vec::new(),
+                Err(e) => return Err(other(e)),
+            };
+            keys.sort();
+            let start = cursor.unwrap_or(0) as usize;
+            let page: Vec<String> = keys.iter().skip(start).take(PAGE).cloned().collect();
+            let next = start + page.len();
+            Ok(store::KeyResponse {
+                cursor: (next < keys.len()).then_some(next as u64),
+                keys: page,
+            })
+        }
+        .await)
+    }
+}
+
+impl atomics::Handler<NatsContext> for Handler {
+    async fn increment(
+        &self,
+        cx: NatsContext,
+        bucket: BucketRef,
+        key: String,
+        delta: u64,
+    ) -> Result<u64> {
+        Ok(async {
+            let kv = self.store(&cx, &bucket).await?;
+            let key = encode_key(&key);
+            for _ in 0..CAS_ATTEMPTS {
+                let entry = kv.entry(key.as_str()).await.map_err(other)?;
+                let (current, revision) = match &entry {
+                    Some(e) if e.operation == async_nats::jetstream::kv::Operation::Put => {
+                        (counter(&e.value)?, Some(e.revision))
+                    }
+                    Some(e) => (0, Some(e.revision)),
+                    None => (0, None),
+                };
+                let next = current.wrapping_add(delta);
+                let value = Bytes::copy_from_slice(&next.to_le_bytes());
+                let written = match revision {
+                    Some(revision) => kv.update(key.as_str(), value, revision).await.is_ok(),
+                    None => kv.create(key.as_str(), value).await.is_ok(),
+                };
+                if written {
+                    return Ok(next);
+                }
+            }
+            Err(other(format!(
+                "increment gave up after {CAS_ATTEMPTS} conflicting writers"
+            )))
+        }
+        .await)
+    }
+}
+
+/// Counters are 8 little-endian bytes, as in the host's in-memory store.
+fn counter(value: &[u8]) -> std::result::Result<u64, store::Error> {
+    <[u8; 8]>::try_from(value)
+        .map(u64::from_le_bytes)
+        .map_err(|_| {
+            other(format!(
+                "the value is {} bytes, not an 8-byte counter",
+                value.len()
+            ))
+        })
+}
+
+impl batch::Handler<NatsContext> for Handler {
+    async fn get_many(
+        &self,
+        cx: NatsContext,
+        bucket: BucketRef,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<(String, Bytes)>>> {
+        Ok(async {
+            let kv = self.store(&cx, &bucket).await?;
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                let value = kv.get(encode_key(&key)).await.map_err(other)?;
+                out.push(value.map(|v| (key, v)));
+            }
+            Ok(out)
+        }
+        .await)
+    }
+
+    async fn set_many(
+        &self,
+        cx: NatsContext,
+        bucket: BucketRef,
+        key_values: Vec<(String, Bytes)>,
+    ) -> Result<()> {
+        Ok(async {
+            let kv = self.store(&cx, &bucket).await?;
+            for (key, value) in key_values {
+                kv.put(encode_key(&key), value).await.map_err(other)?;
+            }
+            Ok(())
+        }
+        .await)
+    }
+
+    async fn delete_many(
+        &self,
+        cx: NatsContext,
+        bucket: BucketRef,
+        keys: Vec<String>,
+    ) -> Result<()> {
+        Ok(async {
+            let kv = self.store(&cx, &bucket).await?;
+            for key in keys {
+                kv.delete(encode_key(&key)).await.map_err(other)?;
+            }
+            Ok(())
+        }
+        .await)
+    }
+}

@@ -1,0 +1,37 @@
+//! `trellis-keyvalue-nats`: wasi:keyvalue (store, atomics, batch) on NATS JetStream KV,
+//! served over wRPC to every workload bound to it.
+//!
+//! Each workload's buckets are its own JetStream KV buckets
+//! (`trellis_<lattice>_<workload>_<bucket>`); the bucket is the binding's `bucket`
+//! config when set, else the identifier the guest passes to `open`.
+
+mod buckets;
+mod handler;
+
+use clap::Parser;
+use trellis_provider_sdk::{Provider, ProviderArgs, init_logging};
+
+mod bindings {
+    wit_bindgen_wrpc::generate!({
+        path: "../../wit/deps/keyvalue",
+        world: "wasi:keyvalue/provider",
+    });
+}
+
+/// The interfaces this provider serves.
+const INTERFACES: &[&str] = &[
+    "wasi:keyvalue/store@0.2.0-draft",
+    "wasi:keyvalue/atomics@0.2.0-draft",
+    "wasi:keyvalue/batch@0.2.0-draft",
+];
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_logging();
+    let args = ProviderArgs::parse();
+    let provider =
+        Provider::connect(&args, "keyvalue", env!("CARGO_PKG_VERSION"), INTERFACES).await?;
+    let handler = handler::Handler::new(provider.nats().clone(), &args.nats.lattice);
+    let invocations = bindings::serve(provider.wrpc(), handler).await?;
+    provider.run(invocations).await
+}

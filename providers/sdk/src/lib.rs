@@ -1,0 +1,29 @@
+//! Write a Trellis capability provider: a standalone wRPC server for WIT interfaces
+//! on a NATS lattice, shared by many workloads.
+//!
+//! A provider generates its server with `wit_bindgen_wrpc::generate!`, then:
+//!
+//! ```no_run
+//! # async fn run(invocations: trellis_provider_sdk::Invocations) -> anyhow::Result<()> {
+//! use clap::Parser;
+//! use trellis_provider_sdk::{Provider, ProviderArgs};
+//!
+//! let args = ProviderArgs::parse();
+//! let provider = Provider::connect(&args, "kv", env!("CARGO_PKG_VERSION"), &["wasi:keyvalue/store@0.2.0-draft"]).await?;
+//! // let invocations = bindings::serve(provider.wrpc(), handler).await?;
+//! provider.run(invocations).await
+//! # }
+//! ```
+//!
+//! Every call's [`Caller`] says which workload, component and binding it came from,
+//! with the binding's config, so one provider keeps many workloads apart.
+
+mod bounded;
+mod caller;
+mod provider;
+
+pub use bounded::{BoundedIncoming, BoundedServer, IDLE_LIMIT};
+pub use caller::{Caller, CallerError};
+pub use provider::{Invocations, Provider, ProviderArgs, init_logging};
+pub use trellis_control_api::lattice;
+pub use wrpc_transport_nats::NatsContext;

@@ -1,0 +1,209 @@
+//! One provider process: its lattice connection, its served interfaces, its info
+//! and heartbeat, and a drain on SIGTERM.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures::{Stream, StreamExt as _};
+use tokio::task::JoinSet;
+use trellis_control_api::lattice::{NatsArgs, ProviderInfo, Subjects};
+
+use crate::bounded::{BoundedServer, IDLE_LIMIT};
+
+/// What `wit_bindgen_wrpc::generate!`'s `serve` returns: per function, a stream of
+/// invocations to run.
+pub type Invocations = Vec<(
+    &'static str,
+    &'static str,
+    Pin<
+        Box<
+            dyn Stream<
+                    Item = anyhow::Result<
+                        Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'static>>,
+                    >,
+                > + Send
+                + 'static,
+        >,
+    >,
+)>;
+
+/// How often a provider publishes its heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long a drain waits for calls in flight.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Command-line options every provider takes.
+#[derive(Debug, Clone, clap::Parser)]
+pub struct ProviderArgs {
+    /// NATS connection and lattice.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// The provider name bindings use (`provider: NAME`); replicas share it.
+    #[arg(long, env = "TRELLIS_PROVIDER_NAME")]
+    pub name: Option<String>,
+}
+
+/// A provider connected to its lattice.
+pub struct Provider {
+    nats: async_nats::Client,
+    wrpc: BoundedServer,
+    subjects: Subjects,
+    info: ProviderInfo,
+    started: Instant,
+    in_flight: Arc<AtomicU64>,
+}
+
+impl Provider {
+    /// Connects, and prepares to serve `interfaces` under the name from `args`
+    /// (else `default_name`) in a queue group shared by its replicas.
+    pub async fn connect(
+        args: &ProviderArgs,
+        default_name: &str,
+        version: &str,
+        interfaces: &[&str],
+    ) -> anyhow::Result<Provider> {
+        let name = args
+            .name
+            .clone()
+            .unwrap_or_else(|| default_name.to_string());
+        let nats = args
+            .nats
+            .connect(&format!("trellis-provider-{name}"), true)
+            .await?;
+        let subjects = Subjects::new(&args.nats.lattice);
+        let prefix = subjects.provider(&name);
+        let wrpc = wrpc_transport_nats::Client::new(
+            nats.clone(),
+            prefix.as_str(),
+            Some(prefix.as_str().into()),
+        )
+        .await
+        .context("cannot set up the wRPC client")?;
+        let wrpc = BoundedServer::new(wrpc, IDLE_LIMIT);
+        Ok(Provider {
+            info: ProviderInfo {
+                name,
+                instance: nats
+                    .new_inbox()
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                version: version.to_string(),
+                interfaces: interfaces.iter().map(|s| s.to_string()).collect(),
+                uptime_seconds: 0,
+                in_flight: 0,
+            },
+            nats,
+            wrpc,
+            subjects,
+            started: Instant::now(),
+            in_flight: Arc::default(),
+        })
+    }
+
+    /// The wRPC server to hand to the generated `serve`.
+    pub fn wrpc(&self) -> &BoundedServer {
+        &self.wrpc
+    }
+
+    /// The NATS connection, for the provider's backend (JetStream, …).
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.nats
+    }
+
+    /// Serves `invocations` until SIGINT or SIGTERM, then stops taking calls and
+    /// lets those in flight finish (at most 10 s).
+    pub async fn run(self, invocations: Invocations) -> anyhow::Result<()> {
+        let info_sub = self
+            .nats
+            .queue_subscribe(
+                self.subjects.provider_info(&self.info.name),
+                self.subjects.provider(&self.info.name),
+            )
+            .await
+            .context("cannot subscribe to the info subject")?;
+        let mut calls = futures::stream::select_all(
+            invocations
+                .into_iter()
+                .map(|(instance, name, stream)| stream.map(move |call| (instance, name, call))),
+        );
+        let mut info_sub = info_sub;
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        let mut tasks = JoinSet::new();
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
+        tracing::info!(provider = %self.info.name, interfaces = ?self.info.interfaces, "serving");
+        loop {
+            tokio::select! {
+                Some((instance, name, call)) = calls.next() => match call {
+                    Ok(call) => {
+                        let in_flight = self.in_flight.clone();
+                        in_flight.fetch_add(1, Ordering::Relaxed);
+                        tasks.spawn(async move {
+                            if let Err(e) = call.await {
+                                tracing::warn!(instance, name, error = format!("{e:#}"), "call failed");
+                            }
+                            in_flight.fetch_sub(1, Ordering::Relaxed);
+                        });
+                    }
+                    Err(e) => tracing::warn!(instance, name, error = format!("{e:#}"), "bad invocation"),
+                },
+                Some(request) = info_sub.next() => {
+                    if let Some(reply) = request.reply {
+                        let _ = self.nats.publish(reply, self.info_json().into()).await;
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    let _ = self.nats.publish(self.subjects.provider_heartbeat(&self.info.name), self.info_json().into()).await;
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                () = &mut shutdown => break,
+            }
+        }
+        tracing::info!(in_flight = tasks.len(), "draining");
+        drop(calls);
+        let _ = info_sub.unsubscribe().await;
+        let _ =
+            tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
+        let _ = self.nats.flush().await;
+        Ok(())
+    }
+
+    fn info_json(&self) -> String {
+        let info = ProviderInfo {
+            uptime_seconds: self.started.elapsed().as_secs(),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            ..self.info.clone()
+        };
+        serde_json::to_string(&info).unwrap_or_default()
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+/// Sets up `tracing` to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

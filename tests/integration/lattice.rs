@@ -1,0 +1,223 @@
+//! Harness for lattice tests: a real nats-server with JetStream on a free port, provider
+//! and host processes, each killed on drop.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{OnceLock, mpsc};
+use std::time::{Duration, Instant};
+
+use crate::support::repo;
+
+/// A child process, killed on drop; its stderr lines are collected.
+pub struct Process {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Process {
+    fn spawn(mut command: Command) -> Result<(Process, Option<std::process::ChildStdout>), String> {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {command:?}: {e}"))?;
+        let (tx, stderr) = mpsc::channel();
+        if let Some(err) = child.stderr.take() {
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let stdout = child.stdout.take();
+        Ok((
+            Process {
+                child,
+                stderr,
+                seen: Vec::new(),
+            },
+            stdout,
+        ))
+    }
+
+    /// Waits until a stderr line contains `needle`.
+    pub fn wait_for(&mut self, needle: &str, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.seen.iter().any(|l| l.contains(needle)) {
+                return Ok(());
+            }
+            if let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(50)) {
+                self.seen.push(line);
+            }
+        }
+        Err(format!(
+            "no `{needle}` within {limit:?}; stderr:\n{}",
+            self.stderr_text()
+        ))
+    }
+
+    /// Everything written to stderr so far.
+    pub fn stderr_text(&mut self) -> String {
+        self.seen.extend(self.stderr.try_iter());
+        self.seen.join("\n")
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A nats-server with JetStream on a free 127.0.0.1 port.
+pub struct Nats {
+    _process: Process,
+    /// Its client URL.
+    pub url: String,
+    _dir: PathBuf,
+}
+
+impl Nats {
+    /// Starts one (installing nats-server through the project's script if needed).
+    pub fn start(name: &str) -> Result<Nats, String> {
+        let dir = crate::support::scratch(&format!("nats-{name}")).map_err(|e| e.to_string())?;
+        let mut command = Command::new(nats_server()?);
+        command
+            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+            .arg(dir.join("js"))
+            .arg("--ports_file_dir")
+            .arg(&dir);
+        let (process, _) = Process::spawn(command)?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ports = std::fs::read_dir(&dir)
+                .map_err(|e| e.to_string())?
+                .filter_map(Result::ok)
+                .find(|e| e.file_name().to_string_lossy().ends_with(".ports"));
+            if let Some(ports) = ports
+                && let Ok(text) = std::fs::read_to_string(ports.path())
+                && let Some(url) = serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| v["nats"][0].as_str().map(String::from))
+            {
+                return Ok(Nats {
+                    _process: process,
+                    url,
+                    _dir: dir,
+                });
+            }
+            if Instant::now() > deadline {
+                return Err("nats-server wrote no ports file".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A client of this server.
+    pub async fn client(&self) -> Result<async_nats::Client, String> {
+        async_nats::connect(&self.url)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn nats_server() -> Result<PathBuf, String> {
+    let out = Command::new(repo().join("scripts/install-nats-server"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "scripts/install-nats-server failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().into())
+}
+
+/// A binary of another workspace package, built once per test run.
+fn workspace_binary(package: &str) -> Result<PathBuf, String> {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "--locked",
+                "-p",
+                "trellis-keyvalue-nats",
+            ])
+            .current_dir(repo())
+            .status()
+            .map_err(|e| e.to_string())?;
+        status
+            .success()
+            .then_some(())
+            .ok_or_else(|| "building the providers failed".to_string())
+    });
+    built.clone()?;
+    // This test binary lives in target/<profile>/deps.
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("no target directory")?;
+    Ok(dir.join(package))
+}
+
+/// Starts the keyvalue-nats provider as `name` and waits until it serves.
+pub fn keyvalue_provider(nats: &Nats, name: &str) -> Result<Process, String> {
+    let mut command = Command::new(workspace_binary("trellis-keyvalue-nats")?);
+    command.args(["--nats", &nats.url, "--name", name]);
+    let (mut process, _) = Process::spawn(command)?;
+    process.wait_for("serving", Duration::from_secs(30))?;
+    Ok(process)
+}
+
+/// A `trellis host` process serving HTTP.
+pub struct LatticeHost {
+    _process: Process,
+    /// Its HTTP address.
+    pub addr: SocketAddr,
+}
+
+/// Starts `trellis host` with `manifests`; Err carries stderr when it does not start.
+pub fn host(nats: &Nats, manifests: &[&Path], extra: &[&str]) -> Result<LatticeHost, String> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_trellis"));
+    command
+        .args(["host", "--nats", &nats.url, "--listen", "127.0.0.1:0"])
+        .args(extra);
+    for m in manifests {
+        command.arg("--manifest").arg(m);
+    }
+    let (mut process, stdout) = Process::spawn(command)?;
+    let stdout = stdout.ok_or("no stdout")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("http://").nth(1) {
+                let _ = tx.send(addr.trim().to_string());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(addr) => Ok(LatticeHost {
+            addr: addr.parse().map_err(|e| format!("{e}: {addr}"))?,
+            _process: process,
+        }),
+        Err(_) => {
+            process.kill();
+            std::thread::sleep(Duration::from_millis(200));
+            Err(process.stderr_text())
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Provider bindings on a real lattice: nats-server, the keyvalue-nats provider and
+//! `trellis host`, each its own process.
+
+use std::time::Duration;
+
+use crate::lattice::{Nats, host, keyvalue_provider};
+use crate::support::{TestResult, get, repo, scratch};
+
+fn counter() -> std::path::PathBuf {
+    repo().join("examples/counter/lattice.yaml")
+}
+
+/// GET with a client-side bound, so a hang fails the test instead of stalling it.
+async fn visit(
+    addr: std::net::SocketAddr,
+) -> Result<crate::support::Reply, Box<dyn std::error::Error>> {
+    tokio::time::timeout(Duration::from_secs(10), get(addr, "localhost", "/"))
+        .await
+        .map_err(|_| "the request hung")?
+}
+
+#[tokio::test]
+async fn keyvalue_goes_through_the_provider_and_survives_its_crash() -> TestResult {
+    let nats = Nats::start("kv")?;
+    let mut provider = keyvalue_provider(&nats, "keyvalue")?;
+    let h = host(&nats, &[&counter()], &[])?;
+    for n in 1..=3 {
+        let reply = visit(h.addr).await?;
+        assert_eq!(
+            (reply.status, reply.body),
+            (200, format!("Hello, trellis! You are visitor #{n}.\n"))
+        );
+    }
+
+    // The count lives in JetStream, not in the host: a new host continues it.
+    drop(h);
+    let h = host(&nats, &[&counter()], &[])?;
+    let reply = visit(h.addr).await?;
+    assert_eq!(reply.body, "Hello, trellis! You are visitor #4.\n");
+
+    // The provider crashes: requests fail fast with a 5xx, nothing hangs.
+    provider.kill();
+    let reply = visit(h.addr).await?;
+    assert!(reply.status >= 500, "{} {}", reply.status, reply.body);
+
+    // It comes back: the same host recovers without a restart.
+    let _provider = keyvalue_provider(&nats, "keyvalue")?;
+    let reply = visit(h.addr).await?;
+    assert_eq!(
+        (reply.status, reply.body),
+        (200, "Hello, trellis! You are visitor #5.\n".to_string())
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_binding_to_a_missing_provider_or_interface_is_refused_before_start() -> TestResult {
+    let nats = Nats::start("missing")?;
+    let dir = scratch("missing-provider")?;
+    let text = std::fs::read_to_string(counter())?;
+    let api = repo().join("examples/counter/api.wat");
+    let greeter = repo().join("examples/counter/greeter.wat");
+    let text = text
+        .replace("source: api.wat", &format!("source: {}", api.display()))
+        .replace(
+            "source: greeter.wat",
+            &format!("source: {}", greeter.display()),
+        );
+
+    let nobody = dir.join("nobody.yaml");
+    std::fs::write(
+        &nobody,
+        text.replace("provider: keyvalue", "provider: nobody"),
+    )?;
+    let err = host(&nats, &[&nobody], &[])
+        .err()
+        .ok_or("the host started")?;
+    assert!(
+        err.contains("provider `nobody` is not running on lattice `default`"),
+        "{err}"
+    );
+
+    let _provider = keyvalue_provider(&nats, "keyvalue")?;
+    let wrong = dir.join("wrong.yaml");
+    std::fs::write(
+        &wrong,
+        text.replace("wasi:http: host", "wasi:http: {provider: keyvalue}"),
+    )?;
+    let err = host(&nats, &[&wrong], &[])
+        .err()
+        .ok_or("the host started")?;
+    assert!(
+        err.contains("provider `keyvalue` does not serve `wasi:http/types@"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn garbage_on_provider_subjects_does_not_stop_it() -> TestResult {
+    let nats = Nats::start("garbage")?;
+    let mut provider = keyvalue_provider(&nats, "keyvalue")?;
+    let h = host(&nats, &[&counter()], &[])?;
+    let client = nats.client().await?;
+    let prefix = "trellis.default.provider.keyvalue.wrpc.0.0.1";
+    for func in [
+        "wasi:keyvalue/store@0.2.0-draft.open",
+        "wasi:keyvalue/store@0.2.0-draft.bucket.get",
+        "wasi:keyvalue/atomics@0.2.0-draft.increment",
+    ] {
+        for payload in [
+            &b""[..],
+            b"\xff\xff\xff\xff\xff",
+            b"\x05hello",
+            &[0u8; 4096],
+        ] {
+            client
+                .publish(format!("{prefix}.{func}"), payload.to_vec().into())
+                .await?;
+            // A request with a reply subject, as a confused client would send.
+            let _ = tokio::time::timeout(
+                Duration::from_millis(200),
+                client.request(format!("{prefix}.{func}"), payload.to_vec().into()),
+            )
+            .await;
+        }
+    }
+    client.flush().await?;
+    // Invocations that never send their parameters hold their function for at most
+    // the SDK's idle limit each (wrpc-transport decodes a function's calls in order);
+    // then the provider serves again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut reply = visit(h.addr).await?;
+    while reply.status != 200 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        reply = visit(h.addr).await?;
+    }
+    assert!(
+        reply.status == 200 && reply.body.starts_with("Hello, trellis! You are visitor #"),
+        "{} {}; provider stderr:\n{}",
+        reply.status,
+        reply.body,
+        provider.stderr_text()
+    );
+    let reply = visit(h.addr).await?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(provider.stderr_text().contains("bad invocation"));
+    assert!(!provider.stderr_text().contains("panicked"));
+    Ok(())
+}
