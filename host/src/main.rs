@@ -31,12 +31,8 @@ enum Command {
         /// Address for HTTP.
         #[arg(long, default_value = "127.0.0.1:8000")]
         listen: SocketAddr,
-        /// Largest linear memory any instance may have, e.g. `1GiB`.
-        #[arg(long, default_value = "1GiB", value_parser = parse_size)]
-        max_instance_memory: u64,
-        /// Instances that may be alive at once on this host.
-        #[arg(long, default_value_t = 1000)]
-        max_instances: u32,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Join a lattice: run workloads whose bindings may call providers and other
     /// workloads over NATS, and announce this host with heartbeats.
@@ -55,13 +51,29 @@ enum Command {
         /// Address for HTTP.
         #[arg(long, default_value = "127.0.0.1:8000")]
         listen: SocketAddr,
-        /// Largest linear memory any instance may have, e.g. `1GiB`.
-        #[arg(long, default_value = "1GiB", value_parser = parse_size)]
-        max_instance_memory: u64,
-        /// Instances that may be alive at once on this host.
-        #[arg(long, default_value_t = 1000)]
-        max_instances: u32,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
+}
+
+/// Capacity options every host mode takes.
+#[derive(clap::Args)]
+struct EngineArgs {
+    /// Largest linear memory any instance may have, e.g. `1GiB`.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    max_instance_memory: u64,
+    /// Instances that may be alive at once on this host.
+    #[arg(long, default_value_t = 1000)]
+    max_instances: u32,
+}
+
+impl From<EngineArgs> for EngineSettings {
+    fn from(args: EngineArgs) -> Self {
+        EngineSettings {
+            max_instances: args.max_instances,
+            max_instance_memory: args.max_instance_memory,
+        }
+    }
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -102,24 +114,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev {
             target,
             listen,
-            max_instance_memory,
-            max_instances,
-        } => runtime.block_on(run_dev(
-            target,
-            listen,
-            EngineSettings {
-                max_instances,
-                max_instance_memory,
-            },
-        )),
+            engine,
+        } => runtime.block_on(run_dev(target, listen, engine.into())),
         Command::Host {
             nats,
             labels,
             manifests,
             id,
             listen,
-            max_instance_memory,
-            max_instances,
+            engine,
         } => runtime.block_on(run_host(
             HostOptions {
                 nats: *nats,
@@ -128,10 +131,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 id,
                 listen,
             },
-            EngineSettings {
-                max_instances,
-                max_instance_memory,
-            },
+            engine.into(),
         )),
     }
 }

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
-use crate::support::repo;
+use crate::support::{repo, served_address};
 
 /// A child process, killed on drop; its stderr lines are collected.
 pub struct Process {
@@ -201,15 +201,7 @@ pub fn host(nats: &Nats, manifests: &[&Path], extra: &[&str]) -> Result<LatticeH
     }
     let (mut process, stdout) = Process::spawn(command)?;
     let stdout = stdout.ok_or("no stdout")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("http://").nth(1) {
-                let _ = tx.send(addr.trim().to_string());
-            }
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(120)) {
+    match served_address(stdout).recv_timeout(Duration::from_secs(120)) {
         Ok(addr) => Ok(LatticeHost {
             addr: addr.parse().map_err(|e| format!("{e}: {addr}"))?,
             _process: process,

@@ -37,15 +37,7 @@ impl Dev {
             .map_err(|e| format!("cannot start trellis: {e}"))?;
         let stderr = collect(child.stderr.take());
         let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("http://").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(120)) {
+        match served_address(stdout).recv_timeout(Duration::from_secs(120)) {
             Ok(addr) => Ok(Dev {
                 child,
                 addr: addr.parse().map_err(|e| format!("{e}: {addr}"))?,
@@ -83,6 +75,19 @@ impl Drop for Dev {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The address a `trellis` process prints (`… http://ADDR`) once it serves.
+pub fn served_address(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("http://").nth(1) {
+                let _ = tx.send(addr.trim().to_string());
+            }
+        }
+    });
+    rx
 }
 
 fn collect(stream: Option<std::process::ChildStderr>) -> mpsc::Receiver<String> {
