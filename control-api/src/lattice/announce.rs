@@ -45,6 +45,6 @@ pub struct HostHeartbeat {
     pub workloads: Vec<String>,
     /// Most instances it can run at once.
     pub max_instances: u32,
-    /// Whether its NATS connection is up (always true when received).
+    /// The address its HTTP ingress listens on.
     pub http_listen: Option<String>,
 }

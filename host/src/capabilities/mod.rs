@@ -64,6 +64,37 @@ pub fn find_builtin(interface: &str) -> Option<&'static BuiltinInterface> {
     builtin_interfaces().find(|b| b.name == interface)
 }
 
+/// One value per workload name, created on first use and kept across reloads of
+/// that workload, so development data survives an edit.
+#[derive(Debug)]
+pub struct PerWorkload<T> {
+    values: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<T>>>>,
+}
+
+impl<T> Default for PerWorkload<T> {
+    fn default() -> Self {
+        PerWorkload {
+            values: Arc::default(),
+        }
+    }
+}
+
+impl<T> Clone for PerWorkload<T> {
+    fn clone(&self) -> Self {
+        PerWorkload {
+            values: self.values.clone(),
+        }
+    }
+}
+
+impl<T: Default> PerWorkload<T> {
+    /// The value of `workload`, created on first use.
+    pub fn for_workload(&self, workload: &str) -> Arc<T> {
+        let mut values = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        values.entry(workload.to_string()).or_default().clone()
+    }
+}
+
 /// Host-wide services the built-in capabilities draw on.
 #[derive(Clone, Default)]
 pub struct HostServices {

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
-use crate::capabilities::find_builtin;
+use crate::capabilities::{BuiltinInterface, find_builtin};
 use crate::state::InstanceState;
 use trellis_control_api::{
     BindingTarget, Component as ComponentSpec, Diagnostic, ImportName, find_binding,
@@ -57,12 +57,17 @@ pub(crate) fn linker_for(
             );
             continue;
         };
+        let remote = remotes.get(&me.spec.name, binding);
+        // Each built-in is linked once, whichever of its functions' imports comes first.
+        let mut link_builtin = |builtin: &'static BuiltinInterface| {
+            if !linked.insert(builtin.name) {
+                return None;
+            }
+            builtin.link(&mut linker).err().map(|e| format!("{e:#}"))
+        };
         let problem = match &binding.target {
             BindingTarget::Host => match find_builtin(name.unversioned) {
-                Some(builtin) if linked.insert(builtin.name) => {
-                    builtin.link(&mut linker).err().map(|e| format!("{e:#}"))
-                }
-                Some(_) => None,
+                Some(builtin) => link_builtin(builtin),
                 None => Some(format!(
                     "binding `{}` sends `{import}` to the host, which has no built-in implementation of `{}`",
                     binding.import, name.unversioned
@@ -83,25 +88,14 @@ pub(crate) fn linker_for(
                     None => Some(format!("component `{target}` does not exist")),
                 }
             }
-            BindingTarget::Provider { name: provider, .. }
-                if remotes.get(&me.spec.name, binding).is_some() =>
-            {
-                let serves = remotes
-                    .get(&me.spec.name, binding)
-                    .is_some_and(|r| r.info.serves(import));
+            BindingTarget::Provider { name: provider, .. } if let Some(remote) = remote => {
                 match find_builtin(name.unversioned) {
-                    _ if !serves => Some(format!(
+                    _ if !remote.info.serves(import) => Some(format!(
                         "provider `{provider}` does not serve `{import}` (it serves: {})",
-                        remotes
-                            .get(&me.spec.name, binding)
-                            .map(|r| r.info.interfaces.join(", "))
-                            .unwrap_or_default()
+                        remote.info.interfaces.join(", ")
                     )),
                     // The capability calls the provider through its typed client.
-                    Some(builtin) if linked.insert(builtin.name) => {
-                        builtin.link(&mut linker).err().map(|e| format!("{e:#}"))
-                    }
-                    Some(_) => None,
+                    Some(builtin) => link_builtin(builtin),
                     None => Some(format!(
                         "binding `{}` sends `{import}` to provider `{provider}`, but this host has no client for `{}` yet (provider bindings cover wasi:keyvalue)",
                         binding.import, name.unversioned

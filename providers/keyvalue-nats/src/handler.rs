@@ -36,7 +36,7 @@ impl Handler {
         cx: &NatsContext,
         bucket: &BucketRef,
     ) -> std::result::Result<async_nats::jetstream::kv::Store, store::Error> {
-        let caller = Caller::from_context(cx).map_err(|e| store::Error::AccessDenied.tap(e))?;
+        let caller = Caller::from_context(cx).map_err(refused)?;
         let name = std::str::from_utf8(bucket.as_ref())
             .map_err(|_| store::Error::Other("malformed bucket handle".into()))?;
         if !self.buckets.owned_by(&caller, name) {
@@ -46,14 +46,10 @@ impl Handler {
     }
 }
 
-trait Tap {
-    fn tap(self, why: impl std::fmt::Display) -> Self;
-}
-impl Tap for store::Error {
-    fn tap(self, why: impl std::fmt::Display) -> Self {
-        tracing::warn!(%why, "refused a call");
-        self
-    }
+/// The caller is not a Trellis host (or sent a bad config header).
+fn refused(why: impl std::fmt::Display) -> store::Error {
+    tracing::warn!(%why, "refused a call");
+    store::Error::AccessDenied
 }
 
 fn other(e: impl std::fmt::Display) -> store::Error {
@@ -70,7 +66,7 @@ impl store::Handler<NatsContext> for Handler {
     ) -> Result<ResourceOwn<store::Bucket>> {
         let caller = match Caller::from_context(&cx) {
             Ok(caller) => caller,
-            Err(e) => return Ok(Err(store::Error::AccessDenied.tap(e))),
+            Err(e) => return Ok(Err(refused(e))),
         };
         let name = match self.buckets.name_for(&caller, &identifier) {
             Ok(name) => name,

@@ -2,7 +2,7 @@
 //! across reloads of that workload so objects survive an edit.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -207,16 +207,5 @@ impl BlobstoreBackend for MemoryBlobstore {
     }
 }
 
-/// The in-memory blobstores of every workload on a host, by workload name.
-#[derive(Debug, Default, Clone)]
-pub struct MemoryBlobstores {
-    stores: Arc<Mutex<HashMap<String, Arc<MemoryBlobstore>>>>,
-}
-
-impl MemoryBlobstores {
-    /// The blobstore of `workload`, created on first use.
-    pub fn for_workload(&self, workload: &str) -> Arc<MemoryBlobstore> {
-        let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
-        stores.entry(workload.to_string()).or_default().clone()
-    }
-}
+/// The in-memory blobstores of every workload on a host.
+pub type MemoryBlobstores = crate::capabilities::PerWorkload<MemoryBlobstore>;

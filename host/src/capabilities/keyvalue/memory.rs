@@ -2,7 +2,7 @@
 //! across reloads of that workload so state survives an edit.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 
@@ -107,16 +107,5 @@ impl KeyValueBackend for MemoryKeyValue {
     }
 }
 
-/// The in-memory stores of every workload on a host, by workload name.
-#[derive(Debug, Default, Clone)]
-pub struct MemoryStores {
-    stores: Arc<Mutex<HashMap<String, Arc<MemoryKeyValue>>>>,
-}
-
-impl MemoryStores {
-    /// The store of `workload`, created on first use.
-    pub fn for_workload(&self, workload: &str) -> Arc<MemoryKeyValue> {
-        let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
-        stores.entry(workload.to_string()).or_default().clone()
-    }
-}
+/// The in-memory keyvalue stores of every workload on a host.
+pub type MemoryStores = crate::capabilities::PerWorkload<MemoryKeyValue>;
