@@ -58,11 +58,14 @@ impl BindingTarget {
 }
 
 /// The left side of a binding: a namespace, a package, an interface (any version),
-/// an exact versioned interface, or a plain import name.
+/// an exact versioned interface, or a plain import name. An interface pattern may
+/// carry a `#name` (named interfaces): `wasi:keyvalue/store#cache` binds only the
+/// instance the guest calls `cache`, e.g. the bucket it passes to `open`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportPattern {
     raw: String,
     kind: PatternKind,
+    name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +114,31 @@ impl<'a> ImportName<'a> {
 impl ImportPattern {
     /// Parses a binding key; returns a message for keys that cannot be patterns.
     pub fn parse(raw: &str) -> Result<Self, String> {
+        let Some((pattern, name)) = raw.split_once('#') else {
+            return Self::parse_unnamed(raw);
+        };
+        let unnamed = Self::parse_unnamed(pattern)?;
+        let named_kind = matches!(
+            unnamed.kind,
+            PatternKind::Interface(_) | PatternKind::Exact(_)
+        );
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+        if !named_kind || !valid_name {
+            return Err(format!(
+                "`{raw}` is not a named interface; write `ns:pkg/interface#name` with a name of letters, digits, `-`, `.` or `_`"
+            ));
+        }
+        Ok(ImportPattern {
+            raw: raw.to_string(),
+            kind: unnamed.kind,
+            name: Some(name.to_string()),
+        })
+    }
+
+    fn parse_unnamed(raw: &str) -> Result<Self, String> {
         let valid = |s: &str| {
             !s.is_empty()
                 && s.chars()
@@ -133,6 +161,7 @@ impl ImportPattern {
         kind.map(|kind| ImportPattern {
             raw: raw.to_string(),
             kind,
+            name: None,
         })
         .ok_or_else(|| {
             format!(
@@ -142,8 +171,31 @@ impl ImportPattern {
         })
     }
 
+    /// The interface this pattern names, without version (`wasi:keyvalue/store`);
+    /// `None` for namespace, package and plain-name patterns.
+    pub fn interface(&self) -> Option<&str> {
+        match &self.kind {
+            PatternKind::Interface(name) => Some(name),
+            PatternKind::Exact(name) => name.split_once('@').map(|(name, _)| name),
+            _ => None,
+        }
+    }
+
+    /// The instance name after `#`, for a named-interface binding.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
     /// How specifically this pattern matches `import` (higher wins), or `None`.
+    /// Named patterns match only through [`find_named_binding`].
     pub fn specificity(&self, import: &ImportName<'_>) -> Option<u8> {
+        if self.name.is_some() {
+            return None;
+        }
+        self.kind_specificity(import)
+    }
+
+    fn kind_specificity(&self, import: &ImportName<'_>) -> Option<u8> {
         match &self.kind {
             PatternKind::Exact(name) => (name == import.full).then_some(4),
             PatternKind::Name(name) => {
@@ -175,6 +227,23 @@ pub fn find_binding<'b>(bindings: &'b [Binding], import: &str) -> Option<&'b Bin
         .filter_map(|b| b.import.specificity(&name).map(|s| (s, b)))
         .max_by_key(|(s, _)| *s)
         .map(|(_, b)| b)
+}
+
+/// The binding of the instance `name` of `import` (a named interface), falling
+/// back to the binding of `import` itself when no `#name` binding covers it.
+pub fn find_named_binding<'b>(
+    bindings: &'b [Binding],
+    import: &str,
+    name: &str,
+) -> Option<&'b Binding> {
+    let parsed = ImportName::parse(import);
+    bindings
+        .iter()
+        .filter(|b| b.import.name() == Some(name))
+        .filter_map(|b| b.import.kind_specificity(&parsed).map(|s| (s, b)))
+        .max_by_key(|(s, _)| *s)
+        .map(|(_, b)| b)
+        .or_else(|| find_binding(bindings, import))
 }
 
 #[cfg(test)]
@@ -214,11 +283,47 @@ mod tests {
             "wasi:http/types",
             "wasi:http/types@0.2.0",
             "greet",
+            "wasi:keyvalue/store#cache",
+            "wasi:keyvalue/store@0.2.0-draft#cache",
         ] {
             assert!(ImportPattern::parse(good).is_ok(), "{good}");
         }
-        for bad in ["", "wasi:", ":http", "wasi:http/", "a b", "wasi:http@0.2"] {
+        for bad in [
+            "",
+            "wasi:",
+            ":http",
+            "wasi:http/",
+            "a b",
+            "wasi:http@0.2",
+            "wasi:keyvalue/store#",
+            "wasi:keyvalue#cache",
+            "wasi:*#cache",
+            "greet#x",
+            "wasi:keyvalue/store#a b",
+        ] {
             assert!(ImportPattern::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn named_bindings_cover_only_their_name() -> Result<(), String> {
+        let kv = "wasi:keyvalue/store@0.2.0-draft";
+        let bindings = vec![
+            binding("wasi:*", BindingTarget::Host)?,
+            binding(
+                "wasi:keyvalue/store#cache",
+                BindingTarget::Component { name: "c".into() },
+            )?,
+        ];
+        // An unnamed lookup never picks a named binding.
+        assert_eq!(
+            find_binding(&bindings, kv).map(|b| &b.target),
+            Some(&BindingTarget::Host)
+        );
+        let cache = find_named_binding(&bindings, kv, "cache").map(|b| &b.target);
+        assert_eq!(cache, Some(&BindingTarget::Component { name: "c".into() }));
+        let other = find_named_binding(&bindings, kv, "sessions").map(|b| &b.target);
+        assert_eq!(other, Some(&BindingTarget::Host));
+        Ok(())
     }
 }

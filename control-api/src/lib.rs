@@ -38,11 +38,14 @@ mod units;
 mod validate;
 pub mod yaml;
 
-pub use binding::{Binding, BindingTarget, ImportName, ImportPattern, find_binding};
+pub use binding::{
+    Binding, BindingTarget, ImportName, ImportPattern, find_binding, find_named_binding,
+};
 pub use diagnostics::{Diagnostic, ManifestError};
 pub use manifest::{
-    API_VERSION, BINDING_FIELDS, COMPONENT_FIELDS, Component, ComponentSource, GRANTS_FIELDS,
-    Grants, LIMITS_FIELDS, Limits, PREOPEN_FIELDS, ROUTE_FIELDS, Route, WORKLOAD_FIELDS, Workload,
+    API_VERSION, BINDING_FIELDS, COMPONENT_FIELDS, Component, ComponentSource, EXPORT_FIELDS,
+    Export, GRANTS_FIELDS, Grants, LIMITS_FIELDS, Limits, PREOPEN_FIELDS, ROUTE_FIELDS, Route,
+    WORKLOAD_FIELDS, Workload,
 };
 pub use units::{parse_duration, parse_size};
 

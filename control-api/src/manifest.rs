@@ -18,7 +18,14 @@ use crate::yaml::{self, Node, Pos};
 pub const API_VERSION: &str = "trellis.dev/v1alpha1";
 
 /// Fields of the top-level mapping.
-pub const WORKLOAD_FIELDS: &[&str] = &["apiVersion", "kind", "name", "components", "routes"];
+pub const WORKLOAD_FIELDS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "name",
+    "components",
+    "routes",
+    "exports",
+];
 /// Fields of one component.
 pub const COMPONENT_FIELDS: &[&str] = &["source", "config", "env", "limits", "grants", "bindings"];
 /// Fields of `limits`.
@@ -29,6 +36,8 @@ pub const GRANTS_FIELDS: &[&str] = &["preopens", "network"];
 pub const PREOPEN_FIELDS: &[&str] = &["host", "guest", "readonly"];
 /// Fields of one route.
 pub const ROUTE_FIELDS: &[&str] = &["component", "host", "path"];
+/// Fields of one export.
+pub const EXPORT_FIELDS: &[&str] = &["interface", "component"];
 /// Fields of a binding written as a mapping.
 pub const BINDING_FIELDS: &[&str] = &["component", "provider", "workload", "timeout", "config"];
 
@@ -41,6 +50,20 @@ pub struct Workload {
     pub components: Vec<Component>,
     /// HTTP routes into the workload's components.
     pub routes: Vec<Route>,
+    /// Interfaces served over wRPC to other workloads' `workload` bindings.
+    pub exports: Vec<Export>,
+}
+
+/// An interface of one component that the workload serves on the lattice, at
+/// `trellis.<lattice>.workload.<name>`, so that workloads elsewhere can bind to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Export {
+    /// The interface, `ns:pkg/iface` (the version is the component's own).
+    pub interface: String,
+    /// The component that exports it.
+    pub component: String,
+    /// Where the export was written.
+    pub pos: Pos,
 }
 
 /// One component of a workload and everything it needs.
@@ -200,10 +223,15 @@ fn decode_workload(d: &mut Decoder, root: &Node, base: &Path) -> Option<Workload
         Some(node) if !node.is_null() => decode_routes(d, node),
         _ => Vec::new(),
     };
+    let exports = match fields.get("exports") {
+        Some(node) if !node.is_null() => decode_exports(d, node),
+        _ => Vec::new(),
+    };
     Some(Workload {
         name: name.unwrap_or_default(),
         components,
         routes,
+        exports,
     })
 }
 
@@ -502,6 +530,48 @@ fn decode_routes(d: &mut Decoder, node: &Node) -> Vec<Route> {
                 component,
                 host,
                 path,
+                pos: item.pos,
+            })
+        })
+        .collect()
+}
+
+fn decode_exports(d: &mut Decoder, node: &Node) -> Vec<Export> {
+    let crate::yaml::Value::Seq(items) = &node.value else {
+        d.error(
+            node.pos,
+            format!("exports must be a list, found {}", node.kind()),
+        );
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let f = d.fields(
+                item,
+                "an export",
+                EXPORT_FIELDS,
+                &["interface", "component"],
+            )?;
+            let component = f
+                .get("component")
+                .and_then(|n| d.string(n, "export component"))?;
+            let node = f.get("interface")?;
+            let interface = d.string(node, "export interface")?;
+            let unversioned = ImportPattern::parse(&interface)
+                .ok()
+                .filter(|p| p.name().is_none())
+                .and_then(|p| p.interface().map(str::to_string));
+            let Some(interface) = unversioned else {
+                d.report(
+                    Diagnostic::new(node.pos, format!("`{interface}` is not an interface"))
+                        .with_hint("write `ns:pkg/interface`, e.g. `trellis:shop/pricing`"),
+                );
+                return None;
+            };
+            Some(Export {
+                interface,
+                component,
                 pos: item.pos,
             })
         })

@@ -196,6 +196,7 @@ fn the_json_schema_matches_the_decoder() -> Result<(), Box<dyn std::error::Error
         sorted(PREOPEN_FIELDS)
     );
     assert_eq!(keys("/$defs/route/properties"), sorted(ROUTE_FIELDS));
+    assert_eq!(keys("/$defs/export/properties"), sorted(EXPORT_FIELDS));
     assert_eq!(
         keys("/$defs/binding/oneOf/1/properties"),
         sorted(BINDING_FIELDS)
@@ -214,4 +215,21 @@ fn the_example_manifests_are_valid() -> Result<(), ManifestError> {
         Workload::from_file(&root.join(file))?;
     }
     Ok(())
+}
+
+/// Exports name a component of the workload and an interface, once each.
+#[test]
+fn exports_are_checked() {
+    let got = problems(
+        "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: e\ncomponents:\n  a: {source: 'x.wat'}\nexports:\n  - {interface: 'acme:shop/pricing', component: b}\n  - {interface: 'acme:shop', component: a}\n  - {interface: 'acme:shop/pricing', component: a}\n  - {interface: 'acme:shop/tax', component: a, extra: 1}\n",
+    );
+    let expect = [
+        "7:5: export names component `b`, which the workload does not have",
+        "8:17: `acme:shop` is not an interface",
+        "9:5: `acme:shop/pricing` is already exported at 7:5",
+        "10:48: unknown field `extra` in an export",
+    ];
+    for e in expect {
+        assert!(got.iter().any(|g| g.contains(e)), "{e}: {got:?}");
+    }
 }

@@ -56,6 +56,30 @@ pub(crate) fn check(workload: &Workload, d: &mut Decoder) {
             }
         }
     }
+    let mut exported = BTreeMap::new();
+    for export in &workload.exports {
+        if !names.contains(export.component.as_str()) {
+            d.report(
+                Diagnostic::new(
+                    export.pos,
+                    format!(
+                        "export names component `{}`, which the workload does not have",
+                        export.component
+                    ),
+                )
+                .with_hint(format!("components: {known}")),
+            );
+        }
+        if let Some(first) = exported.insert(export.interface.as_str(), export.pos) {
+            d.error(
+                export.pos,
+                format!(
+                    "`{}` is already exported at {first}; a workload serves each interface once",
+                    export.interface
+                ),
+            );
+        }
+    }
     let mut seen = BTreeMap::new();
     for route in &workload.routes {
         let key = (

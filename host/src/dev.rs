@@ -80,6 +80,7 @@ fn bare_component(path: &Path) -> Workload {
             path: "/".into(),
             pos: Default::default(),
         }],
+        exports: Vec::new(),
     }
 }
 
@@ -108,7 +109,15 @@ fn stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
 pub async fn load_into(host: &Host, target: &Path) -> Result<Workload, ManifestError> {
     let workload = read_workload(target)?;
     let loaded = host.load(workload.clone(), target).await?;
-    host.run(loaded);
+    host.run(loaded).await.map_err(|e| {
+        ManifestError::new(
+            target,
+            vec![Diagnostic::new(
+                Default::default(),
+                format!("cannot serve the workload: {e}"),
+            )],
+        )
+    })?;
     Ok(workload)
 }
 

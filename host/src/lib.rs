@@ -10,7 +10,7 @@
 //! let host = Host::new(EngineSettings::default())?;
 //! let file = Path::new("examples/counter/workload.yaml");
 //! let loaded = host.load(Workload::from_file(file)?, file).await?;
-//! host.run(loaded);
+//! host.run(loaded).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
 //! host.serve(listener, std::future::pending()).await;
 //! # Ok(()) }
@@ -56,6 +56,7 @@ pub struct Host {
     engine: HostEngine,
     services: HostServices,
     workloads: Mutex<BTreeMap<String, Arc<LoadedWorkload>>>,
+    exports: Mutex<BTreeMap<String, workload::ExportServer>>,
     routes: SharedRoutes,
 }
 
@@ -77,6 +78,7 @@ impl Host {
                 ..HostServices::default()
             },
             workloads: Mutex::default(),
+            exports: Mutex::default(),
             routes: Arc::new(RwLock::new(Arc::new(RouteTable::default()))),
         })
     }
@@ -90,12 +92,32 @@ impl Host {
         LoadedWorkload::load(&self.engine, &self.services, manifest, file).await
     }
 
-    /// Starts serving `workload`, replacing any running version of the same name.
-    /// Requests already in flight finish on the version they started on.
-    pub fn run(&self, workload: Arc<LoadedWorkload>) {
-        let mut workloads = self.workloads.lock().unwrap_or_else(|p| p.into_inner());
-        workloads.insert(workload.name().to_string(), workload);
-        self.publish(&workloads);
+    /// Starts serving `workload` (its routes, and on a lattice its exports),
+    /// replacing any running version of the same name. Requests and calls already
+    /// in flight finish on the version they started on.
+    pub async fn run(&self, workload: Arc<LoadedWorkload>) -> Result<(), lattice::LatticeError> {
+        let name = workload.name().to_string();
+        // The new version's subscriptions are up before the old one's are dropped.
+        let exports = match &self.services.lattice {
+            Some(lattice) => workload.serve_exports(lattice).await?,
+            None => {
+                if !workload.manifest.exports.is_empty() {
+                    tracing::info!(workload = %name, "exports are served only on a lattice (`trellis host`)");
+                }
+                None
+            }
+        };
+        {
+            let mut workloads = self.workloads.lock().unwrap_or_else(|p| p.into_inner());
+            workloads.insert(name.clone(), workload);
+            self.publish(&workloads);
+        }
+        let mut servers = self.exports.lock().unwrap_or_else(|p| p.into_inner());
+        match exports {
+            Some(server) => servers.insert(name, server),
+            None => servers.remove(&name),
+        };
+        Ok(())
     }
 
     /// Stops serving the workload called `name`; false if there was none.
@@ -103,6 +125,11 @@ impl Host {
         let mut workloads = self.workloads.lock().unwrap_or_else(|p| p.into_inner());
         let removed = workloads.remove(name).is_some();
         self.publish(&workloads);
+        drop(workloads);
+        self.exports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
         removed
     }
 

@@ -161,7 +161,9 @@ async fn run_host(options: HostOptions, settings: EngineSettings) -> anyhow::Res
     for file in &options.manifests {
         let workload = trellis_control_api::Workload::from_file(file)?;
         let loaded = host.load(workload, file).await?;
-        host.run(loaded);
+        host.run(loaded)
+            .await
+            .with_context(|| format!("cannot serve {}", file.display()))?;
     }
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await

@@ -10,12 +10,45 @@ use wasmtime::component::{Instance, ResourceTable};
 use wasmtime_wasi::{WasiCtxView, WasiView};
 use wasmtime_wasi_http::WasiHttpCtx;
 use wasmtime_wasi_http::p2::{WasiHttpCtxView, WasiHttpView, default_hooks};
+use wrpc_runtime_wasmtime::{SharedResourceTable, WrpcCtx, WrpcCtxView, WrpcView};
 
 use crate::capabilities::CapabilityStates;
+use crate::lattice::RoutedInvoke;
+
+/// What the wRPC polyfill sees of one component: the transport of its
+/// `provider` and `workload` imports, and the guest resources it shares.
+#[derive(Default)]
+pub(crate) struct RemoteCalls {
+    invoke: RoutedInvoke,
+    shared: SharedResourceTable,
+}
+
+impl RemoteCalls {
+    pub(crate) fn new(invoke: RoutedInvoke) -> Self {
+        RemoteCalls {
+            invoke,
+            shared: SharedResourceTable::default(),
+        }
+    }
+}
+
+impl WrpcCtx<RoutedInvoke> for RemoteCalls {
+    fn context(&self) {}
+
+    fn client(&self) -> &RoutedInvoke {
+        &self.invoke
+    }
+
+    fn shared_resources(&mut self) -> &mut SharedResourceTable {
+        &mut self.shared
+    }
+}
 
 /// One component's place in a store.
 pub(crate) struct Slot {
     pub(crate) caps: CapabilityStates,
+    /// Where its polyfilled imports go.
+    pub(crate) remote: RemoteCalls,
     pub(crate) memory_limit: u64,
     pub(crate) name: String,
     /// Set once the component is instantiated in this store.
@@ -67,6 +100,17 @@ impl WasiView for InstanceState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.slots[self.current].caps.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WrpcView for InstanceState {
+    type Invoke = RoutedInvoke;
+
+    fn wrpc(&mut self) -> WrpcCtxView<'_, RoutedInvoke> {
+        WrpcCtxView {
+            ctx: &mut self.slots[self.current].remote,
             table: &mut self.table,
         }
     }

@@ -14,7 +14,7 @@ async fn two_workloads_share_a_host_and_one_failing_does_not_disturb_the_other()
     ] {
         let path = repo().join(file);
         let workload = Workload::from_file(&path)?;
-        host.run(host.load(workload, &path).await?);
+        host.run(host.load(workload, &path).await?).await?;
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

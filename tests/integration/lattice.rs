@@ -185,9 +185,21 @@ pub fn keyvalue_provider(nats: &Nats, name: &str) -> Result<Process, String> {
 
 /// A `trellis host` process serving HTTP.
 pub struct LatticeHost {
-    _process: Process,
+    process: Process,
     /// Its HTTP address.
     pub addr: SocketAddr,
+}
+
+impl LatticeHost {
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Everything it wrote to stderr so far.
+    pub fn stderr_text(&mut self) -> String {
+        self.process.stderr_text()
+    }
 }
 
 /// Starts `trellis host` with `manifests`; Err carries stderr when it does not start.
@@ -204,7 +216,7 @@ pub fn host(nats: &Nats, manifests: &[&Path], extra: &[&str]) -> Result<LatticeH
     match served_address(stdout).recv_timeout(Duration::from_secs(120)) {
         Ok(addr) => Ok(LatticeHost {
             addr: addr.parse().map_err(|e| format!("{e}: {addr}"))?,
-            _process: process,
+            process,
         }),
         Err(_) => {
             process.kill();

@@ -22,8 +22,8 @@ use wasmtime_wasi_config::WasiConfigVariables;
 use crate::lattice::CallTarget;
 use crate::state::InstanceState;
 use blobstore::{BlobstoreBackend, MemoryBlobstores};
-use keyvalue::{KeyValueBackend, MemoryStores};
-use trellis_control_api::{Binding, Component, find_binding};
+use keyvalue::{KeyValueBackends, MemoryStores};
+use trellis_control_api::{Binding, Component};
 
 type LinkFn = fn(&mut Linker<InstanceState>) -> wasmtime::Result<()>;
 
@@ -31,12 +31,34 @@ type LinkFn = fn(&mut Linker<InstanceState>) -> wasmtime::Result<()>;
 pub struct BuiltinInterface {
     /// The interface name without version, e.g. `wasi:keyvalue/store`.
     pub name: &'static str,
+    /// Whether named bindings (`iface#name`) can send its instances to different backends.
+    pub routes_names: bool,
+    /// Whether a `provider` binding of it goes through the capability's typed
+    /// wRPC client (otherwise the host's dynamic polyfill carries the calls).
+    pub provider_client: bool,
     link: LinkFn,
 }
 
 impl BuiltinInterface {
     const fn new(name: &'static str, link: LinkFn) -> Self {
-        BuiltinInterface { name, link }
+        BuiltinInterface {
+            name,
+            routes_names: false,
+            provider_client: false,
+            link,
+        }
+    }
+
+    /// Marks an interface whose instances named bindings can route apart.
+    const fn named(mut self) -> Self {
+        self.routes_names = true;
+        self
+    }
+
+    /// Marks an interface whose capability calls providers through its own client.
+    const fn provider_client(mut self) -> Self {
+        self.provider_client = true;
+        self
     }
 
     /// Adds this interface's host functions to `linker`.
@@ -111,7 +133,7 @@ pub(crate) struct ComponentCapabilities {
     component: Component,
     config: Arc<WasiConfigVariables>,
     log: logging::LogSource,
-    keyvalue: Arc<dyn KeyValueBackend>,
+    keyvalue: KeyValueBackends,
     blobstore: Arc<dyn BlobstoreBackend>,
 }
 
@@ -120,7 +142,7 @@ pub(crate) struct CapabilityStates {
     pub(crate) wasi: WasiCtx,
     pub(crate) config: Arc<WasiConfigVariables>,
     pub(crate) log: logging::LogSource,
-    pub(crate) keyvalue: Arc<dyn KeyValueBackend>,
+    pub(crate) keyvalue: KeyValueBackends,
     pub(crate) blobstore: Arc<dyn BlobstoreBackend>,
 }
 
@@ -133,11 +155,7 @@ impl ComponentCapabilities {
         services: &HostServices,
         remote: impl Fn(&Binding) -> Option<CallTarget>,
     ) -> Self {
-        let keyvalue: Arc<dyn KeyValueBackend> =
-            match find_binding(&component.bindings, keyvalue::STORE).and_then(&remote) {
-                Some(target) => Arc::new(keyvalue::RemoteKeyValue::new(target)),
-                None => services.memory_keyvalue.for_workload(workload),
-            };
+        let keyvalue = keyvalue::backends(workload, component, services, &remote);
         ComponentCapabilities {
             component: component.clone(),
             config: config::variables(component),

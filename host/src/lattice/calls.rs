@@ -70,25 +70,34 @@ impl CallTarget {
     ) -> Result<T, String> {
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => {
-                let message = format!("{e:#}");
-                tracing::warn!(target = %self.describe, function = what, error = %message, "remote call failed");
-                if message.contains("no responders") {
-                    Err(format!(
-                        "{} is not serving `{what}` (no responders)",
-                        self.describe
-                    ))
-                } else {
-                    Err(format!("{} failed on `{what}`: {message}", self.describe))
-                }
-            }
-            Err(_) => {
-                tracing::warn!(target = %self.describe, function = what, timeout = ?self.timeout, "remote call timed out");
-                Err(format!(
-                    "{} did not answer `{what}` within {:?}",
-                    self.describe, self.timeout
-                ))
-            }
+            Ok(Err(e)) => Err(self.failure(what, &e)),
+            Err(_) => Err(self.timed_out(what)),
         }
+    }
+
+    /// The bound on each call.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The sentence for a call to `what` that failed with `e`, logged once here.
+    pub(crate) fn failure(&self, what: &str, e: &anyhow::Error) -> String {
+        let message = format!("{e:#}");
+        tracing::warn!(target = %self.describe, function = what, error = %message, "remote call failed");
+        // wrpc-transport-nats reports NATS's no-responders status only as text.
+        if message.contains("no responders") {
+            format!("{} is not serving `{what}` (no responders)", self.describe)
+        } else {
+            format!("{} failed on `{what}`: {message}", self.describe)
+        }
+    }
+
+    /// The sentence for a call to `what` that outlived the timeout, logged once here.
+    pub(crate) fn timed_out(&self, what: &str) -> String {
+        tracing::warn!(target = %self.describe, function = what, timeout = ?self.timeout, "remote call timed out");
+        format!(
+            "{} did not answer `{what}` within {:?}",
+            self.describe, self.timeout
+        )
     }
 }

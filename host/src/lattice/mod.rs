@@ -4,6 +4,7 @@
 
 mod calls;
 mod heartbeat;
+mod routed;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use trellis_control_api::lattice::{ProviderInfo, Subjects};
 
 pub use calls::{CallTarget, DEFAULT_CALL_TIMEOUT};
 pub use heartbeat::{HEARTBEAT_INTERVAL, publish_heartbeats};
+pub use routed::{Guarded, RoutedInvoke};
 
 /// How long a provider has to answer its info request.
 const INFO_TIMEOUT: Duration = Duration::from_secs(2);

@@ -4,6 +4,7 @@
 //! problem named; serving a request only instantiates from what was prepared.
 
 mod compile;
+mod exports;
 mod links;
 mod remote;
 mod resolve;
@@ -18,7 +19,9 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::capabilities::{ComponentCapabilities, HostServices};
 use crate::engine::HostEngine;
-use crate::state::{InstanceState, Slot};
+use crate::lattice::RoutedInvoke;
+use crate::state::{InstanceState, RemoteCalls, Slot};
+pub(crate) use exports::ExportServer;
 use trellis_control_api::{
     BindingTarget, ComponentSource, Diagnostic, Limits, ManifestError, Workload,
 };
@@ -47,6 +50,7 @@ pub struct LoadedWorkload {
     /// The manifest it was loaded from.
     pub manifest: Workload,
     pub(crate) components: Vec<LoadedComponent>,
+    exports: Vec<exports::ServedExport>,
 }
 
 /// One component of a loaded workload.
@@ -56,6 +60,8 @@ pub(crate) struct LoadedComponent {
     pre: InstancePre<InstanceState>,
     pub(crate) proxy: Option<ProxyPre<InstanceState>>,
     caps: ComponentCapabilities,
+    /// The transport of its polyfilled imports.
+    remote: RoutedInvoke,
     /// Components to instantiate before this one, dependencies first.
     plan: Vec<usize>,
     pub(crate) concurrency: Arc<Semaphore>,
@@ -130,6 +136,7 @@ impl LoadedWorkload {
         for c in &self.components {
             slots.push(Slot {
                 caps: c.caps.instantiate().map_err(wasmtime::Error::msg)?,
+                remote: RemoteCalls::new(c.remote.clone()),
                 memory_limit: c.limits.memory,
                 name: c.name.clone(),
                 instance: None,
@@ -195,9 +202,14 @@ fn prepare(
     if !diagnostics.is_empty() {
         return Err(fail(diagnostics));
     }
+    let exports =
+        exports::resolve(engine.engine(), &manifest, &compiled).unwrap_or_else(|mut problems| {
+            diagnostics.append(&mut problems);
+            Vec::new()
+        });
     let mut components = Vec::new();
     for (index, c) in compiled.iter().enumerate() {
-        let linker =
+        let (linker, remote) =
             resolve::linker_for(engine.engine(), &compiled, index, remotes, &mut diagnostics);
         let pre = match linker.instantiate_pre(&c.component) {
             Ok(pre) => pre,
@@ -237,6 +249,7 @@ fn prepare(
             caps: ComponentCapabilities::prepare(&manifest.name, c.spec, services, |binding| {
                 remotes.get(&c.spec.name, binding).map(|r| r.target.clone())
             }),
+            remote,
             plan: link_plan(&manifest, index),
             concurrency: Arc::new(Semaphore::new(c.spec.limits.concurrency as usize)),
         });
@@ -264,6 +277,7 @@ fn prepare(
     Ok(Arc::new(LoadedWorkload {
         manifest,
         components,
+        exports,
     }))
 }
 

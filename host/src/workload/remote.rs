@@ -1,5 +1,6 @@
 //! Remote bindings of a workload: before anything is compiled, every provider a
-//! binding names is asked what it serves, and a call target is made per binding.
+//! binding names is asked what it serves, and a call target is made per
+//! `provider` and `workload` binding.
 
 use std::collections::HashMap;
 
@@ -11,8 +12,9 @@ use crate::lattice::{CallTarget, DEFAULT_CALL_TIMEOUT};
 
 /// One binding's remote end.
 pub(crate) struct Remote {
-    /// What the provider said it serves.
-    pub(crate) info: ProviderInfo,
+    /// What the provider said it serves; `None` for a workload, which may start
+    /// after its callers (a call before it serves fails with "no responders").
+    pub(crate) info: Option<ProviderInfo>,
     /// Where its calls go.
     pub(crate) target: CallTarget,
 }
@@ -45,6 +47,27 @@ pub(crate) async fn connect(
     let mut infos: HashMap<String, Result<ProviderInfo, String>> = HashMap::new();
     for component in &manifest.components {
         for binding in &component.bindings {
+            if let BindingTarget::Workload { name, timeout } = &binding.target {
+                match lattice.client(&lattice.subjects().workload(name)).await {
+                    Ok(client) => {
+                        let target = CallTarget::new(
+                            client,
+                            &manifest.name,
+                            &component.name,
+                            binding.import.as_str(),
+                            &Default::default(),
+                            timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
+                            format!("workload `{name}`"),
+                        );
+                        remotes.by_binding.insert(
+                            (component.name.clone(), binding.import.as_str().to_string()),
+                            Remote { info: None, target },
+                        );
+                    }
+                    Err(e) => diagnostics.push(Diagnostic::new(binding.pos, e.to_string())),
+                }
+                continue;
+            }
             let BindingTarget::Provider {
                 name,
                 timeout,
@@ -92,7 +115,10 @@ pub(crate) async fn connect(
             );
             remotes.by_binding.insert(
                 (component.name.clone(), binding.import.as_str().to_string()),
-                Remote { info, target },
+                Remote {
+                    info: Some(info),
+                    target,
+                },
             );
         }
     }

@@ -7,6 +7,7 @@
 mod memory;
 mod remote;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,8 +17,10 @@ use wasmtime::component::{HasData, Resource, ResourceTable};
 pub use memory::{MemoryKeyValue, MemoryStores};
 pub use remote::RemoteKeyValue;
 
-use super::BuiltinInterface;
+use super::{BuiltinInterface, HostServices};
+use crate::lattice::CallTarget;
 use crate::state::InstanceState;
+use trellis_control_api::{Binding, Component, find_binding, find_named_binding};
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -36,7 +39,8 @@ mod generated {
 use generated::wasi::keyvalue::{atomics, batch, store};
 
 /// The interface whose binding decides a component's keyvalue backend; atomics
-/// and batch act on its buckets, so they follow it.
+/// and batch act on its buckets, so they follow it. Its named bindings
+/// (`wasi:keyvalue/store#NAME`) choose a backend per bucket identifier.
 pub(crate) const STORE: &str = "wasi:keyvalue/store@0.2.0-draft";
 
 /// A failure of a keyvalue backend, as the guest will see it.
@@ -88,14 +92,69 @@ pub trait KeyValueBackend: Send + Sync + 'static {
     async fn increment(&self, bucket: &Bytes, key: &str, delta: u64) -> Result<u64, KeyValueError>;
 }
 
-/// An open bucket, as held in the resource table.
+/// A component's keyvalue backends: the one its `wasi:keyvalue/store` binding
+/// names, and one per named binding (`wasi:keyvalue/store#NAME`), chosen by
+/// the identifier the guest passes to `open`.
+#[derive(Clone)]
+pub struct KeyValueBackends {
+    default: Arc<dyn KeyValueBackend>,
+    named: Arc<HashMap<String, Arc<dyn KeyValueBackend>>>,
+}
+
+impl KeyValueBackends {
+    /// Every bucket goes to `default` unless `named` has its identifier.
+    pub fn new(
+        default: Arc<dyn KeyValueBackend>,
+        named: HashMap<String, Arc<dyn KeyValueBackend>>,
+    ) -> Self {
+        KeyValueBackends {
+            default,
+            named: Arc::new(named),
+        }
+    }
+
+    /// The backend that holds the bucket `identifier`.
+    pub fn for_bucket(&self, identifier: &str) -> &Arc<dyn KeyValueBackend> {
+        self.named.get(identifier).unwrap_or(&self.default)
+    }
+}
+
+/// The backends `component`'s bindings choose: memory for `host`, the provider's
+/// client for a binding `remote` gives a call target.
+pub(crate) fn backends(
+    workload: &str,
+    component: &Component,
+    services: &HostServices,
+    remote: &dyn Fn(&Binding) -> Option<CallTarget>,
+) -> KeyValueBackends {
+    let backend = |binding: Option<&Binding>| -> Arc<dyn KeyValueBackend> {
+        match binding.and_then(remote) {
+            Some(target) => Arc::new(RemoteKeyValue::new(target)),
+            None => services.memory_keyvalue.for_workload(workload),
+        }
+    };
+    let named = component
+        .bindings
+        .iter()
+        .filter_map(|b| b.import.name())
+        .map(|name| {
+            let binding = find_named_binding(&component.bindings, STORE, name);
+            (name.to_string(), backend(binding))
+        })
+        .collect();
+    KeyValueBackends::new(backend(find_binding(&component.bindings, STORE)), named)
+}
+
+/// An open bucket, as held in the resource table: its backend's handle, and
+/// the backend, so atomics and batch calls follow the bucket.
 pub struct Bucket {
     handle: Bytes,
+    backend: Arc<dyn KeyValueBackend>,
 }
 
 /// What the keyvalue host functions see of the store's data.
 pub(crate) struct KeyValueView<'a> {
-    backend: &'a Arc<dyn KeyValueBackend>,
+    backends: &'a KeyValueBackends,
     table: &'a mut ResourceTable,
 }
 
@@ -104,7 +163,8 @@ impl KeyValueView<'_> {
         &self,
         bucket: &Resource<Bucket>,
     ) -> Result<(Arc<dyn KeyValueBackend>, Bytes), KeyValueError> {
-        Ok((self.backend.clone(), self.table.get(bucket)?.handle.clone()))
+        let bucket = self.table.get(bucket)?;
+        Ok((bucket.backend.clone(), bucket.handle.clone()))
     }
 }
 
@@ -116,7 +176,7 @@ impl HasData for HasKeyValue {
 fn view(s: &mut InstanceState) -> KeyValueView<'_> {
     let (caps, table) = s.caps_and_table();
     KeyValueView {
-        backend: &caps.keyvalue,
+        backends: &caps.keyvalue,
         table,
     }
 }
@@ -125,8 +185,9 @@ type Result<T, E = wasmtime::Error> = std::result::Result<T, E>;
 
 impl store::Host for KeyValueView<'_> {
     async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, KeyValueError> {
-        let handle = self.backend.open(&identifier).await?;
-        Ok(self.table.push(Bucket { handle })?)
+        let backend = self.backends.for_bucket(&identifier).clone();
+        let handle = backend.open(&identifier).await?;
+        Ok(self.table.push(Bucket { handle, backend })?)
     }
 
     fn convert_error(&mut self, err: KeyValueError) -> Result<store::Error> {
@@ -244,11 +305,15 @@ impl batch::Host for KeyValueView<'_> {
 pub(crate) const INTERFACES: &[BuiltinInterface] = &[
     BuiltinInterface::new("wasi:keyvalue/store", |l| {
         store::add_to_linker::<InstanceState, HasKeyValue>(l, view)
-    }),
+    })
+    .named()
+    .provider_client(),
     BuiltinInterface::new("wasi:keyvalue/atomics", |l| {
         atomics::add_to_linker::<InstanceState, HasKeyValue>(l, view)
-    }),
+    })
+    .provider_client(),
     BuiltinInterface::new("wasi:keyvalue/batch", |l| {
         batch::add_to_linker::<InstanceState, HasKeyValue>(l, view)
-    }),
+    })
+    .provider_client(),
 ];

@@ -1,0 +1,171 @@
+//! The transport of polyfilled imports: wrpc-runtime-wasmtime's dynamic polyfill
+//! calls one `Invoke` per store, and this one sends each import to the target its
+//! binding names, with that binding's identity headers and timeout.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+use wrpc_transport::{Index, Invoke};
+
+use super::CallTarget;
+
+type Nats = wrpc_transport_nats::Client;
+
+/// Call targets of one component's polyfilled imports, by import name.
+#[derive(Clone, Default)]
+pub struct RoutedInvoke {
+    routes: Arc<HashMap<String, CallTarget>>,
+}
+
+impl RoutedInvoke {
+    /// Sends each import in `routes` to its target.
+    pub fn new(routes: HashMap<String, CallTarget>) -> Self {
+        RoutedInvoke {
+            routes: Arc::new(routes),
+        }
+    }
+}
+
+impl Invoke for RoutedInvoke {
+    type Context = ();
+    type Outgoing = Guarded<<Nats as Invoke>::Outgoing>;
+    type Incoming = Guarded<<Nats as Invoke>::Incoming>;
+
+    async fn invoke<P>(
+        &self,
+        (): (),
+        instance: &str,
+        func: &str,
+        params: Bytes,
+        paths: impl AsRef<[P]> + Send,
+    ) -> anyhow::Result<(Self::Outgoing, Self::Incoming)>
+    where
+        P: AsRef<[Option<usize>]> + Send + Sync,
+    {
+        let target = self
+            .routes
+            .get(instance)
+            .ok_or_else(|| anyhow::anyhow!("no binding routes `{instance}`"))?;
+        let what = format!("{instance}.{func}");
+        let deadline = Instant::now() + target.timeout();
+        let call = target
+            .client
+            .invoke(target.context(), instance, func, params, paths);
+        let (outgoing, incoming) = match tokio::time::timeout_at(deadline, call).await {
+            Ok(Ok(streams)) => streams,
+            Ok(Err(e)) => return Err(anyhow::anyhow!(target.failure(&what, &e))),
+            Err(_) => return Err(anyhow::anyhow!(target.timed_out(&what))),
+        };
+        let call = Arc::new(Call {
+            target: target.clone(),
+            what,
+        });
+        Ok((
+            Guarded::new(outgoing, deadline, call.clone()),
+            Guarded::new(incoming, deadline, call),
+        ))
+    }
+}
+
+/// One call in flight, for its error messages.
+struct Call {
+    target: CallTarget,
+    what: String,
+}
+
+/// A stream of one call that fails once the binding's deadline passes, so a callee
+/// that stops answering cannot hang the caller, and whose errors name the callee.
+pub struct Guarded<S> {
+    inner: S,
+    deadline: Instant,
+    sleep: Pin<Box<Sleep>>,
+    call: Arc<Call>,
+}
+
+impl<S> Guarded<S> {
+    fn new(inner: S, deadline: Instant, call: Arc<Call>) -> Self {
+        Guarded {
+            inner,
+            deadline,
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            call,
+        }
+    }
+
+    /// Names the callee in a transport error, or fails a pending poll whose
+    /// deadline has passed.
+    fn guard<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        let Call { target, what } = &*self.call;
+        match poll {
+            Poll::Ready(Ok(value)) => Poll::Ready(Ok(value)),
+            // wrpc-transport-nats reports NATS's no-responders status this way.
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::NotConnected => {
+                Poll::Ready(Err(io::Error::new(
+                    e.kind(),
+                    target.failure(what, &anyhow::anyhow!("no responders")),
+                )))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(io::Error::new(
+                e.kind(),
+                target.failure(what, &anyhow::Error::new(e)),
+            ))),
+            Poll::Pending => match self.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    target.timed_out(what),
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.guard(cx, poll)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.guard(cx, poll)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.guard(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.guard(cx, poll)
+    }
+}
+
+impl<S: Index<S>> Index<Guarded<S>> for Guarded<S> {
+    fn index(&self, path: &[usize]) -> anyhow::Result<Self> {
+        Ok(Guarded::new(
+            self.inner.index(path)?,
+            self.deadline,
+            self.call.clone(),
+        ))
+    }
+}
