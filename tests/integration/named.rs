@@ -95,3 +95,45 @@ async fn a_name_on_an_interface_without_instances_is_refused() -> TestResult {
     assert!(err.contains("bad.yaml:10:"), "{err}");
     Ok(())
 }
+
+#[tokio::test]
+async fn oversized_values_get_a_clear_error_and_the_provider_keeps_serving() -> TestResult {
+    let wasm = python_component("buckets")?;
+    let nats = Nats::start("oversized")?;
+    let mut provider = keyvalue_provider(&nats, "kv")?;
+    let dir = scratch("oversized")?;
+    let file = dir.join("named.yaml");
+    std::fs::write(&file, manifest(&wasm, ""))?;
+    let h = host(&nats, &[&file], &[])?;
+
+    // Just under and well over the server's 1 MiB message limit.
+    let fits = vec![b'a'; 512 * 1024];
+    let reply = crate::support::put(h.addr, "/shared/fits", fits.clone()).await?;
+    assert_eq!(
+        (reply.status, reply.body),
+        (200, format!("stored {} bytes\n", fits.len()))
+    );
+    let reply = crate::support::get(h.addr, "localhost", "/shared/fits").await?;
+    assert_eq!(reply.body.len(), fits.len());
+
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        crate::support::put(h.addr, "/shared/huge", vec![b'b'; 3 << 20]),
+    )
+    .await
+    .map_err(|_| "the oversized request hung")??;
+    // The 3 MiB crossed wRPC (the transport splits it); the provider refuses what
+    // JetStream cannot hold and says why.
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert!(
+        reply.body.contains("the value for key `huge` is 3145728 bytes; this NATS server takes at most 1048576 bytes per value"),
+        "{}",
+        reply.body
+    );
+
+    // Nothing was lost: the provider and the host serve the next calls.
+    let reply = bump(h.addr, "/shared/hits").await?;
+    assert_eq!((reply.status, reply.body), (200, "1".to_string()));
+    assert!(!provider.stderr_text().contains("panicked"));
+    Ok(())
+}

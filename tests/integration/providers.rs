@@ -148,3 +148,48 @@ async fn garbage_on_provider_subjects_does_not_stop_it() -> TestResult {
     assert!(!provider.stderr_text().contains("panicked"));
     Ok(())
 }
+
+#[tokio::test]
+async fn two_replicas_share_the_load_and_one_dying_fails_nothing_after_the_timeout() -> TestResult {
+    let nats = Nats::start("replicas")?;
+    let mut first = keyvalue_provider(&nats, "keyvalue")?;
+    let _second = keyvalue_provider(&nats, "keyvalue")?;
+    let h = host(&nats, &[&counter()], &[])?;
+
+    // Both replicas answer on the one queue group.
+    let client = nats.client().await?;
+    let mut instances = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let reply = client
+            .request("trellis.default.provider.keyvalue.info", "".into())
+            .await?;
+        let info: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+        instances.insert(info["instance"].to_string());
+    }
+    assert_eq!(instances.len(), 2, "{instances:?}");
+
+    let mut ok = 0;
+    for _ in 0..20 {
+        assert_eq!(visit(h.addr).await?.status, 200);
+        ok += 1;
+    }
+    first.kill();
+    // Calls caught by the crash may fail (each within the binding's 1 s bound)...
+    let window = std::time::Instant::now() + Duration::from_secs(1);
+    while std::time::Instant::now() < window {
+        if visit(h.addr).await?.status == 200 {
+            ok += 1;
+        }
+    }
+    // ...after it, not one does, and no count was lost or doubled.
+    for _ in 0..40 {
+        let reply = visit(h.addr).await?;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        ok += 1;
+        assert_eq!(
+            reply.body,
+            format!("Hello, trellis! You are visitor #{ok}.\n")
+        );
+    }
+    Ok(())
+}

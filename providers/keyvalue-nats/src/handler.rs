@@ -20,14 +20,37 @@ const CAS_ATTEMPTS: usize = 64;
 #[derive(Clone)]
 pub struct Handler {
     buckets: Buckets,
+    nats: async_nats::Client,
 }
 
 impl Handler {
     /// A handler for `lattice` on `nats`.
     pub fn new(nats: async_nats::Client, lattice: &str) -> Self {
         Handler {
-            buckets: Buckets::new(nats, lattice),
+            buckets: Buckets::new(nats.clone(), lattice),
+            nats,
         }
+    }
+
+    /// Stores `value` under `key`, refusing at once what the server would refuse
+    /// (a message over its `max_payload`) with a sentence that says so.
+    async fn put(
+        &self,
+        kv: &async_nats::jetstream::kv::Store,
+        key: &str,
+        value: Bytes,
+    ) -> std::result::Result<(), store::Error> {
+        let limit = self.nats.server_info().max_payload;
+        if value.len() + key.len() > limit {
+            return Err(other(format!(
+                "the value for key `{key}` is {} bytes; this NATS server takes at most {limit} bytes per value (max_payload)",
+                value.len()
+            )));
+        }
+        kv.put(encode_key(key), value)
+            .await
+            .map(|_| ())
+            .map_err(other)
     }
 
     /// The caller's store behind a bucket handle.
@@ -97,10 +120,7 @@ impl store::HandlerBucket<NatsContext> for Handler {
     ) -> Result<()> {
         Ok(async {
             let kv = self.store(&cx, &bucket).await?;
-            kv.put(encode_key(&key), value)
-                .await
-                .map(|_| ())
-                .map_err(other)
+            self.put(&kv, &key, value).await
         }
         .await)
     }
@@ -234,7 +254,7 @@ impl batch::Handler<NatsContext> for Handler {
         Ok(async {
             let kv = self.store(&cx, &bucket).await?;
             for (key, value) in key_values {
-                kv.put(encode_key(&key), value).await.map_err(other)?;
+                self.put(&kv, &key, value).await?;
             }
             Ok(())
         }
