@@ -7,10 +7,10 @@
 mod support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
-use support::{Load, compare, median, setting, trellis_dev, wasmtime_serve, wrk};
+use support::{alternate, setting, trellis_dev, wasmtime_serve};
 use trellis_host::{EngineSettings, Host};
 
 fn main() -> Result<()> {
@@ -32,54 +32,19 @@ fn main() -> Result<()> {
     println!(
         "hello component, {rounds} alternating rounds of {seconds}s, {connections} connections, wrk -t1"
     );
-    wrk(&trellis_url, 1, connections)?; // warm-up
-    wrk(&anchor_url, 1, connections)?;
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for round in 1..=rounds {
-        let t = wrk(&trellis_url, seconds, connections)?;
-        let a = wrk(&anchor_url, seconds, connections)?;
-        println!(
-            "  round {round}: trellis {} | wasmtime serve {}",
-            show(&t),
-            show(&a)
-        );
-        ours.push(t);
-        theirs.push(a);
-    }
-    println!("median of rounds (anchor: wasmtime serve 48.0.8):");
-    compare(
-        "requests/s",
-        "req/s",
-        median(&ours, |l| l.rps),
-        median(&theirs, |l| l.rps),
-    );
-    let ms = |l: &Load, p: fn(&Load) -> Duration| p(l).as_secs_f64() * 1e3;
-    compare(
-        "latency p50",
-        "ms",
-        median(&ours, |l| ms(l, |l| l.p50)),
-        median(&theirs, |l| ms(l, |l| l.p50)),
-    );
-    compare(
-        "latency p99",
-        "ms",
-        median(&ours, |l| ms(l, |l| l.p99)),
-        median(&theirs, |l| ms(l, |l| l.p99)),
-    );
-    let errors: u64 = ours.iter().chain(&theirs).map(|l| l.errors).sum();
-    println!("errors (non-2xx + socket), both servers: {errors}");
+    alternate(
+        &trellis_url,
+        &anchor_url,
+        "wasmtime serve 48.0.8",
+        rounds,
+        seconds,
+        connections,
+    )?;
     drop((trellis, anchor));
 
     instantiation(&wasm)?;
     let _ = std::fs::remove_file(&wasm);
     Ok(())
-}
-
-fn show(l: &Load) -> String {
-    format!(
-        "{:>8.0} req/s p50 {:>7.2?} p99 {:>7.2?}",
-        l.rps, l.p50, l.p99
-    )
 }
 
 /// Times `LoadedWorkload::probe`: a store, capability state and an instance from the

@@ -155,6 +155,8 @@ fn workspace_binary(package: &str) -> Result<PathBuf, String> {
                 "--locked",
                 "-p",
                 "trellis-keyvalue-nats",
+                "-p",
+                "trellis-messaging-nats",
             ])
             .current_dir(repo())
             .status()
@@ -176,7 +178,12 @@ fn workspace_binary(package: &str) -> Result<PathBuf, String> {
 
 /// Starts the keyvalue-nats provider as `name` and waits until it serves.
 pub fn keyvalue_provider(nats: &Nats, name: &str) -> Result<Process, String> {
-    let mut command = Command::new(workspace_binary("trellis-keyvalue-nats")?);
+    provider(nats, "trellis-keyvalue-nats", name)
+}
+
+/// Starts the provider binary `package` as `name` and waits until it serves.
+pub fn provider(nats: &Nats, package: &str, name: &str) -> Result<Process, String> {
+    let mut command = Command::new(workspace_binary(package)?);
     command.args(["--nats", &nats.url, "--name", name]);
     let (mut process, _) = Process::spawn(command)?;
     process.wait_for("serving", Duration::from_secs(30))?;

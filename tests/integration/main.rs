@@ -5,6 +5,7 @@ mod blobstore;
 mod embedding;
 mod lattice;
 mod limits;
+mod messaging;
 mod named;
 mod providers;
 mod python;

@@ -32,6 +32,25 @@ async fn a_workload_on_one_host_calls_an_export_served_on_another() -> TestResul
         );
     }
 
+    // Garbage straight to the export's subject: host A shrugs it off and keeps serving.
+    let client = nats.client().await?;
+    let subject =
+        "trellis.default.workload.greetings.wrpc.0.0.1.trellis:example/greeter@0.1.0.greet";
+    for payload in [&b""[..], b"\xff\xff\xff\xff\xff", &[0u8; 4096]] {
+        client.publish(subject, payload.to_vec().into()).await?;
+        let _ = tokio::time::timeout(
+            Duration::from_millis(200),
+            client.request(subject, payload.to_vec().into()),
+        )
+        .await;
+    }
+    client.flush().await?;
+    let (reply, _) = visit(b.addr).await?;
+    assert_eq!(
+        (reply.status, reply.body),
+        (200, "Hello, trellis! You are visitor #4.\n".to_string())
+    );
+
     // Host A dies: host B's requests fail at once with a 5xx naming the callee.
     a.kill();
     let (reply, took) = visit(b.addr).await?;

@@ -27,9 +27,23 @@ impl Drop for Server {
 
 /// Starts `trellis dev TARGET` on a free port; waits for the address it prints.
 pub fn trellis_dev(target: &Path) -> Result<Server> {
+    trellis(&["dev".as_ref(), target.as_os_str()])
+}
+
+/// Starts `trellis host` on `nats` with `manifests`; waits for the address it prints.
+pub fn trellis_host(nats: &Server, manifests: &[&Path]) -> Result<Server> {
+    let url = format!("nats://{}", nats.addr);
+    let mut args: Vec<&std::ffi::OsStr> = vec!["host".as_ref(), "--nats".as_ref(), url.as_ref()];
+    for m in manifests {
+        args.extend(["--manifest".as_ref(), m.as_os_str()]);
+    }
+    trellis(&args)
+}
+
+fn trellis(args: &[&std::ffi::OsStr]) -> Result<Server> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_trellis"))
-        .args(["dev", "--listen", "127.0.0.1:0"])
-        .arg(target)
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -39,10 +53,60 @@ pub fn trellis_dev(target: &Path) -> Result<Server> {
         .lines()
         .map_while(Result::ok)
         .find_map(|line| line.split("http://").nth(1).map(|a| a.trim().to_string()))
-        .context("trellis dev exited before serving")?;
+        .context("trellis exited before serving")?;
     Ok(Server {
         child,
         addr: addr.parse()?,
+    })
+}
+
+/// Starts nats-server with JetStream on a free port (installed by scripts/install-nats-server).
+pub fn nats_server(store: &Path) -> Result<Server> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(repo.join("scripts/install-nats-server")).output()?;
+    if !out.status.success() {
+        bail!(
+            "scripts/install-nats-server failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let binary = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let addr = free_port()?;
+    let child = Command::new(binary)
+        .args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &addr.port().to_string(),
+            "-js",
+            "-sd",
+        ])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start nats-server")?;
+    let server = Server { child, addr };
+    wait_for_port(addr, Duration::from_secs(20))?;
+    Ok(server)
+}
+
+/// Starts the keyvalue-nats provider as `name` (scripts/bench builds it beside this bench).
+pub fn keyvalue_provider(nats: &Server, name: &str) -> Result<Server> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("no target directory")?;
+    let child = Command::new(dir.join("trellis-keyvalue-nats"))
+        .args(["--nats", &format!("nats://{}", nats.addr), "--name", name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start trellis-keyvalue-nats (scripts/bench builds it)")?;
+    Ok(Server {
+        child,
+        addr: nats.addr,
     })
 }
 
@@ -161,6 +225,64 @@ pub fn compare(what: &str, unit: &str, trellis: f64, anchor: f64) {
         "{what:<34} trellis {trellis:>10.1} {unit:<6} anchor {anchor:>10.1} {unit:<6} ratio {:.2}x",
         trellis / anchor
     );
+}
+
+/// `rounds` alternating wrk runs against `ours` and `anchor`, each printed, then the
+/// median of each figure beside its anchor.
+pub fn alternate(
+    ours: &str,
+    anchor: &str,
+    anchor_name: &str,
+    rounds: u64,
+    seconds: u64,
+    connections: u32,
+) -> Result<()> {
+    wrk(ours, 1, connections)?; // warm-up
+    wrk(anchor, 1, connections)?;
+    let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let t = wrk(ours, seconds, connections)?;
+        let a = wrk(anchor, seconds, connections)?;
+        println!(
+            "  round {round}: trellis {} | {anchor_name} {}",
+            show(&t),
+            show(&a)
+        );
+        mine.push(t);
+        theirs.push(a);
+    }
+    println!("median of rounds (anchor: {anchor_name}):");
+    compare(
+        "requests/s",
+        "req/s",
+        median(&mine, |l| l.rps),
+        median(&theirs, |l| l.rps),
+    );
+    let ms = |l: &Load, p: fn(&Load) -> Duration| p(l).as_secs_f64() * 1e3;
+    compare(
+        "latency p50",
+        "ms",
+        median(&mine, |l| ms(l, |l| l.p50)),
+        median(&theirs, |l| ms(l, |l| l.p50)),
+    );
+    compare(
+        "latency p99",
+        "ms",
+        median(&mine, |l| ms(l, |l| l.p99)),
+        median(&theirs, |l| ms(l, |l| l.p99)),
+    );
+    let errors: u64 = mine.iter().chain(&theirs).map(|l| l.errors).sum();
+    println!("errors (non-2xx + socket), both: {errors}");
+    Ok(())
+}
+
+fn show(l: &Load) -> String {
+    format!(
+        "{:.0} req/s p50 {:.2} ms p99 {:.2} ms",
+        l.rps,
+        l.p50.as_secs_f64() * 1e3,
+        l.p99.as_secs_f64() * 1e3
+    )
 }
 
 /// Reads a numeric setting from the environment.

@@ -17,14 +17,23 @@ mod client {
 use client::wasi::keyvalue::{atomics, store};
 
 /// A keyvalue backend served by a provider over wRPC.
+///
+/// Bucket handles are never released (the interface has no close), so the handle
+/// `open` returns for an identifier is kept for the life of this workload version:
+/// a request's `open` costs a call only the first time. The provider still checks
+/// the caller on every call that uses the handle.
 pub struct RemoteKeyValue {
     target: CallTarget,
+    opened: std::sync::RwLock<std::collections::HashMap<String, Bytes>>,
 }
 
 impl RemoteKeyValue {
     /// Calls go to `target`.
     pub fn new(target: CallTarget) -> Self {
-        RemoteKeyValue { target }
+        RemoteKeyValue {
+            target,
+            opened: Default::default(),
+        }
     }
 
     async fn call<T>(
@@ -49,6 +58,15 @@ fn borrow(handle: &Bytes) -> ResourceBorrow<store::Bucket> {
 #[async_trait::async_trait]
 impl KeyValueBackend for RemoteKeyValue {
     async fn open(&self, identifier: &str) -> Result<Bytes, KeyValueError> {
+        let known = self
+            .opened
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(identifier)
+            .cloned();
+        if let Some(handle) = known {
+            return Ok(handle);
+        }
         let client = &self.target.client;
         let bucket: ResourceOwn<store::Bucket> = self
             .call(
@@ -56,7 +74,12 @@ impl KeyValueBackend for RemoteKeyValue {
                 store::open(client, self.target.context(), identifier),
             )
             .await?;
-        Ok(bucket.into())
+        let handle: Bytes = bucket.into();
+        self.opened
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(identifier.to_string(), handle.clone());
+        Ok(handle)
     }
 
     async fn get(&self, bucket: &Bytes, key: &str) -> Result<Option<Vec<u8>>, KeyValueError> {

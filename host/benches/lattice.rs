@@ -1,0 +1,245 @@
+//! The lattice data plane against its anchors, all on one nats-server started here:
+//!
+//! 1. transport: a 1 KiB echo through wRPC (wrpc-transport-nats with its stock
+//!    `serve_values`) against a raw NATS request/reply of the same payload, with 1
+//!    and 64 concurrent callers;
+//! 2. the provider hop: HTTP requests/s of `tests/components/kvget.wat` (one
+//!    `open` + one `get` per request; the host keeps a bucket's handle after its
+//!    first `open`, so one wRPC call per request) with wasi:keyvalue bound to the
+//!    keyvalue-nats provider, against the same component with the in-memory store;
+//! 3. a component call: the example counter with its greeter linked in process,
+//!    against the greeter as a `workload` binding on a second host (wRPC).
+//!
+//! Run with `scripts/bench lattice` (it builds the provider and installs wrk and
+//! nats-server). Settings: BENCH_SECONDS (3 per round), BENCH_ROUNDS (3),
+//! BENCH_CONNECTIONS (64), BENCH_PAYLOAD (1024 bytes).
+
+mod support;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use futures::StreamExt as _;
+use support::{alternate, compare, keyvalue_provider, median, nats_server, setting, trellis_host};
+use tokio::time::Instant;
+use wrpc_transport::{InvokeExt as _, ServeExt as _};
+
+const NO_PATHS: [&[Option<usize>]; 0] = [];
+
+fn main() -> Result<()> {
+    let seconds = setting("BENCH_SECONDS", 3);
+    let rounds = setting("BENCH_ROUNDS", 3);
+    let connections = setting("BENCH_CONNECTIONS", 64) as u32;
+    let payload = setting("BENCH_PAYLOAD", 1024) as usize;
+
+    let dir = std::env::temp_dir().join(format!("trellis-bench-lattice-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let nats = nats_server(&dir.join("js"))?;
+    let url = format!("nats://{}", nats.addr);
+    let runtime = tokio::runtime::Runtime::new()?;
+
+    println!("1. transport: {payload}-byte echo, {rounds} alternating rounds of {seconds}s");
+    runtime.block_on(transport(&url, payload, rounds, seconds))?;
+
+    println!(
+        "\n2. provider hop: kvget (open + get per request), wrk -t1 -c{connections}, {rounds} rounds of {seconds}s"
+    );
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let kvget = repo.join("tests/components/kvget.wat");
+    let remote = manifest(&dir, "kv-remote", &kvget, "/remote", "{provider: keyvalue}")?;
+    let memory = manifest(&dir, "kv-memory", &kvget, "/memory", "host")?;
+    let _provider = keyvalue_provider(&nats, "keyvalue")?;
+    runtime.block_on(wait_for_provider(&url, "keyvalue"))?;
+    let host = trellis_host(&nats, &[&remote, &memory])?;
+    alternate(
+        &format!("http://{}/remote", host.addr),
+        &format!("http://{}/memory", host.addr),
+        "in-memory store",
+        rounds,
+        seconds,
+        connections,
+    )?;
+    drop(host);
+
+    println!(
+        "\n3. component call: counter -> greeter over wRPC vs in process, wrk -t1 -c{connections}, {rounds} rounds of {seconds}s"
+    );
+    let examples = repo.join("examples/counter");
+    let _greetings = trellis_host(&nats, &[&examples.join("greetings.yaml")])?;
+    let distributed = trellis_host(&nats, &[&examples.join("distributed.yaml")])?;
+    let in_process = trellis_host(&nats, &[&examples.join("workload.yaml")])?;
+    alternate(
+        &format!("http://{}/", distributed.addr),
+        &format!("http://{}/", in_process.addr),
+        "in-process link",
+        rounds,
+        seconds,
+        connections,
+    )?;
+    drop((distributed, in_process, nats));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// A one-component workload of `wasm` on `path` whose wasi:keyvalue goes to `keyvalue`.
+fn manifest(dir: &Path, name: &str, wasm: &Path, path: &str, keyvalue: &str) -> Result<PathBuf> {
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: {name}\ncomponents:\n  kvget:\n    source: {}\n    limits: {{concurrency: 1000}}\n    bindings:\n      wasi:*: host\n      wasi:keyvalue: {keyvalue}\nroutes:\n  - {{component: kvget, path: {path}}}\n",
+            wasm.display()
+        ),
+    )?;
+    Ok(file)
+}
+
+async fn wait_for_provider(url: &str, name: &str) -> Result<()> {
+    let nats = async_nats::connect(url).await?;
+    let subject = format!("trellis.default.provider.{name}.info");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if nats.request(subject.clone(), "".into()).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("provider `{name}` did not start")
+}
+
+/// Echo servers on both transports, then alternating rounds per caller count.
+async fn transport(url: &str, size: usize, rounds: u64, seconds: u64) -> Result<()> {
+    let server = async_nats::connect(url).await?;
+    let client = async_nats::connect(url).await?;
+
+    let mut raw = server.subscribe("bench.raw").await?;
+    let responder = server.clone();
+    tokio::spawn(async move {
+        while let Some(message) = raw.next().await {
+            if let Some(reply) = message.reply {
+                let _ = responder.publish(reply, message.payload).await;
+            }
+        }
+    });
+    let wrpc_server = wrpc_transport_nats::Client::new(server.clone(), "bench.wrpc", None).await?;
+    let invocations = wrpc_server
+        .serve_values::<(Bytes,), (Bytes,)>("bench:echo/echo", "echo", Vec::new())
+        .await?;
+    tokio::spawn(async move {
+        let mut invocations = std::pin::pin!(invocations);
+        while let Some(invocation) = invocations.next().await {
+            if let Ok((_, (payload,), _, reply)) = invocation {
+                tokio::spawn(reply((payload,)));
+            }
+        }
+    });
+    server.flush().await?;
+
+    let payload = Bytes::from(vec![7u8; size]);
+    let wrpc = wrpc_transport_nats::Client::new(client.clone(), "bench.wrpc", None).await?;
+    let raw_call = {
+        let (client, payload) = (client.clone(), payload.clone());
+        move || {
+            let (client, payload) = (client.clone(), payload.clone());
+            async move {
+                let reply = client.request("bench.raw", payload).await?;
+                anyhow::ensure!(reply.payload.len() == size, "short echo");
+                Ok(())
+            }
+        }
+    };
+    let wrpc_call = move || {
+        let (wrpc, payload) = (wrpc.clone(), payload.clone());
+        async move {
+            let (echo,): (Bytes,) = wrpc
+                .invoke_values_blocking(None, "bench:echo/echo", "echo", (payload,), NO_PATHS)
+                .await?;
+            anyhow::ensure!(echo.len() == size, "short echo");
+            Ok(())
+        }
+    };
+    for callers in [1, 64] {
+        measure(callers, 1, wrpc_call.clone()).await?; // warm-up
+        measure(callers, 1, raw_call.clone()).await?;
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            ours.push(measure(callers, seconds, wrpc_call.clone()).await?);
+            theirs.push(measure(callers, seconds, raw_call.clone()).await?);
+        }
+        println!("{callers} caller(s), median of rounds (anchor: raw NATS request/reply):");
+        compare(
+            "calls/s",
+            "call/s",
+            median(&ours, |c| c.rate),
+            median(&theirs, |c| c.rate),
+        );
+        compare(
+            "latency p50",
+            "us",
+            median(&ours, |c| c.p50),
+            median(&theirs, |c| c.p50),
+        );
+        compare(
+            "latency p99",
+            "us",
+            median(&ours, |c| c.p99),
+            median(&theirs, |c| c.p99),
+        );
+        let errors: u64 = ours.iter().chain(&theirs).map(|c| c.errors).sum();
+        println!("errors, both: {errors}");
+    }
+    Ok(())
+}
+
+/// One round's figures: calls per second and latency percentiles in µs.
+#[derive(Clone, Copy)]
+struct Calls {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    errors: u64,
+}
+
+/// Runs `callers` tasks calling `call` back to back for `seconds`.
+async fn measure<F, Fut>(callers: usize, seconds: u64, call: F) -> Result<Calls>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<()>> + Send,
+{
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..callers {
+        let call = call.clone();
+        tasks.spawn(async move {
+            let (mut latencies, mut errors) = (Vec::new(), 0u64);
+            while Instant::now() < deadline {
+                let start = Instant::now();
+                match call().await {
+                    Ok(()) => latencies.push(start.elapsed()),
+                    Err(_) => errors += 1,
+                }
+            }
+            (latencies, errors)
+        });
+    }
+    let (mut all, mut errors) = (Vec::new(), 0);
+    while let Some(done) = tasks.join_next().await {
+        let (latencies, e) = done.context("a caller panicked")?;
+        all.extend(latencies);
+        errors += e;
+    }
+    all.sort();
+    let at = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1e6)
+    };
+    Ok(Calls {
+        rate: all.len() as f64 / seconds as f64,
+        p50: at(0.50),
+        p99: at(0.99),
+        errors,
+    })
+}
