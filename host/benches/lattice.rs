@@ -188,8 +188,12 @@ async fn transport(url: &str, size: usize, rounds: u64, seconds: u64) -> Result<
             median(&ours, |c| c.p99),
             median(&theirs, |c| c.p99),
         );
-        let errors: u64 = ours.iter().chain(&theirs).map(|c| c.errors).sum();
-        println!("errors, both: {errors}");
+        let errors = |calls: &[Calls]| calls.iter().map(|c| c.errors).sum::<u64>();
+        println!(
+            "errors: wRPC {}, raw NATS {}",
+            errors(&ours),
+            errors(&theirs)
+        );
     }
     Ok(())
 }

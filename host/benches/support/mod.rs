@@ -271,8 +271,12 @@ pub fn alternate(
         median(&mine, |l| ms(l, |l| l.p99)),
         median(&theirs, |l| ms(l, |l| l.p99)),
     );
-    let errors: u64 = mine.iter().chain(&theirs).map(|l| l.errors).sum();
-    println!("errors (non-2xx + socket), both: {errors}");
+    let errors = |loads: &[Load]| loads.iter().map(|l| l.errors).sum::<u64>();
+    println!(
+        "errors (non-2xx + socket): trellis {}, {anchor_name} {}",
+        errors(&mine),
+        errors(&theirs)
+    );
     Ok(())
 }
 
