@@ -30,6 +30,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod binding;
+pub mod control;
 mod decode;
 mod diagnostics;
 pub mod lattice;

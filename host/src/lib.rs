@@ -18,6 +18,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod capabilities;
+pub mod control;
 pub mod dev;
 mod engine;
 mod ingress;
@@ -137,6 +138,12 @@ impl Host {
     pub fn workload_names(&self) -> Vec<String> {
         let workloads = self.workloads.lock().unwrap_or_else(|p| p.into_inner());
         workloads.keys().cloned().collect()
+    }
+
+    /// Instances serving a request or call right now, across all workloads.
+    pub fn instances_in_use(&self) -> u32 {
+        let workloads = self.workloads.lock().unwrap_or_else(|p| p.into_inner());
+        workloads.values().map(|w| w.instances_in_use()).sum()
     }
 
     /// Most instances this host runs at once.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use trellis_control_api::lattice::NatsArgs;
+use trellis_host::control::{ControlAgent, Identity};
 use trellis_host::lattice::{Lattice, publish_heartbeats};
 use trellis_host::{EngineSettings, Host, dev};
 
@@ -42,7 +43,8 @@ enum Command {
         /// A label for placement, `key=value` (repeatable).
         #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
         labels: Vec<(String, String)>,
-        /// A workload manifest to run (repeatable).
+        /// A workload manifest to run (repeatable), as workload ID `<host-id>:<name>`;
+        /// without any, the host waits for the control API.
         #[arg(long = "manifest", value_name = "FILE")]
         manifests: Vec<PathBuf>,
         /// This host's ID; defaults to the nkey public key, else a random one.
@@ -158,13 +160,29 @@ async fn run_host(options: HostOptions, settings: EngineSettings) -> anyhow::Res
         .await?;
     let lattice = Arc::new(Lattice::new(nats, &options.nats.lattice));
     let host = Arc::new(Host::with_lattice(settings, Some(lattice.clone()))?);
+    let agent = ControlAgent::new(
+        host.clone(),
+        Identity {
+            id: id.clone(),
+            labels: options.labels.clone(),
+        },
+        &lattice,
+    );
     for file in &options.manifests {
         let workload = trellis_control_api::Workload::from_file(file)?;
+        let name = workload.name.clone();
         let loaded = host.load(workload, file).await?;
         host.run(loaded)
             .await
             .with_context(|| format!("cannot serve {}", file.display()))?;
+        agent.adopt(format!("{id}:{name}"), &name);
     }
+    let control = tokio::spawn(
+        agent
+            .serve(&lattice)
+            .await
+            .context("cannot serve the control API")?,
+    );
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
@@ -173,6 +191,12 @@ async fn run_host(options: HostOptions, settings: EngineSettings) -> anyhow::Res
         "trellis host `{id}`: lattice `{}`, serving on http://{addr}",
         lattice.name()
     );
+    if options.manifests.is_empty() {
+        println!(
+            "no manifests: waiting for the control API on {}",
+            lattice.subjects().host(&id)
+        );
+    }
     dev::print_routes(&host);
     let heartbeats = tokio::spawn(publish_heartbeats(
         lattice.clone(),
@@ -183,6 +207,7 @@ async fn run_host(options: HostOptions, settings: EngineSettings) -> anyhow::Res
     ));
     host.serve(listener, shutdown_signal()).await;
     heartbeats.abort();
+    control.abort();
     let _ = lattice.nats().flush().await;
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod blobstore;
+mod control;
 mod embedding;
 mod lattice;
 mod limits;

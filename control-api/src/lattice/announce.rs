@@ -45,6 +45,10 @@ pub struct HostHeartbeat {
     pub workloads: Vec<String>,
     /// Most instances it can run at once.
     pub max_instances: u32,
+    /// Instances serving a request or call right now.
+    pub instances_in_use: u32,
+    /// The interfaces it implements itself (what `host` bindings can name).
+    pub interfaces: Vec<String>,
     /// The address its HTTP ingress listens on.
     pub http_listen: Option<String>,
 }

@@ -3,10 +3,12 @@
 //! the JSON that providers and hosts announce themselves with.
 
 mod announce;
+mod bounded;
 mod connect;
 pub mod headers;
 mod subjects;
 
 pub use announce::{HostHeartbeat, ProviderInfo};
+pub use bounded::{BoundedIncoming, BoundedServer, IDLE_LIMIT};
 pub use connect::{ConnectError, NatsArgs};
 pub use subjects::{DEFAULT_LATTICE, Subjects};

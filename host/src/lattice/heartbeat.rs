@@ -33,6 +33,10 @@ pub async fn publish_heartbeats(
             uptime_seconds: started.elapsed().as_secs(),
             workloads: host.workload_names(),
             max_instances: host.max_instances(),
+            instances_in_use: host.instances_in_use(),
+            interfaces: crate::capabilities::builtin_interfaces()
+                .map(|b| b.name.to_string())
+                .collect(),
             http_listen: http_listen.clone(),
         };
         let Ok(json) = serde_json::to_vec(&beat) else {

@@ -98,6 +98,18 @@ impl LoadedWorkload {
             })
     }
 
+    /// Instances of its components serving a request or call right now.
+    pub fn instances_in_use(&self) -> u32 {
+        self.components
+            .iter()
+            .map(|c| {
+                c.limits
+                    .concurrency
+                    .saturating_sub(c.concurrency.available_permits() as u32)
+            })
+            .sum()
+    }
+
     /// The workload's name.
     pub fn name(&self) -> &str {
         &self.manifest.name

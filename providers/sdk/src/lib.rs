@@ -18,12 +18,11 @@
 //! Every call's [`Caller`] says which workload, component and binding it came from,
 //! with the binding's config, so one provider keeps many workloads apart.
 
-mod bounded;
 mod caller;
 mod provider;
 
-pub use bounded::{BoundedIncoming, BoundedServer, IDLE_LIMIT};
 pub use caller::{Caller, CallerError};
 pub use provider::{Invocations, Provider, ProviderArgs, init_logging};
 pub use trellis_control_api::lattice;
+pub use trellis_control_api::lattice::{BoundedIncoming, BoundedServer, IDLE_LIMIT};
 pub use wrpc_transport_nats::NatsContext;

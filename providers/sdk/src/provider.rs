@@ -11,7 +11,7 @@ use futures::{Stream, StreamExt as _};
 use tokio::task::JoinSet;
 use trellis_control_api::lattice::{NatsArgs, ProviderInfo, Subjects};
 
-use crate::bounded::{BoundedServer, IDLE_LIMIT};
+use trellis_control_api::lattice::{BoundedServer, IDLE_LIMIT};
 
 /// What `wit_bindgen_wrpc::generate!`'s `serve` returns: per function, a stream of
 /// invocations to run.

@@ -1,0 +1,201 @@
+//! The control API on a real host: typed replies for every call, IDs that name their
+//! host, repeated starts, and a slow start that does not hold up other calls.
+
+use std::time::{Duration, Instant};
+
+use trellis_control_api::control::{ControlClient, ControlError, Refusal, WorkloadState};
+use trellis_control_api::lattice::Subjects;
+
+use crate::lattice::{Nats, host};
+use crate::python::python_component;
+use crate::support::{TestResult, get, repo};
+
+/// The example counter's manifest with absolute component paths.
+fn counter_manifest() -> Result<String, std::io::Error> {
+    let dir = repo().join("examples/counter");
+    let text = std::fs::read_to_string(dir.join("workload.yaml"))?;
+    Ok(text
+        .replace(
+            "source: api.wat",
+            &format!("source: {}", dir.join("api.wat").display()),
+        )
+        .replace(
+            "source: greeter.wat",
+            &format!("source: {}", dir.join("greeter.wat").display()),
+        ))
+}
+
+fn refusal(result: Result<impl std::fmt::Debug, ControlError>) -> Result<Refusal, String> {
+    match result {
+        Err(ControlError::Refused { refusal, .. }) => Ok(refusal),
+        other => Err(format!("expected a refusal, got {other:?}")),
+    }
+}
+
+#[tokio::test]
+async fn the_control_api_starts_inspects_and_stops_workloads() -> TestResult {
+    let nats = Nats::start("control")?;
+    let h = host(&nats, &[], &["--id", "H1", "--label", "zone=a"])?;
+    let control = ControlClient::new(
+        nats.client().await?,
+        &Subjects::new("default"),
+        "H1",
+        Duration::from_secs(120),
+    )
+    .await?;
+
+    // The heartbeat: JSON that any NATS client (the `nats` CLI too) can read.
+    let watcher = nats.client().await?;
+    let mut beats = watcher
+        .subscribe("trellis.default.evt.host.H1.heartbeat")
+        .await?;
+    watcher.flush().await?;
+
+    let info = control.describe().await?;
+    assert_eq!((info.id.as_str(), info.lattice.as_str()), ("H1", "default"));
+    assert_eq!(info.labels, vec![("zone".to_string(), "a".to_string())]);
+    assert!(info.workloads.is_empty());
+
+    // Start, and the workload serves HTTP.
+    let manifest = counter_manifest()?;
+    let status = control.start("H1:counter-1", &manifest).await?;
+    assert_eq!(
+        (status.name.as_str(), status.state),
+        ("counter", WorkloadState::Running)
+    );
+    assert_eq!(status.routes, vec!["*/ -> api".to_string()]);
+    let reply = get(h.addr, "localhost", "/").await?;
+    assert_eq!(reply.body, "Hello, trellis! You are visitor #1.\n");
+
+    let beat = tokio::time::timeout(Duration::from_secs(12), async {
+        loop {
+            let message = futures::StreamExt::next(&mut beats).await?;
+            let beat: serde_json::Value = serde_json::from_slice(&message.payload).ok()?;
+            if beat["workloads"] == serde_json::json!(["counter"]) {
+                return Some(beat);
+            }
+        }
+    })
+    .await?
+    .ok_or("the heartbeats stopped")?;
+    assert_eq!(beat["id"], "H1");
+    assert_eq!(beat["labels"]["zone"], "a");
+    assert_eq!(beat["max_instances"], 1000);
+    assert!(beat["instances_in_use"].is_u64(), "{beat}");
+    let interfaces = beat["interfaces"].as_array().ok_or("no interfaces")?;
+    assert!(interfaces.contains(&"wasi:keyvalue/store".into()), "{beat}");
+
+    // The same ID again: the existing state, no second start.
+    let again = control.start("H1:counter-1", &manifest).await?;
+    assert_eq!(
+        (again.id.as_str(), again.state),
+        ("H1:counter-1", WorkloadState::Running)
+    );
+    let reply = get(h.addr, "localhost", "/").await?;
+    assert_eq!(reply.body, "Hello, trellis! You are visitor #2.\n");
+
+    // Typed refusals.
+    match refusal(control.start("H2:counter-1", &manifest).await)? {
+        Refusal::WrongHost(m) => assert!(m.contains("is for host `H2`; this is host `H1`"), "{m}"),
+        other => return Err(format!("{other:?}").into()),
+    }
+    match refusal(
+        control
+            .start("H1:bad", "apiVersion: trellis.dev/v1alpha1\nkind: Nope\n")
+            .await,
+    )? {
+        Refusal::Invalid(m) => {
+            assert!(m.contains("2:7: unsupported kind `Nope`"), "{m}");
+            assert!(m.contains("missing"), "{m}");
+        }
+        other => return Err(format!("{other:?}").into()),
+    }
+    let unbound = manifest
+        .replace("wasi:keyvalue: host", "wasi:keyvalue: {provider: nobody}")
+        .replace("name: counter", "name: broken");
+    match refusal(control.start("H1:broken-1", &unbound).await)? {
+        Refusal::StartFailed(m) => assert!(m.contains("provider `nobody` is not running"), "{m}"),
+        other => return Err(format!("{other:?}").into()),
+    }
+    let failed = control.inspect("H1:broken-1").await?;
+    assert_eq!(failed.state, WorkloadState::Failed);
+    assert!(
+        failed
+            .last_error
+            .unwrap_or_default()
+            .contains("provider `nobody`")
+    );
+    match refusal(control.stop("H1:nothing").await)? {
+        Refusal::NotFound(m) => assert!(m.contains("no workload `H1:nothing` on host `H1`"), "{m}"),
+        other => return Err(format!("{other:?}").into()),
+    }
+
+    // The old workload kept serving through all of that; then it stops.
+    assert_eq!(get(h.addr, "localhost", "/").await?.status, 200);
+    control.stop("H1:counter-1").await?;
+    assert_eq!(get(h.addr, "localhost", "/").await?.status, 404);
+    let ids: Vec<String> = control
+        .workloads()
+        .await?
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(ids, vec!["H1:broken-1".to_string()]);
+
+    // A call to a host that is not there is an error, not a hang.
+    let nobody = ControlClient::new(
+        nats.client().await?,
+        &Subjects::new("default"),
+        "H9",
+        Duration::from_secs(5),
+    )
+    .await?;
+    match nobody.describe().await {
+        Err(ControlError::NoHost { .. }) => {}
+        other => return Err(format!("expected NoHost, got {other:?}").into()),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_slow_start_does_not_hold_up_other_calls() -> TestResult {
+    let wasm = python_component("hello")?;
+    let nats = Nats::start("control-slow")?;
+    let _h = host(&nats, &[], &["--id", "H1"])?;
+    let control = ControlClient::new(
+        nats.client().await?,
+        &Subjects::new("default"),
+        "H1",
+        Duration::from_secs(300),
+    )
+    .await?;
+    let manifest = format!(
+        "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: py\ncomponents:\n  app:\n    source: {}\n    bindings: {{wasi:*: host}}\nroutes:\n  - component: app\n",
+        wasm.display()
+    );
+    // Compiling the 18 MB Python component takes seconds; meanwhile the host answers.
+    let slow = {
+        let control = control.clone();
+        tokio::spawn(async move { control.start("H1:py-1", &manifest).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut saw_starting = false;
+    while !saw_starting && Instant::now() < deadline {
+        let asked = Instant::now();
+        let info = control.describe().await?;
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "describe took {:?}",
+            asked.elapsed()
+        );
+        saw_starting = info
+            .workloads
+            .iter()
+            .any(|w| w.state == WorkloadState::Starting);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(saw_starting, "never saw the workload starting");
+    let status = slow.await??;
+    assert_eq!(status.state, WorkloadState::Running);
+    Ok(())
+}
