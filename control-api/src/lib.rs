@@ -35,6 +35,7 @@ mod decode;
 mod diagnostics;
 pub mod lattice;
 mod manifest;
+pub mod scheduler;
 mod units;
 mod validate;
 pub mod yaml;

@@ -25,7 +25,10 @@ pub const WORKLOAD_FIELDS: &[&str] = &[
     "components",
     "routes",
     "exports",
+    "deploy",
 ];
+/// Fields of the `deploy` block.
+pub const DEPLOY_FIELDS: &[&str] = &["replicas", "selector", "spread"];
 /// Fields of one component.
 pub const COMPONENT_FIELDS: &[&str] = &["source", "config", "env", "limits", "grants", "bindings"];
 /// Fields of `limits`.
@@ -52,6 +55,29 @@ pub struct Workload {
     pub routes: Vec<Route>,
     /// Interfaces served over wRPC to other workloads' `workload` bindings.
     pub exports: Vec<Export>,
+    /// How the scheduler places it; hosts given the manifest directly ignore it.
+    pub deploy: Deploy,
+}
+
+/// Where and how many: read by `trellis scheduler`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deploy {
+    /// Copies to run, each on a different host; at least 1.
+    pub replicas: u32,
+    /// Labels a host must have, all of them.
+    pub selector: BTreeMap<String, String>,
+    /// A label key whose values replicas are spread across, if any.
+    pub spread: Option<String>,
+}
+
+impl Default for Deploy {
+    fn default() -> Self {
+        Deploy {
+            replicas: 1,
+            selector: BTreeMap::new(),
+            spread: None,
+        }
+    }
 }
 
 /// An interface of one component that the workload serves on the lattice, at
@@ -227,11 +253,16 @@ fn decode_workload(d: &mut Decoder, root: &Node, base: &Path) -> Option<Workload
         Some(node) if !node.is_null() => decode_exports(d, node),
         _ => Vec::new(),
     };
+    let deploy = match fields.get("deploy") {
+        Some(node) if !node.is_null() => decode_deploy(d, node),
+        _ => Deploy::default(),
+    };
     Some(Workload {
         name: name.unwrap_or_default(),
         components,
         routes,
         exports,
+        deploy,
     })
 }
 
@@ -534,6 +565,31 @@ fn decode_routes(d: &mut Decoder, node: &Node) -> Vec<Route> {
             })
         })
         .collect()
+}
+
+fn decode_deploy(d: &mut Decoder, node: &Node) -> Deploy {
+    let mut deploy = Deploy::default();
+    let Some(f) = d.fields(node, "deploy", DEPLOY_FIELDS, &[]) else {
+        return deploy;
+    };
+    if let Some(n) = f.get("replicas")
+        && let Some(replicas) = d.u32(n, "deploy.replicas")
+    {
+        if replicas == 0 {
+            d.report(
+                Diagnostic::new(n.pos, "deploy.replicas is 0, which would run nothing")
+                    .with_hint("to remove a workload, run `trellis delete workload NAME`; otherwise ask for at least 1"),
+            );
+        }
+        deploy.replicas = replicas;
+    }
+    if let Some(n) = f.get("selector") {
+        deploy.selector = d.string_map(n, "deploy.selector");
+    }
+    if let Some(n) = f.get("spread") {
+        deploy.spread = d.string(n, "deploy.spread");
+    }
+    deploy
 }
 
 fn decode_exports(d: &mut Decoder, node: &Node) -> Vec<Export> {

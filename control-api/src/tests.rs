@@ -197,6 +197,7 @@ fn the_json_schema_matches_the_decoder() -> Result<(), Box<dyn std::error::Error
     );
     assert_eq!(keys("/$defs/route/properties"), sorted(ROUTE_FIELDS));
     assert_eq!(keys("/$defs/export/properties"), sorted(EXPORT_FIELDS));
+    assert_eq!(keys("/properties/deploy/properties"), sorted(DEPLOY_FIELDS));
     assert_eq!(
         keys("/$defs/binding/oneOf/1/properties"),
         sorted(BINDING_FIELDS)
@@ -232,4 +233,17 @@ fn exports_are_checked() {
     for e in expect {
         assert!(got.iter().any(|g| g.contains(e)), "{e}: {got:?}");
     }
+}
+
+/// `replicas: 0` is refused with the reason and what to do instead.
+#[test]
+fn zero_replicas_are_refused() {
+    let got = problems(
+        "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: z\ncomponents:\n  a: {source: 'x.wat'}\ndeploy:\n  replicas: 0\n",
+    );
+    assert!(
+        got.iter()
+            .any(|g| g.contains("7:13: deploy.replicas is 0, which would run nothing")),
+        "{got:?}"
+    );
 }

@@ -81,6 +81,7 @@ fn bare_component(path: &Path) -> Workload {
             pos: Default::default(),
         }],
         exports: Vec::new(),
+        deploy: Default::default(),
     }
 }
 

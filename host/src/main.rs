@@ -1,5 +1,7 @@
 //! The `trellis` command.
 
+mod cli;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,7 +16,7 @@ use trellis_host::{EngineSettings, Host, dev};
 
 /// Trellis: a distributed WebAssembly platform.
 #[derive(Parser)]
-#[command(name = "trellis", version, about)]
+#[command(name = "trellis", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,6 +58,71 @@ enum Command {
         #[command(flatten)]
         engine: EngineArgs,
     },
+    /// Record a workload's desired state in the lattice (idempotent); the
+    /// scheduler places it. Exit codes: 0 done, 1 refused, 2 invalid, 3 unreachable.
+    Apply {
+        /// The workload manifest; its `deploy` block says how many and where.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        #[command(flatten)]
+        nats: Box<NatsArgs>,
+    },
+    /// List workloads (desired and running), hosts or providers.
+    Get {
+        /// What to list.
+        what: Listing,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: cli::Format,
+        #[command(flatten)]
+        nats: Box<NatsArgs>,
+    },
+    /// Show one workload: desired state, status, every replica.
+    Describe {
+        /// Only `workload` for now.
+        kind: Kind,
+        /// The workload's name.
+        name: String,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: cli::Format,
+        #[command(flatten)]
+        nats: Box<NatsArgs>,
+    },
+    /// Remove a workload from the desired state; the scheduler stops its replicas.
+    Delete {
+        /// Only `workload` for now.
+        kind: Kind,
+        /// The workload's name.
+        name: String,
+        #[command(flatten)]
+        nats: Box<NatsArgs>,
+    },
+    /// Keep the lattice's desired state true: place workloads on hosts by labels
+    /// and load, roll out new versions, reschedule from hosts that stop heartbeating.
+    /// Run several; one leads.
+    Scheduler {
+        #[command(flatten)]
+        nats: Box<NatsArgs>,
+    },
+}
+
+/// What `trellis get` lists.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Listing {
+    /// Desired workloads with their running replicas.
+    Workloads,
+    /// Hosts heard from in the last two seconds.
+    Hosts,
+    /// Provider replicas heard from in the last heartbeat.
+    Providers,
+}
+
+/// The kinds `describe` and `delete` take.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Kind {
+    /// A workload.
+    Workload,
 }
 
 /// Capacity options every host mode takes.
@@ -94,6 +161,9 @@ fn parse_size(text: &str) -> Result<u64, String> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Some(outcome) = operate(&cli) {
+        return outcome.exit();
+    }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -103,14 +173,57 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the operator commands, which report through exit codes; `None` for the others.
+fn operate(cli: &Cli) -> Option<cli::Outcome> {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            return Some(cli::Outcome::Unreachable(format!(
+                "cannot start the async runtime: {e}"
+            )));
+        }
+    };
+    Some(match &cli.command {
+        Command::Apply { file, nats } => runtime.block_on(cli::apply(nats, file)),
+        Command::Get { what, output, nats } => runtime.block_on(async {
+            match what {
+                Listing::Workloads => cli::get_workloads(nats, *output).await,
+                Listing::Hosts => cli::get_hosts(nats, *output).await,
+                Listing::Providers => cli::get_providers(nats, *output).await,
+            }
+        }),
+        Command::Describe {
+            kind: Kind::Workload,
+            name,
+            output,
+            nats,
+        } => runtime.block_on(cli::describe_workload(nats, name, *output)),
+        Command::Delete {
+            kind: Kind::Workload,
+            name,
+            nats,
+        } => runtime.block_on(cli::delete(nats, name)),
+        Command::Scheduler { nats } => {
+            init_logging();
+            runtime.block_on(cli::scheduler(nats, shutdown_signal()))
+        }
+        Command::Dev { .. } | Command::Host { .. } => return None,
+    })
+}
+
+fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    init_logging();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
         Command::Dev {
@@ -135,6 +248,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             },
             engine.into(),
         )),
+        // The operator commands ran in `operate`.
+        _ => Ok(()),
     }
 }
 

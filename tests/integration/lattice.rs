@@ -232,3 +232,32 @@ pub fn host(nats: &Nats, manifests: &[&Path], extra: &[&str]) -> Result<LatticeH
         }
     }
 }
+
+/// A `trellis scheduler` process, killed on drop.
+pub struct SchedulerProcess {
+    /// The process.
+    pub process: Process,
+}
+
+/// Starts `trellis scheduler` and waits until it has joined the lattice.
+pub fn scheduler(nats: &Nats) -> Result<SchedulerProcess, String> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_trellis"));
+    command.args(["scheduler", "--nats", &nats.url]);
+    let (mut process, _) = Process::spawn(command)?;
+    process.wait_for("scheduler started", Duration::from_secs(30))?;
+    Ok(SchedulerProcess { process })
+}
+
+/// Runs the `trellis` CLI with `args` against `nats`; returns exit code, stdout, stderr.
+pub fn cli(nats: &Nats, args: &[&str]) -> Result<(i32, String, String), String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(args)
+        .args(["--nats", &nats.url])
+        .output()
+        .map_err(|e| e.to_string())?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}

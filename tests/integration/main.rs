@@ -11,6 +11,7 @@ mod named;
 mod providers;
 mod python;
 mod reload;
+mod scheduler;
 mod serving;
 mod support;
 mod workloads;

@@ -43,6 +43,21 @@ impl Subjects {
         format!("{}.evt.provider.{name}.heartbeat", self.root)
     }
 
+    /// Every host's heartbeat (a wildcard, for the scheduler and `trellis get hosts`).
+    pub fn host_heartbeats(&self) -> String {
+        format!("{}.evt.host.*.heartbeat", self.root)
+    }
+
+    /// Every provider replica's heartbeat (a wildcard, for `trellis get providers`).
+    pub fn provider_heartbeats(&self) -> String {
+        format!("{}.evt.provider.*.heartbeat", self.root)
+    }
+
+    /// JetStream KV bucket `what` of this lattice (`desired`, `status`, `scheduler`).
+    pub fn bucket(&self, what: &str) -> String {
+        format!("{}_{what}", self.root.replace('.', "_"))
+    }
+
     /// The wRPC prefix of the exports workload `name` serves.
     pub fn workload(&self, name: &str) -> String {
         format!("{}.workload.{name}", self.root)

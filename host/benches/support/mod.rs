@@ -40,6 +40,13 @@ pub fn trellis_host(nats: &Server, manifests: &[&Path]) -> Result<Server> {
     trellis(&args)
 }
 
+/// Starts `trellis host` on the NATS at `url` with `extra` options.
+pub fn trellis_host_with(url: &str, extra: &[&str]) -> Result<Server> {
+    let mut args: Vec<&std::ffi::OsStr> = vec!["host".as_ref(), "--nats".as_ref(), url.as_ref()];
+    args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+    trellis(&args)
+}
+
 fn trellis(args: &[&std::ffi::OsStr]) -> Result<Server> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_trellis"))
         .args(args)

@@ -10,7 +10,7 @@ use super::Lattice;
 use crate::Host;
 
 /// How often a host publishes its heartbeat.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Publishes `host`'s heartbeat every few seconds until the task is dropped.
 /// Publishing while NATS is away fails quietly; the next beat tries again.

@@ -1,0 +1,316 @@
+//! `trellis scheduler`: keeps the lattice's desired state (JetStream KV) true.
+//!
+//! Level-triggered: every tick the leader reads the desired workloads and what
+//! each live host runs (its control API), plans each workload
+//! ([`placement::plan`]), starts and stops copies, and writes a status. Hosts are
+//! live while their heartbeats arrive. Several schedulers may run; the one holding
+//! the KV lease acts, and another takes over when the lease lapses.
+
+mod lease;
+pub mod placement;
+mod store;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use tokio::time::Instant;
+
+use crate::control::{ControlClient, WorkloadState};
+use crate::lattice::{HostHeartbeat, Subjects};
+pub use lease::Lease;
+use placement::{Copy, HostView};
+pub use store::{Applied, Desired, LEASE_TTL, Replica, Status, Store, parse_id};
+
+/// A host is gone when no heartbeat came for this long.
+pub const HOST_DEAD_AFTER: Duration = Duration::from_secs(3);
+/// How often the leader reconciles.
+pub const TICK: Duration = Duration::from_millis(500);
+/// Bound on one control call to a host (a start may compile).
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound on asking a host what it runs.
+const LIST_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why scheduling state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// NATS or JetStream failed.
+    #[error("NATS: {0}")]
+    Nats(String),
+    /// A stored record is not what this version writes.
+    #[error("unreadable record {0}")]
+    Data(String),
+}
+
+/// A scheduler process.
+pub struct Scheduler {
+    nats: async_nats::Client,
+    subjects: Subjects,
+    store: Store,
+    lease: Lease,
+    hosts: Arc<Mutex<HashMap<String, (Instant, HostHeartbeat)>>>,
+    clients: HashMap<String, ControlClient>,
+    pending: Arc<Mutex<HashSet<String>>>,
+    errors: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl Scheduler {
+    /// A scheduler named `me` on the lattice `subjects` describes.
+    pub async fn new(
+        nats: async_nats::Client,
+        subjects: Subjects,
+        me: &str,
+    ) -> Result<Self, SchedulerError> {
+        let store = Store::open(nats.clone(), &subjects).await?;
+        let lease = Lease::new(store.lease().clone(), me);
+        Ok(Scheduler {
+            nats,
+            subjects,
+            store,
+            lease,
+            hosts: Arc::default(),
+            clients: HashMap::new(),
+            pending: Arc::default(),
+            errors: Arc::default(),
+        })
+    }
+
+    /// Runs until `shutdown` resolves.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), SchedulerError> {
+        let mut beats = self
+            .nats
+            .subscribe(self.subjects.host_heartbeats())
+            .await
+            .map_err(|e| SchedulerError::Nats(e.to_string()))?;
+        let hosts = self.hosts.clone();
+        let watcher = tokio::spawn(async move {
+            while let Some(message) = beats.next().await {
+                if let Ok(beat) = serde_json::from_slice::<HostHeartbeat>(&message.payload) {
+                    let mut hosts = hosts.lock().unwrap_or_else(|p| p.into_inner());
+                    hosts.insert(beat.id.clone(), (Instant::now(), beat));
+                }
+            }
+        });
+        let mut tick = tokio::time::interval(TICK);
+        tokio::pin!(shutdown);
+        let mut leading = false;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = &mut shutdown => break,
+            }
+            let now_leading = self.lease.hold().await;
+            if now_leading != leading {
+                tracing::info!(leading = now_leading, "scheduler leadership changed");
+                leading = now_leading;
+            }
+            if leading && let Err(e) = self.reconcile().await {
+                tracing::warn!("reconcile failed: {e}");
+            }
+        }
+        watcher.abort();
+        self.lease.release().await;
+        Ok(())
+    }
+
+    /// Live hosts by heartbeat.
+    fn live_hosts(&self) -> Vec<HostHeartbeat> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        hosts.retain(|_, (seen, _)| seen.elapsed() < HOST_DEAD_AFTER * 10);
+        hosts
+            .values()
+            .filter(|(seen, _)| seen.elapsed() < HOST_DEAD_AFTER)
+            .map(|(_, beat)| beat.clone())
+            .collect()
+    }
+
+    async fn client(&mut self, host: &str) -> Result<ControlClient, SchedulerError> {
+        if let Some(client) = self.clients.get(host) {
+            return Ok(client.clone());
+        }
+        let client = ControlClient::new(self.nats.clone(), &self.subjects, host, CONTROL_TIMEOUT)
+            .await
+            .map_err(|e| SchedulerError::Nats(e.to_string()))?;
+        self.clients.insert(host.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// One level-triggered pass over every desired workload.
+    async fn reconcile(&mut self) -> Result<(), SchedulerError> {
+        let mut views = Vec::new();
+        for beat in self.live_hosts() {
+            let client = self.client(&beat.id).await?;
+            views.push(async move {
+                let copies = tokio::time::timeout(LIST_TIMEOUT, client.workloads()).await;
+                let copies = match copies {
+                    Ok(Ok(list)) => list,
+                    _ => return None, // counted as absent this tick
+                };
+                Some(HostView {
+                    id: beat.id,
+                    labels: beat.labels,
+                    load: beat.instances_in_use,
+                    copies: copies
+                        .into_iter()
+                        .map(|w| Copy {
+                            id: w.id,
+                            state: state_name(w.state).to_string(),
+                            last_error: w.last_error,
+                        })
+                        .collect(),
+                })
+            });
+        }
+        let views: Vec<HostView> = futures::future::join_all(views)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        let desired = self.store.all_desired().await?;
+        let names: HashSet<&str> = desired.iter().map(|d| d.name.as_str()).collect();
+        for d in &desired {
+            let pending = self
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let plan = placement::plan(d, &views, &pending);
+            for (host, id) in plan.start {
+                self.start(&host, id, d).await?;
+            }
+            for (host, id) in plan.stop {
+                self.stop(&host, id).await?;
+            }
+            let status = self.status_of(d, &views);
+            if self.store.status(&d.name).await.ok().flatten().as_ref() != Some(&status) {
+                self.store.put_status(&status).await?;
+            }
+        }
+        // Copies of workloads nobody wants any more.
+        for view in &views {
+            for copy in &view.copies {
+                if let Some((_, name, _)) = parse_id(&copy.id)
+                    && !names.contains(name)
+                {
+                    self.stop(&view.id, copy.id.clone()).await?;
+                    self.store.forget_status(name).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn start(
+        &mut self,
+        host: &str,
+        id: String,
+        desired: &Desired,
+    ) -> Result<(), SchedulerError> {
+        let client = self.client(host).await?;
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone());
+        tracing::info!(%id, "starting");
+        let (pending, errors) = (self.pending.clone(), self.errors.clone());
+        let (manifest, key) = (
+            desired.manifest.clone(),
+            format!("{}@{}", desired.name, desired.version),
+        );
+        tokio::spawn(async move {
+            match client.start(&id, &manifest).await {
+                Ok(_) => {
+                    errors
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&key);
+                }
+                Err(e) => {
+                    tracing::warn!(%id, "start failed: {e}");
+                    errors
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key, e.to_string());
+                }
+            }
+            pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        });
+        Ok(())
+    }
+
+    async fn stop(&mut self, host: &str, id: String) -> Result<(), SchedulerError> {
+        let client = self.client(host).await?;
+        tracing::info!(%id, "stopping");
+        tokio::spawn(async move {
+            if let Err(e) = client.stop(&id).await {
+                tracing::warn!(%id, "stop failed: {e}");
+            }
+        });
+        Ok(())
+    }
+
+    fn status_of(&self, desired: &Desired, views: &[HostView]) -> Status {
+        let mut replicas = Vec::new();
+        let mut host_error = None;
+        for view in views {
+            for copy in &view.copies {
+                let Some((_, name, version)) = parse_id(&copy.id) else {
+                    continue;
+                };
+                if name != desired.name {
+                    continue;
+                }
+                if version == desired.version && copy.last_error.is_some() {
+                    host_error = copy.last_error.clone();
+                }
+                replicas.push(Replica {
+                    id: copy.id.clone(),
+                    host: view.id.clone(),
+                    version: version.to_string(),
+                    state: copy.state.clone(),
+                });
+            }
+        }
+        replicas.sort_by(|a, b| a.id.cmp(&b.id));
+        let key = format!("{}@{}", desired.name, desired.version);
+        let last_error = self
+            .errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned()
+            .or(host_error);
+        Status {
+            name: desired.name.clone(),
+            version: desired.version.clone(),
+            desired: desired.replicas,
+            running: replicas
+                .iter()
+                .filter(|r| r.version == desired.version && r.state == "running")
+                .count() as u32,
+            replicas,
+            last_error,
+        }
+    }
+}
+
+fn state_name(state: WorkloadState) -> &'static str {
+    match state {
+        WorkloadState::Starting => "starting",
+        WorkloadState::Running => "running",
+        WorkloadState::Failed => "failed",
+    }
+}
+
+/// Labels as `k=v,k=v`, for tables.
+pub fn show_labels(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}

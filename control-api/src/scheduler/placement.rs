@@ -1,0 +1,243 @@
+//! Placement: given one workload's desired state and what every live host runs,
+//! which copies to start and which to stop. Pure, so it is tested without NATS.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::store::{Desired, parse_id};
+
+/// One copy of a workload as a host reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copy {
+    /// Its workload ID.
+    pub id: String,
+    /// `starting`, `running` or `failed`.
+    pub state: String,
+    /// The host's error, for a failed copy.
+    pub last_error: Option<String>,
+}
+
+/// A live host as the scheduler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostView {
+    /// Its ID.
+    pub id: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Instances busy right now, from its heartbeat.
+    pub load: u32,
+    /// What it runs.
+    pub copies: Vec<Copy>,
+}
+
+/// What to do for one workload.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// `(host, id)` to start.
+    pub start: Vec<(String, String)>,
+    /// `(host, id)` to stop.
+    pub stop: Vec<(String, String)>,
+}
+
+/// Plans `desired` over `hosts`; `pending` are IDs whose start is under way.
+pub fn plan(desired: &Desired, hosts: &[HostView], pending: &HashSet<String>) -> Plan {
+    let mut plan = Plan::default();
+    let mine = |copy: &Copy| parse_id(&copy.id).is_some_and(|(_, name, _)| name == desired.name);
+    let current = |host: &HostView| {
+        host.copies.iter().any(|c| {
+            mine(c)
+                && parse_id(&c.id).is_some_and(|(_, _, v)| v == desired.version)
+                && c.state != "failed"
+        }) || pending.contains(&desired.id_on(&host.id))
+    };
+    let failed_here = |host: &HostView| {
+        host.copies
+            .iter()
+            .any(|c| c.id == desired.id_on(&host.id) && c.state == "failed")
+    };
+    let matches = |host: &HostView| {
+        desired
+            .selector
+            .iter()
+            .all(|(k, v)| host.labels.get(k) == Some(v))
+    };
+    let spread_value = |host: &HostView| {
+        desired
+            .spread
+            .as_ref()
+            .and_then(|key| host.labels.get(key).cloned())
+    };
+
+    let holders: Vec<&HostView> = hosts.iter().filter(|h| current(h) && matches(h)).collect();
+    let mut per_spread: BTreeMap<Option<String>, usize> = BTreeMap::new();
+    for h in &holders {
+        *per_spread.entry(spread_value(h)).or_default() += 1;
+    }
+    let wanted = desired.replicas as usize;
+
+    // Too few: place on eligible hosts, least-used spread value first, then hosts
+    // already running an older version (replaced in place), then the least loaded.
+    let mut candidates: Vec<&HostView> = hosts
+        .iter()
+        .filter(|h| matches(h) && !current(h) && !failed_here(h))
+        .collect();
+    let mut placed = holders.len();
+    while placed < wanted && !candidates.is_empty() {
+        let best = candidates
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, h)| {
+                let older = h.copies.iter().any(mine);
+                (
+                    per_spread.get(&spread_value(h)).copied().unwrap_or(0),
+                    !older,
+                    h.load,
+                    h.copies.len(),
+                    h.id.clone(),
+                )
+            })
+            .map(|(i, _)| i);
+        let Some(i) = best else { break };
+        let host = candidates.swap_remove(i);
+        *per_spread.entry(spread_value(host)).or_default() += 1;
+        plan.start.push((host.id.clone(), desired.id_on(&host.id)));
+        placed += 1;
+    }
+
+    // Enough running: retire other versions, copies on hosts that no longer match, and surplus.
+    let running = hosts
+        .iter()
+        .filter(|h| {
+            matches(h)
+                && h.copies
+                    .iter()
+                    .any(|c| c.id == desired.id_on(&h.id) && c.state == "running")
+        })
+        .count();
+    for host in hosts {
+        for copy in host.copies.iter().filter(|c| mine(c)) {
+            let is_current = copy.id == desired.id_on(&host.id);
+            let stale = !is_current && running >= wanted;
+            let misplaced = is_current && !matches(host);
+            if stale || misplaced {
+                plan.stop.push((host.id.clone(), copy.id.clone()));
+            }
+        }
+    }
+    if holders.len() > wanted {
+        let mut surplus: Vec<&&HostView> = holders.iter().collect();
+        surplus.sort_by_key(|h| std::cmp::Reverse((h.load, h.id.clone())));
+        for host in surplus.into_iter().take(holders.len() - wanted) {
+            plan.stop.push((host.id.clone(), desired.id_on(&host.id)));
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desired(replicas: u32, selector: &[(&str, &str)], spread: Option<&str>) -> Desired {
+        Desired {
+            name: "shop".into(),
+            version: "v2".into(),
+            manifest: String::new(),
+            replicas,
+            selector: selector
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            spread: spread.map(String::from),
+        }
+    }
+
+    fn host(id: &str, labels: &[(&str, &str)], load: u32, copies: &[(&str, &str)]) -> HostView {
+        HostView {
+            id: id.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            load,
+            copies: copies
+                .iter()
+                .map(|(id, state)| Copy {
+                    id: id.to_string(),
+                    state: state.to_string(),
+                    last_error: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn places_by_labels_and_load() {
+        let hosts = [
+            host("A", &[("zone", "a")], 5, &[]),
+            host("B", &[("zone", "b")], 0, &[]),
+            host("C", &[("zone", "a")], 1, &[]),
+        ];
+        let p = plan(&desired(1, &[("zone", "a")], None), &hosts, &HashSet::new());
+        assert_eq!(p.start, vec![("C".into(), "C:shop@v2".into())]);
+        assert!(p.stop.is_empty());
+    }
+
+    #[test]
+    fn spreads_across_a_label() {
+        let hosts = [
+            host("A", &[("zone", "a")], 0, &[("A:shop@v2", "running")]),
+            host("B", &[("zone", "a")], 0, &[]),
+            host("C", &[("zone", "b")], 9, &[]),
+        ];
+        let p = plan(&desired(2, &[], Some("zone")), &hosts, &HashSet::new());
+        assert_eq!(p.start, vec![("C".into(), "C:shop@v2".into())]);
+    }
+
+    #[test]
+    fn a_rollout_replaces_in_place_and_retires_only_when_running() {
+        let old = [
+            host("A", &[], 0, &[("A:shop@v1", "running")]),
+            host("B", &[], 0, &[]),
+        ];
+        let p = plan(&desired(1, &[], None), &old, &HashSet::new());
+        assert_eq!(p.start, vec![("A".into(), "A:shop@v2".into())]);
+        assert!(
+            p.stop.is_empty(),
+            "the old version stays until the new one runs"
+        );
+
+        // The new version failed on A: the old one keeps running, nothing is retried there.
+        let failed = [host(
+            "A",
+            &[],
+            0,
+            &[("A:shop@v1", "running"), ("A:shop@v2", "failed")],
+        )];
+        assert_eq!(
+            plan(&desired(1, &[], None), &failed, &HashSet::new()),
+            Plan::default()
+        );
+
+        let done = [
+            host("A", &[], 0, &[("A:shop@v2", "running")]),
+            host("B", &[], 0, &[("B:shop@v1", "running")]),
+        ];
+        let p = plan(&desired(1, &[], None), &done, &HashSet::new());
+        assert_eq!(p.stop, vec![("B".into(), "B:shop@v1".into())]);
+    }
+
+    #[test]
+    fn scales_down_from_the_most_loaded_and_counts_pending_starts() {
+        let hosts = [
+            host("A", &[], 1, &[("A:shop@v2", "running")]),
+            host("B", &[], 7, &[("B:shop@v2", "running")]),
+        ];
+        let p = plan(&desired(1, &[], None), &hosts, &HashSet::new());
+        assert_eq!(p.stop, vec![("B".into(), "B:shop@v2".into())]);
+
+        let idle = [host("A", &[], 0, &[]), host("B", &[], 0, &[])];
+        let pending = HashSet::from(["A:shop@v2".to_string()]);
+        let p = plan(&desired(1, &[], None), &idle, &pending);
+        assert!(p.start.is_empty(), "{p:?}");
+    }
+}

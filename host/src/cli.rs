@@ -1,0 +1,423 @@
+//! The operator's commands: `apply`, `get`, `describe`, `delete` (desired state in
+//! JetStream KV, read back with the scheduler's status), and `scheduler`.
+//!
+//! Exit codes: 0 done; 1 refused or not found; 2 invalid input; 3 the lattice
+//! cannot be reached.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use serde::Serialize;
+use trellis_control_api::lattice::{HostHeartbeat, NatsArgs, ProviderInfo, Subjects};
+use trellis_control_api::scheduler::{Applied, Desired, Scheduler, Status, Store, show_labels};
+
+/// How a command ended, as a process exit code.
+pub enum Outcome {
+    /// Done.
+    Done,
+    /// Refused or not found (1).
+    Refused(String),
+    /// Invalid input (2).
+    Invalid(String),
+    /// The lattice cannot be reached (3).
+    Unreachable(String),
+}
+
+impl Outcome {
+    /// The exit code, after printing the message to stderr.
+    pub fn exit(self) -> std::process::ExitCode {
+        let (code, message) = match self {
+            Outcome::Done => return std::process::ExitCode::SUCCESS,
+            Outcome::Refused(m) => (1, m),
+            Outcome::Invalid(m) => (2, m),
+            Outcome::Unreachable(m) => (3, m),
+        };
+        eprintln!("error: {message}");
+        std::process::ExitCode::from(code)
+    }
+}
+
+/// Output formats of `get` and `describe`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    /// A readable table.
+    Table,
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+async fn store(nats: &NatsArgs) -> Result<(async_nats::Client, Store), Outcome> {
+    let client = nats
+        .connect("trellis-cli", false)
+        .await
+        .map_err(|e| Outcome::Unreachable(e.to_string()))?;
+    let store = Store::open(client.clone(), &Subjects::new(&nats.lattice))
+        .await
+        .map_err(|e| Outcome::Unreachable(e.to_string()))?;
+    Ok((client, store))
+}
+
+/// `trellis apply -f FILE`: records the manifest's desired state; idempotent.
+pub async fn apply(nats: &NatsArgs, file: &Path) -> Outcome {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => return Outcome::Invalid(format!("cannot read {}: {e}", file.display())),
+    };
+    let base = file.parent().unwrap_or(Path::new("."));
+    let desired = match Desired::from_manifest(&text, file, base) {
+        Ok(desired) => desired,
+        Err(e) => return Outcome::Invalid(e.to_string()),
+    };
+    let (_, store) = match store(nats).await {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    match store.apply(&desired).await {
+        Ok(applied) => {
+            let what = match applied {
+                Applied::Created => "created",
+                Applied::Configured => "configured",
+                Applied::Unchanged => "unchanged",
+            };
+            println!(
+                "workload/{} {what} (version {})",
+                desired.name, desired.version
+            );
+            Outcome::Done
+        }
+        Err(e) => Outcome::Unreachable(e.to_string()),
+    }
+}
+
+/// `trellis delete workload NAME`.
+pub async fn delete(nats: &NatsArgs, name: &str) -> Outcome {
+    let (_, store) = match store(nats).await {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    match store.delete(name).await {
+        Ok(true) => {
+            println!("workload/{name} deleted");
+            Outcome::Done
+        }
+        Ok(false) => Outcome::Refused(format!("workload `{name}` not found")),
+        Err(e) => Outcome::Unreachable(e.to_string()),
+    }
+}
+
+/// One row of `get workloads`.
+#[derive(Serialize)]
+struct WorkloadRow {
+    name: String,
+    version: String,
+    desired: u32,
+    running: u32,
+    last_error: Option<String>,
+}
+
+/// `trellis get workloads`.
+pub async fn get_workloads(nats: &NatsArgs, format: Format) -> Outcome {
+    let (_, store) = match store(nats).await {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    let (desired, status) = match (store.all_desired().await, store.all_status().await) {
+        (Ok(d), Ok(s)) => (d, s),
+        (Err(e), _) | (_, Err(e)) => return Outcome::Unreachable(e.to_string()),
+    };
+    let status: BTreeMap<String, Status> =
+        status.into_iter().map(|s| (s.name.clone(), s)).collect();
+    let rows: Vec<WorkloadRow> = desired
+        .into_iter()
+        .map(|d| {
+            let s = status.get(&d.name).filter(|s| s.version == d.version);
+            WorkloadRow {
+                running: s.map_or(0, |s| s.running),
+                last_error: s.and_then(|s| s.last_error.clone()),
+                name: d.name,
+                version: d.version,
+                desired: d.replicas,
+            }
+        })
+        .collect();
+    print_rows(
+        format,
+        &rows,
+        &["NAME", "VERSION", "DESIRED", "RUNNING", "LAST ERROR"],
+        |r| {
+            vec![
+                r.name.clone(),
+                r.version.clone(),
+                r.desired.to_string(),
+                r.running.to_string(),
+                r.last_error.clone().unwrap_or_default(),
+            ]
+        },
+    )
+}
+
+/// `trellis describe workload NAME`: desired state, then each replica.
+pub async fn describe_workload(nats: &NatsArgs, name: &str, format: Format) -> Outcome {
+    let (_, store) = match store(nats).await {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    let desired = match store.desired(name).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return Outcome::Refused(format!("workload `{name}` not found")),
+        Err(e) => return Outcome::Unreachable(e.to_string()),
+    };
+    let status = store.status(name).await.ok().flatten();
+    #[derive(Serialize)]
+    struct Described<'a> {
+        name: &'a str,
+        version: &'a str,
+        replicas: u32,
+        selector: &'a BTreeMap<String, String>,
+        spread: &'a Option<String>,
+        status: &'a Option<Status>,
+    }
+    let described = Described {
+        name: &desired.name,
+        version: &desired.version,
+        replicas: desired.replicas,
+        selector: &desired.selector,
+        spread: &desired.spread,
+        status: &status,
+    };
+    match format {
+        Format::Table => {
+            println!("Name:      {}", desired.name);
+            println!("Version:   {}", desired.version);
+            println!(
+                "Replicas:  {} desired, {} running",
+                desired.replicas,
+                status.as_ref().map_or(0, |s| s.running)
+            );
+            println!("Selector:  {}", show_labels(&desired.selector));
+            println!("Spread:    {}", desired.spread.as_deref().unwrap_or(""));
+            if let Some(error) = status.as_ref().and_then(|s| s.last_error.as_ref()) {
+                println!("Last error: {error}");
+            }
+            let replicas = status.map(|s| s.replicas).unwrap_or_default();
+            table(
+                &["ID", "HOST", "VERSION", "STATE"],
+                replicas.iter().map(|r| {
+                    vec![
+                        r.id.clone(),
+                        r.host.clone(),
+                        r.version.clone(),
+                        r.state.clone(),
+                    ]
+                }),
+            );
+            Outcome::Done
+        }
+        Format::Json | Format::Yaml => print_value(format, &described),
+    }
+}
+
+/// Collects the JSON messages on `subject` for `window`, keyed by `key`.
+async fn collect<T: for<'de> serde::Deserialize<'de>>(
+    client: &async_nats::Client,
+    subject: String,
+    window: Duration,
+    key: impl Fn(&T) -> String,
+) -> Result<BTreeMap<String, T>, Outcome> {
+    let mut sub = client
+        .subscribe(subject)
+        .await
+        .map_err(|e| Outcome::Unreachable(e.to_string()))?;
+    let mut seen = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + window;
+    while let Ok(Some(message)) = tokio::time::timeout_at(deadline, sub.next()).await {
+        if let Ok(value) = serde_json::from_slice::<T>(&message.payload) {
+            seen.insert(key(&value), value);
+        }
+    }
+    Ok(seen)
+}
+
+/// `trellis get hosts`: every host heard from within two heartbeats.
+pub async fn get_hosts(nats: &NatsArgs, format: Format) -> Outcome {
+    let client = match nats.connect("trellis-cli", false).await {
+        Ok(c) => c,
+        Err(e) => return Outcome::Unreachable(e.to_string()),
+    };
+    let subjects = Subjects::new(&nats.lattice);
+    let hosts = match collect::<HostHeartbeat>(
+        &client,
+        subjects.host_heartbeats(),
+        Duration::from_millis(2100),
+        |h| h.id.clone(),
+    )
+    .await
+    {
+        Ok(h) => h,
+        Err(o) => return o,
+    };
+    let rows: Vec<HostHeartbeat> = hosts.into_values().collect();
+    print_rows(
+        format,
+        &rows,
+        &["ID", "LABELS", "WORKLOADS", "INSTANCES", "VERSION"],
+        |h| {
+            vec![
+                h.id.clone(),
+                show_labels(&h.labels),
+                h.workloads.join(","),
+                format!("{}/{}", h.instances_in_use, h.max_instances),
+                h.version.clone(),
+            ]
+        },
+    )
+}
+
+/// `trellis get providers`: every provider replica heard from within one heartbeat.
+pub async fn get_providers(nats: &NatsArgs, format: Format) -> Outcome {
+    let client = match nats.connect("trellis-cli", false).await {
+        Ok(c) => c,
+        Err(e) => return Outcome::Unreachable(e.to_string()),
+    };
+    let subjects = Subjects::new(&nats.lattice);
+    let providers = match collect::<ProviderInfo>(
+        &client,
+        subjects.provider_heartbeats(),
+        Duration::from_millis(5500),
+        |p| p.instance.clone(),
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(o) => return o,
+    };
+    let rows: Vec<ProviderInfo> = providers.into_values().collect();
+    print_rows(
+        format,
+        &rows,
+        &["NAME", "INSTANCE", "VERSION", "INTERFACES", "IN FLIGHT"],
+        |p| {
+            vec![
+                p.name.clone(),
+                p.instance.clone(),
+                p.version.clone(),
+                p.interfaces.join(","),
+                p.in_flight.to_string(),
+            ]
+        },
+    )
+}
+
+/// `trellis scheduler`: reconciles until SIGINT or SIGTERM.
+pub async fn scheduler(nats: &NatsArgs, shutdown: impl Future<Output = ()>) -> Outcome {
+    let client = match nats.connect("trellis-scheduler", true).await {
+        Ok(c) => c,
+        Err(e) => return Outcome::Unreachable(e.to_string()),
+    };
+    let me = format!("scheduler-{}", uuid::Uuid::new_v4().simple());
+    let scheduler = match Scheduler::new(client, Subjects::new(&nats.lattice), &me).await {
+        Ok(s) => s,
+        Err(e) => return Outcome::Unreachable(e.to_string()),
+    };
+    tracing::info!(scheduler = %me, lattice = %nats.lattice, "scheduler started");
+    match scheduler.run(shutdown).await {
+        Ok(()) => Outcome::Done,
+        Err(e) => Outcome::Unreachable(e.to_string()),
+    }
+}
+
+fn print_rows<T: Serialize>(
+    format: Format,
+    rows: &[T],
+    headers: &[&str],
+    cells: impl Fn(&T) -> Vec<String>,
+) -> Outcome {
+    match format {
+        Format::Table => {
+            table(headers, rows.iter().map(cells));
+            Outcome::Done
+        }
+        _ => print_value(format, &rows),
+    }
+}
+
+fn print_value<T: Serialize>(format: Format, value: &T) -> Outcome {
+    let json = match serde_json::to_value(value) {
+        Ok(json) => json,
+        Err(e) => return Outcome::Refused(e.to_string()),
+    };
+    match format {
+        Format::Yaml => print!("{}", yaml(&json, 0)),
+        _ => println!(
+            "{}",
+            serde_json::to_string_pretty(&json).unwrap_or_default()
+        ),
+    }
+    Outcome::Done
+}
+
+fn table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+    let rows: Vec<Vec<String>> = rows.collect();
+    let widths: Vec<usize> = headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .max()
+                .unwrap_or(0)
+                .max(h.len())
+        })
+        .collect();
+    let line = |cells: Vec<String>| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", text.join("   ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+/// A small YAML writer for JSON values (block style; strings quoted as JSON).
+fn yaml(value: &serde_json::Value, indent: usize) -> String {
+    use serde_json::Value;
+    let pad = " ".repeat(indent);
+    match value {
+        Value::Object(map) if !map.is_empty() => map
+            .iter()
+            .map(|(k, v)| match v {
+                Value::Object(m) if !m.is_empty() => format!("{pad}{k}:\n{}", yaml(v, indent + 2)),
+                Value::Array(a) if !a.is_empty() => format!("{pad}{k}:\n{}", yaml(v, indent)),
+                _ => format!("{pad}{k}: {}\n", scalar(v)),
+            })
+            .collect(),
+        Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .map(|v| match v {
+                Value::Object(m) if !m.is_empty() => {
+                    let inner = yaml(v, indent + 2);
+                    format!("{pad}- {}", inner.trim_start())
+                }
+                _ => format!("{pad}- {}\n", scalar(v)),
+            })
+            .collect(),
+        other => format!("{pad}{}\n", scalar(other)),
+    }
+}
+
+fn scalar(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Object(_) => "{}".into(),
+        serde_json::Value::Array(_) => "[]".into(),
+        other => other.to_string(),
+    }
+}

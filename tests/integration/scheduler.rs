@@ -1,0 +1,363 @@
+//! `trellis scheduler` with real processes: nats-server, three labelled hosts, one or
+//! two schedulers, and the CLI. Placement, scaling, rollouts, a bad version, a host
+//! killed and restarted, a scheduler killed, and bad input through the CLI.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::lattice::{LatticeHost, Nats, cli, host, scheduler};
+use crate::support::{TestResult, get, repo, scratch};
+
+/// The example counter as a scheduled workload, with absolute component paths.
+fn manifest(dir: &Path, deploy: &str, greeting_binding: &str) -> Result<PathBuf, std::io::Error> {
+    let examples = repo().join("examples/counter");
+    let text = std::fs::read_to_string(examples.join("workload.yaml"))?
+        .replace(
+            "source: api.wat",
+            &format!("source: {}", examples.join("api.wat").display()),
+        )
+        .replace(
+            "source: greeter.wat",
+            &format!("source: {}", examples.join("greeter.wat").display()),
+        )
+        .replace("wasi:keyvalue: host", greeting_binding);
+    let file = dir.join("counter.yaml");
+    std::fs::write(&file, format!("{text}deploy:\n{deploy}"))?;
+    Ok(file)
+}
+
+/// `get workloads -o json` as name -> row.
+fn workloads(nats: &Nats) -> Result<BTreeMap<String, Value>, String> {
+    let (code, out, err) = cli(nats, &["get", "workloads", "-o", "json"])?;
+    if code != 0 {
+        return Err(err);
+    }
+    let rows: Vec<Value> = serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r["name"].as_str().unwrap_or_default().to_string(), r))
+        .collect())
+}
+
+/// The replicas of `name`, from `describe workload -o json`.
+fn replicas(nats: &Nats, name: &str) -> Result<Value, String> {
+    let (code, out, err) = cli(nats, &["describe", "workload", name, "-o", "json"])?;
+    if code != 0 {
+        return Err(err);
+    }
+    serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))
+}
+
+/// Waits until `check` holds for the described workload, returning it.
+fn wait_until(
+    nats: &Nats,
+    name: &str,
+    limit: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Result<Value, String> {
+    let deadline = Instant::now() + limit;
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        if let Ok(v) = replicas(nats, name) {
+            if check(&v) {
+                return Ok(v);
+            }
+            last = v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(format!("not reached within {limit:?}; last: {last}"))
+}
+
+fn running(v: &Value) -> u64 {
+    v["status"]["running"].as_u64().unwrap_or(0)
+}
+
+/// Hosts of replicas of the current version in state `running`.
+fn current_hosts(v: &Value) -> Vec<String> {
+    let version = v["version"].as_str().unwrap_or_default();
+    let mut hosts: Vec<String> = v["status"]["replicas"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["version"] == version && r["state"] == "running")
+        .filter_map(|r| r["host"].as_str().map(String::from))
+        .collect();
+    hosts.sort();
+    hosts
+}
+
+struct Lattice {
+    nats: Nats,
+    hosts: BTreeMap<String, LatticeHost>,
+}
+
+impl Lattice {
+    fn start(name: &str) -> Result<Lattice, String> {
+        let nats = Nats::start(name)?;
+        let mut hosts = BTreeMap::new();
+        for (id, zone) in [("H1", "a"), ("H2", "a"), ("H3", "b")] {
+            let zone = format!("zone={zone}");
+            hosts.insert(
+                id.to_string(),
+                host(&nats, &[], &["--id", id, "--label", &zone])?,
+            );
+        }
+        Ok(Lattice { nats, hosts })
+    }
+
+    async fn visit(&self, id: &str) -> Result<u16, Box<dyn std::error::Error>> {
+        let addr = self.hosts.get(id).ok_or("no such host")?.addr;
+        Ok(
+            tokio::time::timeout(Duration::from_secs(5), get(addr, "localhost", "/"))
+                .await??
+                .status,
+        )
+    }
+}
+
+#[tokio::test]
+async fn the_scheduler_places_scales_rolls_out_and_reschedules() -> TestResult {
+    let mut lattice = Lattice::start("sched")?;
+    let _s = scheduler(&lattice.nats)?;
+    let dir = scratch("sched")?;
+    let nats = &lattice.nats;
+
+    // Placement by labels: one replica, zone a only.
+    let file = manifest(
+        &dir,
+        "  replicas: 1\n  selector: {zone: a}\n",
+        "wasi:keyvalue: host",
+    )?;
+    let file_arg = file.to_string_lossy().to_string();
+    let (code, out, err) = cli(nats, &["apply", "-f", &file_arg])?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("workload/counter created"), "{out}");
+    let v = wait_until(nats, "counter", Duration::from_secs(15), |v| {
+        running(v) == 1
+    })?;
+    let placed = current_hosts(&v);
+    assert!(placed == ["H1"] || placed == ["H2"], "{v}");
+    assert_eq!(lattice.visit(&placed[0]).await?, 200);
+    let (code, out, _) = cli(nats, &["apply", "-f", &file_arg])?;
+    assert_eq!((code, out.contains("unchanged")), (0, true), "{out}");
+
+    // Scale up within the selector: only two hosts match, so two run and one waits.
+    manifest(
+        &dir,
+        "  replicas: 3\n  selector: {zone: a}\n",
+        "wasi:keyvalue: host",
+    )?;
+    cli(nats, &["apply", "-f", &file_arg])?;
+    let v = wait_until(nats, "counter", Duration::from_secs(15), |v| {
+        running(v) == 2
+    })?;
+    assert_eq!(current_hosts(&v), ["H1", "H2"], "{v}");
+
+    // A new version everywhere (no selector): rolled out, old copies retired, and a host
+    // that served before keeps answering 200 throughout.
+    manifest(&dir, "  replicas: 3\n", "wasi:keyvalue: host")?;
+    cli(nats, &["apply", "-f", &file_arg])?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut done = None;
+    while Instant::now() < deadline && done.is_none() {
+        assert_eq!(
+            lattice.visit("H1").await?,
+            200,
+            "H1 stopped serving during the rollout"
+        );
+        let v = replicas(nats, "counter")?;
+        let replicas = v["status"]["replicas"].as_array().map_or(0, Vec::len);
+        if current_hosts(&v) == ["H1", "H2", "H3"] && replicas == 3 {
+            done = Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let v = done.ok_or("the rollout did not finish")?;
+    let good_version = v["version"].clone();
+
+    // A version that cannot start: the old one keeps serving, the error is visible.
+    manifest(&dir, "  replicas: 3\n", "wasi:keyvalue: {provider: nobody}")?;
+    cli(nats, &["apply", "-f", &file_arg])?;
+    let v = wait_until(nats, "counter", Duration::from_secs(15), |v| {
+        v["status"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("provider `nobody`"))
+    })?;
+    assert_eq!(running(&v), 0, "{v}");
+    for id in ["H1", "H2", "H3"] {
+        assert_eq!(lattice.visit(id).await?, 200, "{id} lost the old version");
+    }
+    let (_, table, _) = cli(nats, &["get", "workloads"])?;
+    assert!(table.contains("provider `nobody`"), "{table}");
+
+    // Back to the good manifest, then kill -9 a host: its replica runs elsewhere.
+    manifest(&dir, "  replicas: 2\n", "wasi:keyvalue: host")?;
+    cli(nats, &["apply", "-f", &file_arg])?;
+    let v = wait_until(nats, "counter", Duration::from_secs(15), |v| {
+        running(v) == 2 && v["status"]["replicas"].as_array().map_or(0, Vec::len) == 2
+    })?;
+    assert_eq!(
+        v["version"], good_version,
+        "the same text is the same version"
+    );
+    let victim = current_hosts(&v)[0].clone();
+    let killed = Instant::now();
+    lattice.hosts.get_mut(&victim).ok_or("no victim")?.kill();
+    let v = wait_until(nats, "counter", Duration::from_secs(15), |v| {
+        let hosts = current_hosts(v);
+        hosts.len() == 2 && !hosts.contains(&victim)
+    })?;
+    eprintln!(
+        "rescheduled {:?} after kill -9 of {victim}",
+        killed.elapsed()
+    );
+
+    // The host comes back: nothing is duplicated on it.
+    let zone = if victim == "H3" { "zone=b" } else { "zone=a" };
+    let back = host(nats, &[], &["--id", &victim, "--label", zone])?;
+    lattice.hosts.insert(victim.clone(), back);
+    std::thread::sleep(Duration::from_secs(3));
+    let after = replicas(nats, "counter")?;
+    assert_eq!(current_hosts(&after), current_hosts(&v), "{after}");
+    assert_eq!(
+        after["status"]["replicas"].as_array().map_or(0, Vec::len),
+        2
+    );
+
+    // Scale down, then delete.
+    manifest(&dir, "  replicas: 1\n", "wasi:keyvalue: host")?;
+    cli(nats, &["apply", "-f", &file_arg])?;
+    wait_until(nats, "counter", Duration::from_secs(15), |v| {
+        v["status"]["replicas"].as_array().map_or(0, Vec::len) == 1
+    })?;
+    let (code, out, _) = cli(nats, &["delete", "workload", "counter"])?;
+    assert_eq!((code, out.trim()), (0, "workload/counter deleted"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut statuses = Vec::new();
+    while Instant::now() < deadline {
+        statuses.clear();
+        for id in ["H1", "H2", "H3"] {
+            statuses.push(lattice.visit(id).await?);
+        }
+        if statuses.iter().all(|s| *s == 404) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(statuses, [404, 404, 404]);
+    assert!(workloads(nats)?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn another_scheduler_takes_over_when_the_leader_dies() -> TestResult {
+    let lattice = Lattice::start("takeover")?;
+    let nats = &lattice.nats;
+    let mut first = scheduler(nats)?;
+    first
+        .process
+        .wait_for("leading=true", Duration::from_secs(10))?;
+    let mut second = scheduler(nats)?;
+    let dir = scratch("takeover")?;
+    let file = manifest(&dir, "  replicas: 1\n", "wasi:keyvalue: host")?;
+    cli(nats, &["apply", "-f", &file.to_string_lossy()])?;
+    wait_until(nats, "counter", Duration::from_secs(15), |v| {
+        running(v) == 1
+    })?;
+
+    first.process.kill();
+    second
+        .process
+        .wait_for("leading=true", Duration::from_secs(10))?;
+    // The new leader acts: a scale-up is placed.
+    manifest(&dir, "  replicas: 2\n", "wasi:keyvalue: host")?;
+    cli(nats, &["apply", "-f", &file.to_string_lossy()])?;
+    wait_until(nats, "counter", Duration::from_secs(15), |v| {
+        running(v) == 2
+    })?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_cli_reports_bad_input_with_exit_codes() -> TestResult {
+    let nats = Nats::start("cli")?;
+    let dir = scratch("cli")?;
+
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: Bad_Name\n",
+    )?;
+    let (code, _, err) = cli(&nats, &["apply", "-f", &bad.to_string_lossy()])?;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("bad.yaml:3:7: the workload name `Bad_Name` is not a valid name"),
+        "{err}"
+    );
+
+    let zero = manifest(&dir, "  replicas: 0\n", "wasi:keyvalue: host")?;
+    let (code, _, err) = cli(&nats, &["apply", "-f", &zero.to_string_lossy()])?;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("deploy.replicas is 0, which would run nothing"),
+        "{err}"
+    );
+
+    let (code, _, err) = cli(&nats, &["describe", "workload", "nothing"])?;
+    assert_eq!(
+        (code, err.trim()),
+        (1, "error: workload `nothing` not found")
+    );
+    let (code, _, _) = cli(&nats, &["delete", "workload", "nothing"])?;
+    assert_eq!(code, 1);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(["get", "workloads", "--nats", "nats://127.0.0.1:1"])
+        .output()?;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Concurrent applies: the same workload twice and two others at once.
+    let mut files = Vec::new();
+    for name in ["alpha", "beta"] {
+        let file = dir.join(format!("{name}.yaml"));
+        let text =
+            std::fs::read_to_string(manifest(&dir, "  replicas: 1\n", "wasi:keyvalue: host")?)?
+                .replace("name: counter", &format!("name: {name}"));
+        std::fs::write(&file, text)?;
+        files.push(file.to_string_lossy().to_string());
+    }
+    files.push(files[0].clone());
+    let url = nats.url.clone();
+    let runs: Vec<_> = files
+        .into_iter()
+        .map(|f| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
+                    .args(["apply", "-f", &f, "--nats", &url])
+                    .output()
+            })
+        })
+        .collect();
+    for run in runs {
+        let out = run.join().map_err(|_| "apply panicked")??;
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let names: Vec<String> = workloads(&nats)?.into_keys().collect();
+    assert_eq!(names, ["alpha", "beta"]);
+    Ok(())
+}
