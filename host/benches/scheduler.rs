@@ -1,8 +1,9 @@
 //! The control plane's speed on real processes (nats-server, two hosts, a scheduler):
 //!
-//! 1. apply → first 200: `trellis apply` of the example counter until a host answers
-//!    200, against `trellis dev` of the same manifest from process start to first 200
-//!    (the same compile and instantiate, without the lattice);
+//! 1. apply → first 200: `trellis apply` of the example counter (to a scheduler
+//!    that already knows the hosts) until a host answers 200, against `trellis dev`
+//!    of the same manifest from process start to first 200 (the same compile and
+//!    instantiate, without the lattice);
 //! 2. reschedule: kill -9 of the host running the only replica until the other host
 //!    answers 200, beside the design's target (5 s).
 //!
@@ -33,23 +34,26 @@ fn main() -> Result<()> {
                 .stderr(Stdio::null())
                 .spawn()?,
         );
+        // A scheduler that has been running knows the hosts from their heartbeats.
+        std::thread::sleep(Duration::from_millis(2250));
         let file = manifest(&dir, round)?;
         let start = Instant::now();
         trellis(&["apply", "-f", &file.to_string_lossy(), "--nats", &url])?;
-        let first = wait_for_200(&hosts.iter().map(|h| h.addr).collect::<Vec<_>>())?;
+        let first = wait_for_200(&hosts.iter().map(|h| h.addr).collect::<Vec<_>>())
+            .context("the applied workload never served")?;
         applied.push(start.elapsed().as_secs_f64() * 1e3);
 
         let start = Instant::now();
         let dev_server = support::trellis_dev(&file)?;
-        wait_for_200(&[dev_server.addr])?;
+        wait_for_200(&[dev_server.addr]).context("trellis dev never served")?;
         dev.push(start.elapsed().as_secs_f64() * 1e3);
         drop(dev_server);
 
-        let survivor = hosts.remove(1 - first).addr;
+        let survivor = hosts.remove(1 - first);
         let victim = hosts.remove(0);
         let start = Instant::now();
         drop(victim); // kill -9
-        wait_for_200(&[survivor])?;
+        wait_for_200(&[survivor.addr]).context("the workload was not rescheduled")?;
         rescheduled.push(start.elapsed().as_secs_f64() * 1e3);
         println!(
             "  round {round}: apply -> 200 {:.0} ms | trellis dev -> 200 {:.0} ms | reschedule {:.0} ms",
@@ -57,7 +61,7 @@ fn main() -> Result<()> {
             dev[dev.len() - 1],
             rescheduled[rescheduled.len() - 1]
         );
-        drop(nats);
+        drop((survivor, nats));
     }
     println!("median of {rounds} rounds:");
     compare(

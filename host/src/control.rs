@@ -233,7 +233,11 @@ impl api::Handler<NatsContext> for ControlAgent {
             ))));
         };
         tracing::info!(workload = %entry.name, %id, "stopping");
-        self.host.stop(&entry.name);
+        // A host runs one version per name: only a running entry is that version.
+        // Forgetting a failed or starting one must not stop the version serving.
+        if entry.state == WorkloadState::Running {
+            self.host.stop(&entry.name);
+        }
         Ok(Ok(()))
     }
 

@@ -5,6 +5,7 @@
 //! wasi:http component runs as it is.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -163,9 +164,12 @@ pub fn print_routes(host: &Host) {
         } else {
             format!("host {}", route.host)
         };
-        println!(
+        let _ = writeln!(
+            std::io::stdout().lock(),
             "  {} ({host_part}) -> workload `{}`, component `{}`",
-            route.path, route.workload, route.component
+            route.path,
+            route.workload,
+            route.component
         );
     }
 }

@@ -1,5 +1,14 @@
 //! The `trellis` command.
 
+/// Prints a line to stdout, ignoring a closed stdout: a server must not die
+/// because whoever started it stopped reading.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod cli;
 
 use std::collections::BTreeMap;
@@ -302,12 +311,12 @@ async fn run_host(options: HostOptions, settings: EngineSettings) -> anyhow::Res
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let addr = listener.local_addr()?;
-    println!(
+    say!(
         "trellis host `{id}`: lattice `{}`, serving on http://{addr}",
         lattice.name()
     );
     if options.manifests.is_empty() {
-        println!(
+        say!(
             "no manifests: waiting for the control API on {}",
             lattice.subjects().host(&id)
         );
@@ -338,7 +347,7 @@ async fn run_dev(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    println!(
+    say!(
         "trellis dev: serving workload `{}` on http://{addr}",
         workload.name
     );

@@ -1,6 +1,7 @@
 //! `trellis scheduler`: keeps the lattice's desired state (JetStream KV) true.
 //!
-//! Level-triggered: every tick the leader reads the desired workloads and what
+//! Level-triggered: every tick (and at once when the desired state changes) the
+//! leader reads the desired workloads and what
 //! each live host runs (its control API), plans each workload
 //! ([`placement::plan`]), starts and stops copies, and writes a status. Hosts are
 //! live while their heartbeats arrive. Several schedulers may run; the one holding
@@ -92,12 +93,14 @@ impl Scheduler {
                 }
             }
         });
+        let mut changes = self.store.watch_desired().await?;
         let mut tick = tokio::time::interval(TICK);
         tokio::pin!(shutdown);
         let mut leading = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                Some(_) = changes.next() => {}
                 () = &mut shutdown => break,
             }
             let now_leading = self.lease.hold().await;

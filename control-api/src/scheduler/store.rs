@@ -234,6 +234,12 @@ impl Store {
         let _ = self.status.purge(name).await;
     }
 
+    /// Changes to the desired state as they happen, so the leader reacts at once
+    /// instead of at its next tick.
+    pub async fn watch_desired(&self) -> Result<kv::Watch, SchedulerError> {
+        self.desired.watch_all().await.map_err(kv_error)
+    }
+
     pub(crate) fn lease(&self) -> &kv::Store {
         &self.lease
     }

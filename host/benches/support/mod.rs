@@ -56,11 +56,12 @@ fn trellis(args: &[&std::ffi::OsStr]) -> Result<Server> {
         .spawn()
         .context("cannot start trellis")?;
     let stdout = child.stdout.take().context("no stdout")?;
-    let addr = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
+    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+    let addr = lines
         .find_map(|line| line.split("http://").nth(1).map(|a| a.trim().to_string()))
         .context("trellis exited before serving")?;
+    // Keep reading, so the server never writes into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     Ok(Server {
         child,
         addr: addr.parse()?,
