@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_nats::jetstream::kv;
 use futures::StreamExt as _;
 use tokio::time::Instant;
 
@@ -54,6 +55,8 @@ pub struct Scheduler {
     clients: HashMap<String, ControlClient>,
     pending: Arc<Mutex<HashSet<String>>>,
     errors: Arc<Mutex<HashMap<String, String>>>,
+    /// The desired state, by name, with each entry's KV revision.
+    desired: BTreeMap<String, (u64, Desired)>,
 }
 
 impl Scheduler {
@@ -74,6 +77,7 @@ impl Scheduler {
             clients: HashMap::new(),
             pending: Arc::default(),
             errors: Arc::default(),
+            desired: BTreeMap::new(),
         })
     }
 
@@ -93,14 +97,30 @@ impl Scheduler {
                 }
             }
         });
-        let mut changes = self.store.watch_desired().await?;
+        // The desired state is held in memory and kept current by a KV watch, so a
+        // tick reads nothing from JetStream and an apply is acted on at once.
+        let (known, mut watch) = self.store.follow_desired().await?;
+        self.desired = known;
+        let (changed_tx, mut changes) = tokio::sync::mpsc::channel::<kv::Entry>(1024);
+        let follower = tokio::spawn(async move {
+            while let Some(Ok(entry)) = watch.next().await {
+                if changed_tx.send(entry).await.is_err() {
+                    break;
+                }
+            }
+        });
         let mut tick = tokio::time::interval(TICK);
         tokio::pin!(shutdown);
         let mut leading = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                Some(_) = changes.next() => {}
+                Some(entry) = changes.recv() => {
+                    self.follow(entry);
+                    while let Ok(entry) = changes.try_recv() {
+                        self.follow(entry);
+                    }
+                }
                 () = &mut shutdown => break,
             }
             let now_leading = self.lease.hold().await;
@@ -113,8 +133,32 @@ impl Scheduler {
             }
         }
         watcher.abort();
+        follower.abort();
         self.lease.release().await;
         Ok(())
+    }
+
+    /// Applies one change of the desired state, ignoring what the initial read
+    /// already had.
+    fn follow(&mut self, entry: kv::Entry) {
+        if self
+            .desired
+            .get(&entry.key)
+            .is_some_and(|(revision, _)| *revision >= entry.revision)
+        {
+            return;
+        }
+        match entry.operation {
+            kv::Operation::Put => match serde_json::from_slice::<Desired>(&entry.value) {
+                Ok(desired) => {
+                    self.desired.insert(entry.key, (entry.revision, desired));
+                }
+                Err(e) => tracing::warn!(key = %entry.key, "unreadable desired state: {e}"),
+            },
+            kv::Operation::Delete | kv::Operation::Purge => {
+                self.desired.remove(&entry.key);
+            }
+        }
     }
 
     /// Live hosts by heartbeat.
@@ -170,15 +214,16 @@ impl Scheduler {
             .into_iter()
             .flatten()
             .collect();
-        let desired = self.store.all_desired().await?;
+        let desired: Vec<Desired> = self.desired.values().map(|(_, d)| d.clone()).collect();
         let names: HashSet<&str> = desired.iter().map(|d| d.name.as_str()).collect();
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut placed = HashMap::new();
         for d in &desired {
-            let pending = self
-                .pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            let plan = placement::plan(d, &views, &pending);
+            let plan = placement::plan(d, &views, &pending, &mut placed);
             for (host, id) in plan.start {
                 self.start(&host, id, d).await?;
             }

@@ -1,7 +1,7 @@
 //! Placement: given one workload's desired state and what every live host runs,
 //! which copies to start and which to stop. Pure, so it is tested without NATS.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::store::{Desired, parse_id};
 
@@ -39,7 +39,14 @@ pub struct Plan {
 }
 
 /// Plans `desired` over `hosts`; `pending` are IDs whose start is under way.
-pub fn plan(desired: &Desired, hosts: &[HostView], pending: &HashSet<String>) -> Plan {
+/// `placed` counts the copies this pass has already put on each host, so
+/// workloads planned in one pass spread instead of piling onto one idle host.
+pub fn plan(
+    desired: &Desired,
+    hosts: &[HostView],
+    pending: &HashSet<String>,
+    placed: &mut HashMap<String, usize>,
+) -> Plan {
     let mut plan = Plan::default();
     let mine = |copy: &Copy| parse_id(&copy.id).is_some_and(|(_, name, _)| name == desired.name);
     let current = |host: &HostView| {
@@ -80,8 +87,8 @@ pub fn plan(desired: &Desired, hosts: &[HostView], pending: &HashSet<String>) ->
         .iter()
         .filter(|h| matches(h) && !current(h) && !failed_here(h))
         .collect();
-    let mut placed = holders.len();
-    while placed < wanted && !candidates.is_empty() {
+    let mut count = holders.len();
+    while count < wanted && !candidates.is_empty() {
         let best = candidates
             .iter()
             .enumerate()
@@ -91,7 +98,7 @@ pub fn plan(desired: &Desired, hosts: &[HostView], pending: &HashSet<String>) ->
                     per_spread.get(&spread_value(h)).copied().unwrap_or(0),
                     !older,
                     h.load,
-                    h.copies.len(),
+                    h.copies.len() + placed.get(&h.id).copied().unwrap_or(0),
                     h.id.clone(),
                 )
             })
@@ -100,7 +107,8 @@ pub fn plan(desired: &Desired, hosts: &[HostView], pending: &HashSet<String>) ->
         let host = candidates.swap_remove(i);
         *per_spread.entry(spread_value(host)).or_default() += 1;
         plan.start.push((host.id.clone(), desired.id_on(&host.id)));
-        placed += 1;
+        *placed.entry(host.id.clone()).or_default() += 1;
+        count += 1;
     }
 
     // Enough running: retire other versions, copies on hosts that no longer match, and surplus.
@@ -177,7 +185,12 @@ mod tests {
             host("B", &[("zone", "b")], 0, &[]),
             host("C", &[("zone", "a")], 1, &[]),
         ];
-        let p = plan(&desired(1, &[("zone", "a")], None), &hosts, &HashSet::new());
+        let p = plan(
+            &desired(1, &[("zone", "a")], None),
+            &hosts,
+            &HashSet::new(),
+            &mut HashMap::new(),
+        );
         assert_eq!(p.start, vec![("C".into(), "C:shop@v2".into())]);
         assert!(p.stop.is_empty());
     }
@@ -189,7 +202,12 @@ mod tests {
             host("B", &[("zone", "a")], 0, &[]),
             host("C", &[("zone", "b")], 9, &[]),
         ];
-        let p = plan(&desired(2, &[], Some("zone")), &hosts, &HashSet::new());
+        let p = plan(
+            &desired(2, &[], Some("zone")),
+            &hosts,
+            &HashSet::new(),
+            &mut HashMap::new(),
+        );
         assert_eq!(p.start, vec![("C".into(), "C:shop@v2".into())]);
     }
 
@@ -199,7 +217,12 @@ mod tests {
             host("A", &[], 0, &[("A:shop@v1", "running")]),
             host("B", &[], 0, &[]),
         ];
-        let p = plan(&desired(1, &[], None), &old, &HashSet::new());
+        let p = plan(
+            &desired(1, &[], None),
+            &old,
+            &HashSet::new(),
+            &mut HashMap::new(),
+        );
         assert_eq!(p.start, vec![("A".into(), "A:shop@v2".into())]);
         assert!(
             p.stop.is_empty(),
@@ -214,7 +237,12 @@ mod tests {
             &[("A:shop@v1", "running"), ("A:shop@v2", "failed")],
         )];
         assert_eq!(
-            plan(&desired(1, &[], None), &failed, &HashSet::new()),
+            plan(
+                &desired(1, &[], None),
+                &failed,
+                &HashSet::new(),
+                &mut HashMap::new()
+            ),
             Plan::default()
         );
 
@@ -222,7 +250,12 @@ mod tests {
             host("A", &[], 0, &[("A:shop@v2", "running")]),
             host("B", &[], 0, &[("B:shop@v1", "running")]),
         ];
-        let p = plan(&desired(1, &[], None), &done, &HashSet::new());
+        let p = plan(
+            &desired(1, &[], None),
+            &done,
+            &HashSet::new(),
+            &mut HashMap::new(),
+        );
         assert_eq!(p.stop, vec![("B".into(), "B:shop@v1".into())]);
     }
 
@@ -232,12 +265,36 @@ mod tests {
             host("A", &[], 1, &[("A:shop@v2", "running")]),
             host("B", &[], 7, &[("B:shop@v2", "running")]),
         ];
-        let p = plan(&desired(1, &[], None), &hosts, &HashSet::new());
+        let p = plan(
+            &desired(1, &[], None),
+            &hosts,
+            &HashSet::new(),
+            &mut HashMap::new(),
+        );
         assert_eq!(p.stop, vec![("B".into(), "B:shop@v2".into())]);
 
         let idle = [host("A", &[], 0, &[]), host("B", &[], 0, &[])];
         let pending = HashSet::from(["A:shop@v2".to_string()]);
-        let p = plan(&desired(1, &[], None), &idle, &pending);
+        let p = plan(&desired(1, &[], None), &idle, &pending, &mut HashMap::new());
         assert!(p.start.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn one_pass_spreads_several_workloads_over_idle_hosts() {
+        let hosts = [
+            host("A", &[], 0, &[]),
+            host("B", &[], 0, &[]),
+            host("C", &[], 0, &[]),
+        ];
+        let mut placed = HashMap::new();
+        let mut chosen = Vec::new();
+        for name in ["a", "b", "c"] {
+            let mut d = desired(1, &[], None);
+            d.name = name.into();
+            let p = plan(&d, &hosts, &HashSet::new(), &mut placed);
+            chosen.extend(p.start.into_iter().map(|(host, _)| host));
+        }
+        chosen.sort();
+        assert_eq!(chosen, ["A", "B", "C"]);
     }
 }

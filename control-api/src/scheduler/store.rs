@@ -234,10 +234,26 @@ impl Store {
         let _ = self.status.purge(name).await;
     }
 
-    /// Changes to the desired state as they happen, so the leader reacts at once
-    /// instead of at its next tick.
-    pub async fn watch_desired(&self) -> Result<kv::Watch, SchedulerError> {
-        self.desired.watch_all().await.map_err(kv_error)
+    /// Every desired workload with its KV revision, then (through the returned
+    /// watch, started first so nothing is missed) every later change.
+    pub async fn follow_desired(
+        &self,
+    ) -> Result<(BTreeMap<String, (u64, Desired)>, kv::Watch), SchedulerError> {
+        let watch = self.desired.watch_all().await.map_err(kv_error)?;
+        let keys: Vec<String> = match self.desired.keys().await {
+            Ok(keys) => keys.try_collect().await.map_err(kv_error)?,
+            Err(e) => return Err(kv_error(e)),
+        };
+        let mut known = BTreeMap::new();
+        for key in keys {
+            if let Some(entry) = self.desired.entry(&key).await.map_err(kv_error)?
+                && entry.operation == kv::Operation::Put
+                && let Ok(desired) = serde_json::from_slice::<Desired>(&entry.value)
+            {
+                known.insert(key, (entry.revision, desired));
+            }
+        }
+        Ok((known, watch))
     }
 
     pub(crate) fn lease(&self) -> &kv::Store {
