@@ -17,7 +17,11 @@ use wrpc_transport_nats::NatsContext;
 use crate::Host;
 use crate::lattice::{Lattice, LatticeError};
 
-mod bindings {
+/// The `agent` world generated from the WIT: the handler trait a control API server
+/// implements and the `serve` function that subscribes it. Public so that tools
+/// (the placement benchmark's simulated hosts) serve exactly the same API.
+#[allow(missing_docs)] // generated; the WIT carries the docs
+pub mod bindings {
     wit_bindgen_wrpc::generate!({
         path: "../wit/deps/control",
         world: "trellis:control/agent",
@@ -181,6 +185,18 @@ impl ControlAgent {
 
 type Reply<T> = anyhow::Result<T>;
 
+/// The readiness check of a new version: every component instantiates on this
+/// host exactly as a request would make it.
+async fn healthy(loaded: &crate::LoadedWorkload) -> Result<(), String> {
+    for component in &loaded.manifest.components {
+        loaded
+            .probe(&component.name)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 impl api::Handler<NatsContext> for ControlAgent {
     async fn start(
         &self,
@@ -213,7 +229,11 @@ impl api::Handler<NatsContext> for ControlAgent {
         }
         tracing::info!(workload = %workload.name, %id, "starting");
         let started = match self.host.load(workload, Path::new(&file)).await {
-            Ok(loaded) => self.host.run(loaded).await.map_err(|e| e.to_string()),
+            Ok(loaded) => match healthy(&loaded).await {
+                // Only a version that instantiates replaces the running one.
+                Ok(()) => self.host.run(loaded).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e.to_string()),
         };
         if let Err(e) = &started {

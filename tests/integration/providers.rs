@@ -167,6 +167,12 @@ async fn two_replicas_share_the_load_and_one_dying_fails_nothing_after_the_timeo
         instances.insert(info["instance"].to_string());
     }
     assert_eq!(instances.len(), 2, "{instances:?}");
+    // `trellis get providers` sees both replicas from their heartbeats.
+    let (code, out, err) = crate::lattice::cli(&nats, &["get", "providers", "-o", "json"])?;
+    assert_eq!(code, 0, "{err}");
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&out)?;
+    assert_eq!(listed.len(), 2, "{out}");
+    assert!(listed.iter().all(|p| p["name"] == "keyvalue"), "{out}");
 
     let mut ok = 0;
     for _ in 0..20 {

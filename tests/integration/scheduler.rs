@@ -272,6 +272,19 @@ async fn the_scheduler_places_scales_rolls_out_and_reschedules() -> TestResult {
 async fn another_scheduler_takes_over_when_the_leader_dies() -> TestResult {
     let lattice = Lattice::start("takeover")?;
     let nats = &lattice.nats;
+    // `get hosts` lists every host from its heartbeat.
+    let (code, out, err) = cli(nats, &["get", "hosts", "-o", "json"])?;
+    assert_eq!(code, 0, "{err}");
+    let hosts: Vec<Value> = serde_json::from_str(&out)?;
+    let ids: Vec<&str> = hosts.iter().filter_map(|h| h["id"].as_str()).collect();
+    assert_eq!(ids, ["H1", "H2", "H3"]);
+    assert_eq!(hosts[2]["labels"]["zone"], "b");
+    let (_, table, _) = cli(nats, &["get", "hosts"])?;
+    assert!(
+        table.starts_with("ID") && table.contains("zone=b"),
+        "{table}"
+    );
+
     let mut first = scheduler(nats)?;
     first
         .process
@@ -283,6 +296,10 @@ async fn another_scheduler_takes_over_when_the_leader_dies() -> TestResult {
     wait_until(nats, "counter", Duration::from_secs(15), |v| {
         running(v) == 1
     })?;
+
+    let (_, yaml, _) = cli(nats, &["describe", "workload", "counter", "-o", "yaml"])?;
+    assert!(yaml.starts_with("name: \"counter\"\n"), "{yaml}");
+    assert!(yaml.contains("  running: 1\n"), "{yaml}");
 
     first.process.kill();
     second

@@ -30,7 +30,48 @@ pub fn host_of(id: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::host_of;
+    use super::*;
+    use bytes::BytesMut;
+    use wrpc_transport::Encode;
+    use wrpc_transport::frame::Outgoing;
+
+    /// The bytes a value travels as (the wRPC value encoding).
+    fn wire<V: Encode<Outgoing>>(value: V) -> Vec<u8> {
+        let mut encoder = V::Encoder::default();
+        let mut buf = BytesMut::new();
+        let encoded = tokio_util::codec::Encoder::encode(&mut encoder, value, &mut buf);
+        assert!(encoded.is_ok(), "cannot encode");
+        buf.to_vec()
+    }
+
+    /// Pins the control API's encodings: a change here breaks every deployed
+    /// scheduler and CLI, so it must be a new package version, not an edit.
+    /// Expected bytes follow the wRPC value definition: strings and lists are a
+    /// LEB128 length then the items, enums and variants a LEB128 case index, then
+    /// the payload; options and results a 0/1 byte, then the payload.
+    #[test]
+    fn the_wire_encoding_is_pinned() {
+        assert_eq!(wire(WorkloadState::Starting), [0]);
+        assert_eq!(wire(WorkloadState::Failed), [2]);
+        assert_eq!(wire(Refusal::Invalid("x".into())), [0, 1, b'x']);
+        assert_eq!(wire(Refusal::WrongHost("no".into())), [1, 2, b'n', b'o']);
+        assert_eq!(wire(Refusal::NotFound("x".into())), [2, 1, b'x']);
+        assert_eq!(wire(Refusal::StartFailed("x".into())), [3, 1, b'x']);
+        assert_eq!(wire(Refusal::Unavailable("x".into())), [4, 1, b'x']);
+        let status = WorkloadStatus {
+            id: "H:a@v".into(),
+            name: "a".into(),
+            state: WorkloadState::Running,
+            routes: vec!["*/ -> x".into()],
+            last_error: Some("e".into()),
+        };
+        let mut expected = vec![5];
+        expected.extend(b"H:a@v");
+        expected.extend([1, b'a', 1, 1, 7]);
+        expected.extend(b"*/ -> x");
+        expected.extend([1, 1, b'e']);
+        assert_eq!(wire(status), expected);
+    }
 
     #[test]
     fn an_id_names_its_host() {

@@ -29,6 +29,8 @@ pub use store::{Applied, Desired, LEASE_TTL, Replica, Status, Store, parse_id};
 pub const HOST_DEAD_AFTER: Duration = Duration::from_secs(3);
 /// How often the leader reconciles.
 pub const TICK: Duration = Duration::from_millis(500);
+/// How long the leader lets a burst of desired-state changes gather before acting.
+const SETTLE: Duration = Duration::from_millis(50);
 /// Bound on one control call to a host (a start may compile).
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on asking a host what it runs.
@@ -57,6 +59,8 @@ pub struct Scheduler {
     errors: Arc<Mutex<HashMap<String, String>>>,
     /// The desired state, by name, with each entry's KV revision.
     desired: BTreeMap<String, (u64, Desired)>,
+    /// The status last written for each workload, so unchanged ones are not rewritten.
+    written: HashMap<String, Status>,
 }
 
 impl Scheduler {
@@ -78,6 +82,7 @@ impl Scheduler {
             pending: Arc::default(),
             errors: Arc::default(),
             desired: BTreeMap::new(),
+            written: HashMap::new(),
         })
     }
 
@@ -117,6 +122,8 @@ impl Scheduler {
                 _ = tick.tick() => {}
                 Some(entry) = changes.recv() => {
                     self.follow(entry);
+                    // A burst of applies becomes one pass, not one pass each.
+                    tokio::time::sleep(SETTLE).await;
                     while let Ok(entry) = changes.try_recv() {
                         self.follow(entry);
                     }
@@ -221,18 +228,23 @@ impl Scheduler {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let inventory = placement::Inventory::new(&views, &pending);
         let mut placed = HashMap::new();
+        let mut plans = Vec::with_capacity(desired.len());
         for d in &desired {
-            let plan = placement::plan(d, &views, &pending, &mut placed);
+            plans.push(placement::plan(d, &inventory, &mut placed));
+        }
+        for (d, plan) in desired.iter().zip(plans) {
             for (host, id) in plan.start {
                 self.start(&host, id, d).await?;
             }
             for (host, id) in plan.stop {
                 self.stop(&host, id).await?;
             }
-            let status = self.status_of(d, &views);
-            if self.store.status(&d.name).await.ok().flatten().as_ref() != Some(&status) {
+            let status = self.status_of(d, &inventory);
+            if self.written.get(&d.name) != Some(&status) {
                 self.store.put_status(&status).await?;
+                self.written.insert(d.name.clone(), status);
             }
         }
         // Copies of workloads nobody wants any more.
@@ -243,6 +255,7 @@ impl Scheduler {
                 {
                     self.stop(&view.id, copy.id.clone()).await?;
                     self.store.forget_status(name).await;
+                    self.written.remove(name);
                 }
             }
         }
@@ -301,27 +314,19 @@ impl Scheduler {
         Ok(())
     }
 
-    fn status_of(&self, desired: &Desired, views: &[HostView]) -> Status {
+    fn status_of(&self, desired: &Desired, inventory: &placement::Inventory<'_>) -> Status {
         let mut replicas = Vec::new();
         let mut host_error = None;
-        for view in views {
-            for copy in &view.copies {
-                let Some((_, name, version)) = parse_id(&copy.id) else {
-                    continue;
-                };
-                if name != desired.name {
-                    continue;
-                }
-                if version == desired.version && copy.last_error.is_some() {
-                    host_error = copy.last_error.clone();
-                }
-                replicas.push(Replica {
-                    id: copy.id.clone(),
-                    host: view.id.clone(),
-                    version: version.to_string(),
-                    state: copy.state.clone(),
-                });
+        for (host, id, version, state, error) in inventory.copies_of(&desired.name) {
+            if version == desired.version && error.is_some() {
+                host_error = error.map(str::to_string);
             }
+            replicas.push(Replica {
+                id: id.to_string(),
+                host: host.to_string(),
+                version: version.to_string(),
+                state: state.to_string(),
+            });
         }
         replicas.sort_by(|a, b| a.id.cmp(&b.id));
         let key = format!("{}@{}", desired.name, desired.version);

@@ -38,29 +38,94 @@ pub struct Plan {
     pub stop: Vec<(String, String)>,
 }
 
-/// Plans `desired` over `hosts`; `pending` are IDs whose start is under way.
-/// `placed` counts the copies this pass has already put on each host, so
-/// workloads planned in one pass spread instead of piling onto one idle host.
+/// One copy of a workload, as found in the inventory.
+struct Held<'a> {
+    host: usize,
+    id: &'a str,
+    version: &'a str,
+    state: &'a str,
+    last_error: Option<&'a str>,
+}
+
+/// What the live hosts run, indexed by workload name once per pass, so planning a
+/// workload costs its own copies, not a scan of every host.
+pub struct Inventory<'a> {
+    hosts: &'a [HostView],
+    by_name: HashMap<&'a str, Vec<Held<'a>>>,
+    /// Starts under way: (name, version) -> host indices.
+    pending: HashMap<(String, String), HashSet<usize>>,
+}
+
+impl<'a> Inventory<'a> {
+    /// Indexes `hosts`; `pending` are IDs whose start is under way.
+    pub fn new(hosts: &'a [HostView], pending: &HashSet<String>) -> Self {
+        let mut by_name: HashMap<&str, Vec<Held<'_>>> = HashMap::new();
+        let mut index = HashMap::new();
+        for (i, host) in hosts.iter().enumerate() {
+            index.insert(host.id.as_str(), i);
+            for copy in &host.copies {
+                if let Some((_, name, version)) = parse_id(&copy.id) {
+                    by_name.entry(name).or_default().push(Held {
+                        host: i,
+                        id: &copy.id,
+                        version,
+                        state: &copy.state,
+                        last_error: copy.last_error.as_deref(),
+                    });
+                }
+            }
+        }
+        let mut starting: HashMap<(String, String), HashSet<usize>> = HashMap::new();
+        for id in pending {
+            if let Some((host, name, version)) = parse_id(id)
+                && let Some(&i) = index.get(host)
+            {
+                starting
+                    .entry((name.to_string(), version.to_string()))
+                    .or_default()
+                    .insert(i);
+            }
+        }
+        Inventory {
+            hosts,
+            by_name,
+            pending: starting,
+        }
+    }
+}
+
+impl Inventory<'_> {
+    /// Every copy of workload `name`: host, ID, version, state and the host's error.
+    pub fn copies_of(
+        &self,
+        name: &str,
+    ) -> impl Iterator<Item = (&str, &str, &str, &str, Option<&str>)> {
+        self.by_name.get(name).into_iter().flatten().map(|h| {
+            (
+                self.hosts[h.host].id.as_str(),
+                h.id,
+                h.version,
+                h.state,
+                h.last_error,
+            )
+        })
+    }
+}
+
+/// Plans `desired` over the inventory's hosts. `placed` counts the copies this
+/// pass has already put on each host, so workloads planned in one pass spread
+/// instead of piling onto one idle host.
 pub fn plan(
     desired: &Desired,
-    hosts: &[HostView],
-    pending: &HashSet<String>,
+    inventory: &Inventory<'_>,
     placed: &mut HashMap<String, usize>,
 ) -> Plan {
     let mut plan = Plan::default();
-    let mine = |copy: &Copy| parse_id(&copy.id).is_some_and(|(_, name, _)| name == desired.name);
-    let current = |host: &HostView| {
-        host.copies.iter().any(|c| {
-            mine(c)
-                && parse_id(&c.id).is_some_and(|(_, _, v)| v == desired.version)
-                && c.state != "failed"
-        }) || pending.contains(&desired.id_on(&host.id))
-    };
-    let failed_here = |host: &HostView| {
-        host.copies
-            .iter()
-            .any(|c| c.id == desired.id_on(&host.id) && c.state == "failed")
-    };
+    let hosts = inventory.hosts;
+    let held: &[Held<'_>] = inventory
+        .by_name
+        .get(desired.name.as_str())
+        .map_or(&[], Vec::as_slice);
     let matches = |host: &HostView| {
         desired
             .selector
@@ -73,66 +138,90 @@ pub fn plan(
             .as_ref()
             .and_then(|key| host.labels.get(key).cloned())
     };
+    let this_version = |h: &&Held<'_>| h.version == desired.version;
+    let mut current: HashSet<usize> = held
+        .iter()
+        .filter(this_version)
+        .filter(|h| h.state != "failed")
+        .map(|h| h.host)
+        .collect();
+    if let Some(starting) = inventory
+        .pending
+        .get(&(desired.name.clone(), desired.version.clone()))
+    {
+        current.extend(starting);
+    }
+    let failed: HashSet<usize> = held
+        .iter()
+        .filter(this_version)
+        .filter(|h| h.state == "failed")
+        .map(|h| h.host)
+        .collect();
+    let older: HashSet<usize> = held
+        .iter()
+        .filter(|h| h.version != desired.version)
+        .map(|h| h.host)
+        .collect();
 
-    let holders: Vec<&HostView> = hosts.iter().filter(|h| current(h) && matches(h)).collect();
+    let mut holders: Vec<usize> = current
+        .iter()
+        .copied()
+        .filter(|&i| matches(&hosts[i]))
+        .collect();
+    holders.sort_unstable();
     let mut per_spread: BTreeMap<Option<String>, usize> = BTreeMap::new();
-    for h in &holders {
-        *per_spread.entry(spread_value(h)).or_default() += 1;
+    for &i in &holders {
+        *per_spread.entry(spread_value(&hosts[i])).or_default() += 1;
     }
     let wanted = desired.replicas as usize;
 
     // Too few: place on eligible hosts, least-used spread value first, then hosts
     // already running an older version (replaced in place), then the least loaded.
-    let mut candidates: Vec<&HostView> = hosts
-        .iter()
-        .filter(|h| matches(h) && !current(h) && !failed_here(h))
-        .collect();
     let mut count = holders.len();
-    while count < wanted && !candidates.is_empty() {
-        let best = candidates
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, h)| {
-                let older = h.copies.iter().any(mine);
-                (
-                    per_spread.get(&spread_value(h)).copied().unwrap_or(0),
-                    !older,
-                    h.load,
-                    h.copies.len() + placed.get(&h.id).copied().unwrap_or(0),
-                    h.id.clone(),
-                )
-            })
-            .map(|(i, _)| i);
-        let Some(i) = best else { break };
-        let host = candidates.swap_remove(i);
-        *per_spread.entry(spread_value(host)).or_default() += 1;
-        plan.start.push((host.id.clone(), desired.id_on(&host.id)));
-        *placed.entry(host.id.clone()).or_default() += 1;
-        count += 1;
+    if count < wanted {
+        let mut candidates: Vec<usize> = (0..hosts.len())
+            .filter(|i| matches(&hosts[*i]) && !current.contains(i) && !failed.contains(i))
+            .collect();
+        while count < wanted && !candidates.is_empty() {
+            let best = candidates
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, i)| {
+                    let h = &hosts[**i];
+                    (
+                        per_spread.get(&spread_value(h)).copied().unwrap_or(0),
+                        !older.contains(*i),
+                        h.load,
+                        h.copies.len() + placed.get(&h.id).copied().unwrap_or(0),
+                        h.id.as_str(),
+                    )
+                })
+                .map(|(at, _)| at);
+            let Some(at) = best else { break };
+            let host = &hosts[candidates.swap_remove(at)];
+            *per_spread.entry(spread_value(host)).or_default() += 1;
+            plan.start.push((host.id.clone(), desired.id_on(&host.id)));
+            *placed.entry(host.id.clone()).or_default() += 1;
+            count += 1;
+        }
     }
 
     // Enough running: retire other versions, copies on hosts that no longer match, and surplus.
-    let running = hosts
+    let running = held
         .iter()
-        .filter(|h| {
-            matches(h)
-                && h.copies
-                    .iter()
-                    .any(|c| c.id == desired.id_on(&h.id) && c.state == "running")
-        })
+        .filter(this_version)
+        .filter(|h| h.state == "running" && matches(&hosts[h.host]))
         .count();
-    for host in hosts {
-        for copy in host.copies.iter().filter(|c| mine(c)) {
-            let is_current = copy.id == desired.id_on(&host.id);
-            let stale = !is_current && running >= wanted;
-            let misplaced = is_current && !matches(host);
-            if stale || misplaced {
-                plan.stop.push((host.id.clone(), copy.id.clone()));
-            }
+    for h in held {
+        let is_current = h.version == desired.version;
+        let stale = !is_current && running >= wanted;
+        let misplaced = is_current && !matches(&hosts[h.host]);
+        if stale || misplaced {
+            plan.stop.push((hosts[h.host].id.clone(), h.id.to_string()));
         }
     }
     if holders.len() > wanted {
-        let mut surplus: Vec<&&HostView> = holders.iter().collect();
+        let mut surplus: Vec<&HostView> = holders.iter().map(|&i| &hosts[i]).collect();
         surplus.sort_by_key(|h| std::cmp::Reverse((h.load, h.id.clone())));
         for host in surplus.into_iter().take(holders.len() - wanted) {
             plan.stop.push((host.id.clone(), desired.id_on(&host.id)));
@@ -144,6 +233,16 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The planner over a freshly built inventory.
+    fn plan(
+        desired: &Desired,
+        hosts: &[HostView],
+        pending: &HashSet<String>,
+        placed: &mut HashMap<String, usize>,
+    ) -> Plan {
+        super::plan(desired, &Inventory::new(hosts, pending), placed)
+    }
 
     fn desired(replicas: u32, selector: &[(&str, &str)], spread: Option<&str>) -> Desired {
         Desired {
