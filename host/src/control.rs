@@ -157,9 +157,20 @@ impl ControlAgent {
         }
     }
 
-    fn settle(&self, id: &str, result: Result<(), String>) -> Result<WorkloadStatus, Refusal> {
+    fn settle(
+        &self,
+        id: &str,
+        name: &str,
+        result: Result<(), String>,
+    ) -> Result<WorkloadStatus, Refusal> {
         let mut entries = self.lock();
         let Some(entry) = entries.get_mut(id) else {
+            // Stopped while it loaded. If it went live, it replaced any other version
+            // of its name, so nothing of that name is left running.
+            if result.is_ok() {
+                self.host.stop(name);
+                entries.retain(|_, e| e.name != name);
+            }
             return Err(Refusal::NotFound(format!(
                 "workload `{id}` was stopped while it started"
             )));
@@ -228,6 +239,7 @@ impl api::Handler<NatsContext> for ControlAgent {
             );
         }
         tracing::info!(workload = %workload.name, %id, "starting");
+        let name = workload.name.clone();
         let started = match self.host.load(workload, Path::new(&file)).await {
             Ok(loaded) => match healthy(&loaded).await {
                 // Only a version that instantiates replaces the running one.
@@ -239,7 +251,7 @@ impl api::Handler<NatsContext> for ControlAgent {
         if let Err(e) = &started {
             tracing::warn!(%id, "start failed: {e}");
         }
-        Ok(self.settle(&id, started))
+        Ok(self.settle(&id, &name, started))
     }
 
     async fn stop(&self, _cx: NatsContext, id: String) -> Reply<Result<(), Refusal>> {

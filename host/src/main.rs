@@ -47,7 +47,7 @@ enum Command {
         engine: EngineArgs,
     },
     /// Join a lattice: run workloads whose bindings may call providers and other
-    /// workloads over NATS, and announce this host with heartbeats.
+    /// workloads over NATS, serve the control API, and announce this host with heartbeats.
     Host {
         #[command(flatten)]
         nats: Box<NatsArgs>,

@@ -199,3 +199,42 @@ async fn a_slow_start_does_not_hold_up_other_calls() -> TestResult {
     assert_eq!(status.state, WorkloadState::Running);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_stop_during_a_start_leaves_nothing_running() -> TestResult {
+    let wasm = python_component("hello")?;
+    let nats = Nats::start("control-race")?;
+    let h = host(&nats, &[], &["--id", "H1"])?;
+    let control = ControlClient::new(
+        nats.client().await?,
+        &Subjects::new("default"),
+        "H1",
+        Duration::from_secs(300),
+    )
+    .await?;
+    let manifest = format!(
+        "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: py\ncomponents:\n  app:\n    source: {}\n    bindings: {{wasi:*: host}}\nroutes:\n  - component: app\n",
+        wasm.display()
+    );
+    let slow = {
+        let control = control.clone();
+        tokio::spawn(async move { control.start("H1:py-1", &manifest).await })
+    };
+    // Stop it while it compiles.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let listed = control.workloads().await?;
+        if listed.iter().any(|w| w.state == WorkloadState::Starting) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    control.stop("H1:py-1").await?;
+    match refusal(slow.await?)? {
+        Refusal::NotFound(m) => assert!(m.contains("was stopped while it started"), "{m}"),
+        other => return Err(format!("{other:?}").into()),
+    }
+    assert!(control.workloads().await?.is_empty());
+    assert_eq!(get(h.addr, "localhost", "/").await?.status, 404);
+    Ok(())
+}
