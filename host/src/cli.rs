@@ -221,17 +221,12 @@ pub async fn describe_workload(nats: &NatsArgs, name: &str, format: Format) -> O
     }
 }
 
-/// Collects the JSON messages on `subject` for `window`, keyed by `key`.
+/// Collects the JSON messages `sub` receives within `window`, keyed by `key`.
 async fn collect<T: for<'de> serde::Deserialize<'de>>(
-    client: &async_nats::Client,
-    subject: String,
+    mut sub: async_nats::Subscriber,
     window: Duration,
     key: impl Fn(&T) -> String,
 ) -> Result<BTreeMap<String, T>, Outcome> {
-    let mut sub = client
-        .subscribe(subject)
-        .await
-        .map_err(|e| Outcome::Unreachable(e.to_string()))?;
     let mut seen = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + window;
     while let Ok(Some(message)) = tokio::time::timeout_at(deadline, sub.next()).await {
@@ -249,17 +244,15 @@ pub async fn get_hosts(nats: &NatsArgs, format: Format) -> Outcome {
         Err(e) => return Outcome::Unreachable(e.to_string()),
     };
     let subjects = Subjects::new(&nats.lattice);
-    let hosts = match collect::<HostHeartbeat>(
-        &client,
-        subjects.host_heartbeats(),
-        Duration::from_millis(2100),
-        |h| h.id.clone(),
-    )
-    .await
-    {
-        Ok(h) => h,
-        Err(o) => return o,
+    let sub = match client.subscribe(subjects.host_heartbeats()).await {
+        Ok(sub) => sub,
+        Err(e) => return Outcome::Unreachable(e.to_string()),
     };
+    let hosts =
+        match collect::<HostHeartbeat>(sub, Duration::from_millis(2100), |h| h.id.clone()).await {
+            Ok(h) => h,
+            Err(o) => return o,
+        };
     let rows: Vec<HostHeartbeat> = hosts.into_values().collect();
     print_rows(
         format,
@@ -277,19 +270,28 @@ pub async fn get_hosts(nats: &NatsArgs, format: Format) -> Outcome {
     )
 }
 
-/// `trellis get providers`: every provider replica heard from within one heartbeat.
+/// `trellis get providers`: every provider replica that answers a ping within 0.5 s.
 pub async fn get_providers(nats: &NatsArgs, format: Format) -> Outcome {
     let client = match nats.connect("trellis-cli", false).await {
         Ok(c) => c,
         Err(e) => return Outcome::Unreachable(e.to_string()),
     };
     let subjects = Subjects::new(&nats.lattice);
-    let providers = match collect::<ProviderInfo>(
-        &client,
-        subjects.provider_heartbeats(),
-        Duration::from_millis(5500),
-        |p| p.instance.clone(),
-    )
+    // Every replica answers the ping on our inbox.
+    let inbox = client.new_inbox();
+    let sub = match client.subscribe(inbox.clone()).await {
+        Ok(sub) => sub,
+        Err(e) => return Outcome::Unreachable(e.to_string()),
+    };
+    if let Err(e) = client
+        .publish_with_reply(subjects.providers_ping(), inbox, "".into())
+        .await
+    {
+        return Outcome::Unreachable(e.to_string());
+    }
+    let providers = match collect::<ProviderInfo>(sub, Duration::from_millis(500), |p| {
+        p.instance.clone()
+    })
     .await
     {
         Ok(p) => p,

@@ -123,7 +123,7 @@ enum Listing {
     Workloads,
     /// Hosts heard from in the last two seconds.
     Hosts,
-    /// Provider replicas heard from in the last heartbeat.
+    /// Provider replicas that answer a ping within half a second.
     Providers,
 }
 

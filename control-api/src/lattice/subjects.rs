@@ -53,6 +53,12 @@ impl Subjects {
         format!("{}.evt.provider.*.heartbeat", self.root)
     }
 
+    /// Where every provider replica answers with its info (not a queue group), so
+    /// one request with a reply inbox gathers them all.
+    pub fn providers_ping(&self) -> String {
+        format!("{}.ping.providers", self.root)
+    }
+
     /// JetStream KV bucket `what` of this lattice (`desired`, `status`, `scheduler`).
     pub fn bucket(&self, what: &str) -> String {
         format!("{}_{what}", self.root.replace('.', "_"))

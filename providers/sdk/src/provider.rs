@@ -126,12 +126,18 @@ impl Provider {
             )
             .await
             .context("cannot subscribe to the info subject")?;
+        // Every replica answers a lattice-wide ping (`trellis get providers`).
+        let ping_sub = self
+            .nats
+            .subscribe(self.subjects.providers_ping())
+            .await
+            .context("cannot subscribe to the providers ping")?;
         let mut calls = futures::stream::select_all(
             invocations
                 .into_iter()
                 .map(|(instance, name, stream)| stream.map(move |call| (instance, name, call))),
         );
-        let mut info_sub = info_sub;
+        let mut info_sub = futures::stream::select(info_sub, ping_sub);
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         let mut tasks = JoinSet::new();
         let shutdown = shutdown_signal();
@@ -166,7 +172,9 @@ impl Provider {
         }
         tracing::info!(in_flight = tasks.len(), "draining");
         drop(calls);
+        let (mut info_sub, mut ping_sub) = info_sub.into_inner();
         let _ = info_sub.unsubscribe().await;
+        let _ = ping_sub.unsubscribe().await;
         let _ =
             tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
         let _ = self.nats.flush().await;
