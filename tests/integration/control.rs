@@ -3,10 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use trellis_control_api::control::{ControlClient, ControlError, Refusal, WorkloadState};
+use trellis_control_api::control::{
+    ControlClient, ControlError, Refusal, WorkloadState, WorkloadStatus,
+};
 use trellis_control_api::lattice::Subjects;
 
-use crate::lattice::{Nats, host};
+use crate::lattice::{LatticeHost, Nats, host};
 use crate::python::python_component;
 use crate::support::{TestResult, get, repo};
 
@@ -157,11 +159,22 @@ async fn the_control_api_starts_inspects_and_stops_workloads() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_slow_start_does_not_hold_up_other_calls() -> TestResult {
+/// A start still running when this returns: host `H1` compiling the 18 MB Python
+/// component as workload `H1:py-1`.
+async fn slow_start(
+    name: &str,
+) -> Result<
+    (
+        Nats,
+        LatticeHost,
+        ControlClient,
+        tokio::task::JoinHandle<Result<WorkloadStatus, ControlError>>,
+    ),
+    Box<dyn std::error::Error>,
+> {
     let wasm = python_component("hello")?;
-    let nats = Nats::start("control-slow")?;
-    let _h = host(&nats, &[], &["--id", "H1"])?;
+    let nats = Nats::start(name)?;
+    let h = host(&nats, &[], &["--id", "H1"])?;
     let control = ControlClient::new(
         nats.client().await?,
         &Subjects::new("default"),
@@ -173,11 +186,17 @@ async fn a_slow_start_does_not_hold_up_other_calls() -> TestResult {
         "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: py\ncomponents:\n  app:\n    source: {}\n    bindings: {{wasi:*: host}}\nroutes:\n  - component: app\n",
         wasm.display()
     );
-    // Compiling the 18 MB Python component takes seconds; meanwhile the host answers.
     let slow = {
         let control = control.clone();
         tokio::spawn(async move { control.start("H1:py-1", &manifest).await })
     };
+    Ok((nats, h, control, slow))
+}
+
+#[tokio::test]
+async fn a_slow_start_does_not_hold_up_other_calls() -> TestResult {
+    // Compiling the 18 MB Python component takes seconds; meanwhile the host answers.
+    let (_nats, _h, control, slow) = slow_start("control-slow").await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut saw_starting = false;
     while !saw_starting && Instant::now() < deadline {
@@ -202,24 +221,7 @@ async fn a_slow_start_does_not_hold_up_other_calls() -> TestResult {
 
 #[tokio::test]
 async fn a_stop_during_a_start_leaves_nothing_running() -> TestResult {
-    let wasm = python_component("hello")?;
-    let nats = Nats::start("control-race")?;
-    let h = host(&nats, &[], &["--id", "H1"])?;
-    let control = ControlClient::new(
-        nats.client().await?,
-        &Subjects::new("default"),
-        "H1",
-        Duration::from_secs(300),
-    )
-    .await?;
-    let manifest = format!(
-        "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: py\ncomponents:\n  app:\n    source: {}\n    bindings: {{wasi:*: host}}\nroutes:\n  - component: app\n",
-        wasm.display()
-    );
-    let slow = {
-        let control = control.clone();
-        tokio::spawn(async move { control.start("H1:py-1", &manifest).await })
-    };
+    let (_nats, h, control, slow) = slow_start("control-race").await?;
     // Stop it while it compiles.
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
