@@ -169,13 +169,7 @@ fn main() -> Result<()> {
         tokio::spawn(scheduler.run(std::future::pending()));
         tokio::time::sleep(Duration::from_millis(2500)).await; // every host heartbeats
 
-        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/counter");
-        let template = std::fs::read_to_string(examples.join("workload.yaml"))?
-            .replace("source: api.wat", &format!("source: {}", examples.join("api.wat").display()))
-            .replace(
-                "source: greeter.wat",
-                &format!("source: {}", examples.join("greeter.wat").display()),
-            );
+        let template = support::example_manifest("workload.yaml")?;
         let store = Store::open(client, &subjects).await?;
         let start = Instant::now();
         for i in 0..workloads {

@@ -91,7 +91,7 @@ impl Drop for Process {
 }
 
 fn host(url: &str, id: &str) -> Result<Server> {
-    support::trellis_host_with(url, &["--id", id])
+    support::trellis_host_with(url, &["--id".as_ref(), id.as_ref()])
 }
 
 fn trellis(args: &[&str]) -> Result<()> {
@@ -106,16 +106,7 @@ fn trellis(args: &[&str]) -> Result<()> {
 
 /// The example counter with absolute paths, one replica; `round` makes each a new workload.
 fn manifest(dir: &Path, round: u64) -> Result<PathBuf> {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/counter");
-    let text = std::fs::read_to_string(examples.join("workload.yaml"))?
-        .replace(
-            "source: api.wat",
-            &format!("source: {}", examples.join("api.wat").display()),
-        )
-        .replace(
-            "source: greeter.wat",
-            &format!("source: {}", examples.join("greeter.wat").display()),
-        );
+    let text = support::example_manifest("workload.yaml")?;
     let file = dir.join(format!("counter-{round}.yaml"));
     std::fs::write(&file, format!("{text}deploy:\n  replicas: 1\n"))?;
     Ok(file)

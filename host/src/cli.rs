@@ -12,6 +12,7 @@ use futures::StreamExt as _;
 use serde::Serialize;
 use trellis_control_api::lattice::{HostHeartbeat, NatsArgs, ProviderInfo, Subjects};
 use trellis_control_api::scheduler::{Applied, Desired, Scheduler, Status, Store, show_labels};
+use trellis_host::lattice::HEARTBEAT_INTERVAL;
 
 /// How a command ended, as a process exit code.
 pub enum Outcome {
@@ -50,11 +51,14 @@ pub enum Format {
     Yaml,
 }
 
-async fn store(nats: &NatsArgs) -> Result<(async_nats::Client, Store), Outcome> {
-    let client = nats
-        .connect("trellis-cli", false)
+async fn connect(nats: &NatsArgs, name: &str) -> Result<async_nats::Client, Outcome> {
+    nats.connect(name, false)
         .await
-        .map_err(|e| Outcome::Unreachable(e.to_string()))?;
+        .map_err(|e| Outcome::Unreachable(e.to_string()))
+}
+
+async fn store(nats: &NatsArgs) -> Result<(async_nats::Client, Store), Outcome> {
+    let client = connect(nats, "trellis-cli").await?;
     let store = Store::open(client.clone(), &Subjects::new(&nats.lattice))
         .await
         .map_err(|e| Outcome::Unreachable(e.to_string()))?;
@@ -239,20 +243,25 @@ async fn collect<T: for<'de> serde::Deserialize<'de>>(
 
 /// `trellis get hosts`: every host heard from within two heartbeats.
 pub async fn get_hosts(nats: &NatsArgs, format: Format) -> Outcome {
-    let client = match nats.connect("trellis-cli", false).await {
+    let client = match connect(nats, "trellis-cli").await {
         Ok(c) => c,
-        Err(e) => return Outcome::Unreachable(e.to_string()),
+        Err(o) => return o,
     };
     let subjects = Subjects::new(&nats.lattice);
     let sub = match client.subscribe(subjects.host_heartbeats()).await {
         Ok(sub) => sub,
         Err(e) => return Outcome::Unreachable(e.to_string()),
     };
-    let hosts =
-        match collect::<HostHeartbeat>(sub, Duration::from_millis(2100), |h| h.id.clone()).await {
-            Ok(h) => h,
-            Err(o) => return o,
-        };
+    let hosts = match collect::<HostHeartbeat>(
+        sub,
+        HEARTBEAT_INTERVAL * 2 + Duration::from_millis(100),
+        |h| h.id.clone(),
+    )
+    .await
+    {
+        Ok(h) => h,
+        Err(o) => return o,
+    };
     let rows: Vec<HostHeartbeat> = hosts.into_values().collect();
     print_rows(
         format,
@@ -272,9 +281,9 @@ pub async fn get_hosts(nats: &NatsArgs, format: Format) -> Outcome {
 
 /// `trellis get providers`: every provider replica that answers a ping within 0.5 s.
 pub async fn get_providers(nats: &NatsArgs, format: Format) -> Outcome {
-    let client = match nats.connect("trellis-cli", false).await {
+    let client = match connect(nats, "trellis-cli").await {
         Ok(c) => c,
-        Err(e) => return Outcome::Unreachable(e.to_string()),
+        Err(o) => return o,
     };
     let subjects = Subjects::new(&nats.lattice);
     // Every replica answers the ping on our inbox.

@@ -10,22 +10,7 @@ use trellis_control_api::lattice::Subjects;
 
 use crate::lattice::{LatticeHost, Nats, host};
 use crate::python::python_component;
-use crate::support::{TestResult, get, repo};
-
-/// The example counter's manifest with absolute component paths.
-fn counter_manifest() -> Result<String, std::io::Error> {
-    let dir = repo().join("examples/counter");
-    let text = std::fs::read_to_string(dir.join("workload.yaml"))?;
-    Ok(text
-        .replace(
-            "source: api.wat",
-            &format!("source: {}", dir.join("api.wat").display()),
-        )
-        .replace(
-            "source: greeter.wat",
-            &format!("source: {}", dir.join("greeter.wat").display()),
-        ))
-}
+use crate::support::{TestResult, example_manifest, get};
 
 fn refusal(result: Result<impl std::fmt::Debug, ControlError>) -> Result<Refusal, String> {
     match result {
@@ -59,7 +44,7 @@ async fn the_control_api_starts_inspects_and_stops_workloads() -> TestResult {
     assert!(info.workloads.is_empty());
 
     // Start, and the workload serves HTTP.
-    let manifest = counter_manifest()?;
+    let manifest = example_manifest("workload.yaml")?;
     let status = control.start("H1:counter-1", &manifest).await?;
     assert_eq!(
         (status.name.as_str(), status.state),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::lattice::{Nats, host, keyvalue_provider};
-use crate::support::{TestResult, get, repo, scratch};
+use crate::support::{TestResult, example_manifest, get, repo, scratch};
 
 fn counter() -> std::path::PathBuf {
     repo().join("examples/counter/lattice.yaml")
@@ -57,15 +57,7 @@ async fn keyvalue_goes_through_the_provider_and_survives_its_crash() -> TestResu
 async fn a_binding_to_a_missing_provider_or_interface_is_refused_before_start() -> TestResult {
     let nats = Nats::start("missing")?;
     let dir = scratch("missing-provider")?;
-    let text = std::fs::read_to_string(counter())?;
-    let api = repo().join("examples/counter/api.wat");
-    let greeter = repo().join("examples/counter/greeter.wat");
-    let text = text
-        .replace("source: api.wat", &format!("source: {}", api.display()))
-        .replace(
-            "source: greeter.wat",
-            &format!("source: {}", greeter.display()),
-        );
+    let text = example_manifest("lattice.yaml")?;
 
     let nobody = dir.join("nobody.yaml");
     std::fs::write(

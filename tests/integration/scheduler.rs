@@ -9,21 +9,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::lattice::{LatticeHost, Nats, cli, host, scheduler};
-use crate::support::{TestResult, get, repo, scratch};
+use crate::support::{TestResult, example_manifest, get, scratch};
 
 /// The example counter as a scheduled workload, with absolute component paths.
 fn manifest(dir: &Path, deploy: &str, greeting_binding: &str) -> Result<PathBuf, std::io::Error> {
-    let examples = repo().join("examples/counter");
-    let text = std::fs::read_to_string(examples.join("workload.yaml"))?
-        .replace(
-            "source: api.wat",
-            &format!("source: {}", examples.join("api.wat").display()),
-        )
-        .replace(
-            "source: greeter.wat",
-            &format!("source: {}", examples.join("greeter.wat").display()),
-        )
-        .replace("wasi:keyvalue: host", greeting_binding);
+    let text = example_manifest("workload.yaml")?.replace("wasi:keyvalue: host", greeting_binding);
     let file = dir.join("counter.yaml");
     std::fs::write(&file, format!("{text}deploy:\n{deploy}"))?;
     Ok(file)

@@ -208,3 +208,17 @@ pub fn scratch(name: &str) -> Result<PathBuf, std::io::Error> {
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
+
+/// An example manifest from `examples/counter` with its component paths made
+/// absolute, so it can be written anywhere or sent to a host.
+pub fn example_manifest(file: &str) -> Result<String, std::io::Error> {
+    let dir = repo().join("examples/counter");
+    let mut text = std::fs::read_to_string(dir.join(file))?;
+    for source in ["api.wat", "greeter.wat"] {
+        text = text.replace(
+            &format!("source: {source}"),
+            &format!("source: {}", dir.join(source).display()),
+        );
+    }
+    Ok(text)
+}

@@ -32,19 +32,32 @@ pub fn trellis_dev(target: &Path) -> Result<Server> {
 
 /// Starts `trellis host` on `nats` with `manifests`; waits for the address it prints.
 pub fn trellis_host(nats: &Server, manifests: &[&Path]) -> Result<Server> {
-    let url = format!("nats://{}", nats.addr);
-    let mut args: Vec<&std::ffi::OsStr> = vec!["host".as_ref(), "--nats".as_ref(), url.as_ref()];
+    let mut extra: Vec<&std::ffi::OsStr> = Vec::new();
     for m in manifests {
-        args.extend(["--manifest".as_ref(), m.as_os_str()]);
+        extra.extend(["--manifest".as_ref(), m.as_os_str()]);
     }
-    trellis(&args)
+    trellis_host_with(&format!("nats://{}", nats.addr), &extra)
 }
 
 /// Starts `trellis host` on the NATS at `url` with `extra` options.
-pub fn trellis_host_with(url: &str, extra: &[&str]) -> Result<Server> {
+pub fn trellis_host_with(url: &str, extra: &[&std::ffi::OsStr]) -> Result<Server> {
     let mut args: Vec<&std::ffi::OsStr> = vec!["host".as_ref(), "--nats".as_ref(), url.as_ref()];
-    args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+    args.extend(extra);
     trellis(&args)
+}
+
+/// An example manifest from `examples/counter` with its component paths made
+/// absolute, so it can be written anywhere or sent to a host.
+pub fn example_manifest(file: &str) -> Result<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/counter");
+    let mut text = std::fs::read_to_string(dir.join(file))?;
+    for source in ["api.wat", "greeter.wat"] {
+        text = text.replace(
+            &format!("source: {source}"),
+            &format!("source: {}", dir.join(source).display()),
+        );
+    }
+    Ok(text)
 }
 
 fn trellis(args: &[&std::ffi::OsStr]) -> Result<Server> {

@@ -86,10 +86,15 @@ impl CallTarget {
         tracing::warn!(target = %self.describe, function = what, error = %message, "remote call failed");
         // wrpc-transport-nats reports NATS's no-responders status only as text.
         if message.contains("no responders") {
-            format!("{} is not serving `{what}` (no responders)", self.describe)
+            self.not_serving(what)
         } else {
             format!("{} failed on `{what}`: {message}", self.describe)
         }
+    }
+
+    /// The sentence for a call to `what` that nobody serves (NATS no-responders).
+    pub(crate) fn not_serving(&self, what: &str) -> String {
+        format!("{} is not serving `{what}` (no responders)", self.describe)
     }
 
     /// The sentence for a call to `what` that outlived the timeout, logged once here.

@@ -108,10 +108,9 @@ impl<S> Guarded<S> {
             Poll::Ready(Ok(value)) => Poll::Ready(Ok(value)),
             // wrpc-transport-nats reports NATS's no-responders status this way.
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::NotConnected => {
-                Poll::Ready(Err(io::Error::new(
-                    e.kind(),
-                    target.failure(what, &anyhow::anyhow!("no responders")),
-                )))
+                let message = target.not_serving(what);
+                tracing::warn!("{message}");
+                Poll::Ready(Err(io::Error::new(e.kind(), message)))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(io::Error::new(
                 e.kind(),
