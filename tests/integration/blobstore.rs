@@ -4,7 +4,7 @@ use crate::python::python_component;
 use crate::support::{Dev, Reply, TestResult, delete, get, put};
 
 /// `len` printable ASCII bytes from a fixed xorshift sequence: varied, and exact as a `String`.
-fn noise(len: usize) -> Vec<u8> {
+pub fn noise(len: usize) -> Vec<u8> {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     (0..len)
         .map(|_| {
@@ -29,46 +29,52 @@ fn check(reply: Reply, status: u16, body: &[u8], what: &str) {
 async fn objects_are_stored_listed_sliced_and_deleted() -> TestResult {
     let wasm = python_component("blobs")?;
     let dev = Dev::start(&wasm)?;
+    exercise(dev.addr).await
+}
+
+/// Stores, lists, slices and deletes objects through the `blobs` component at
+/// `addr`, checking every answer; the same for every backend.
+pub async fn exercise(addr: std::net::SocketAddr) -> TestResult {
     let small = b"hello, blobstore".to_vec();
     let big = noise(1 << 20);
 
-    let reply = put(dev.addr, "/c/small", small.clone()).await?;
+    let reply = put(addr, "/c/small", small.clone()).await?;
     check(reply, 200, b"stored small (16 bytes)\n", "put small");
-    let reply = put(dev.addr, "/c/big", big.clone()).await?;
+    let reply = put(addr, "/c/big", big.clone()).await?;
     check(reply, 200, b"stored big (1048576 bytes)\n", "put big");
 
     check(
-        get(dev.addr, "localhost", "/c/small").await?,
+        get(addr, "localhost", "/c/small").await?,
         200,
         &small,
         "get small",
     );
     check(
-        get(dev.addr, "localhost", "/c/big").await?,
+        get(addr, "localhost", "/c/big").await?,
         200,
         &big,
         "get big",
     );
     check(
-        get(dev.addr, "localhost", "/c").await?,
+        get(addr, "localhost", "/c").await?,
         200,
         b"big\nsmall\n",
         "list",
     );
 
-    let reply = get(dev.addr, "localhost", "/c/big?range=1000-1999").await?;
+    let reply = get(addr, "localhost", "/c/big?range=1000-1999").await?;
     check(reply, 200, &big[1000..2000], "range inside");
-    let reply = get(dev.addr, "localhost", "/c/small?range=7-999").await?;
+    let reply = get(addr, "localhost", "/c/small?range=7-999").await?;
     check(reply, 200, b"blobstore", "range clamped at the end");
 
-    let reply = get(dev.addr, "localhost", "/c/small?range=100-200").await?;
+    let reply = get(addr, "localhost", "/c/small?range=100-200").await?;
     let expected =
         b"range refused: bad range for object `small`: start 100 is past its end (16 bytes)\n";
     check(reply, 416, expected, "range past the end");
-    let reply = get(dev.addr, "localhost", "/c/small?range=5-2").await?;
+    let reply = get(addr, "localhost", "/c/small?range=5-2").await?;
     let expected = b"range refused: bad range for object `small`: start 5 is after end 2\n";
     check(reply, 416, expected, "range backwards");
-    let reply = get(dev.addr, "localhost", "/nope/x").await?;
+    let reply = get(addr, "localhost", "/nope/x").await?;
     check(
         reply,
         500,
@@ -77,19 +83,19 @@ async fn objects_are_stored_listed_sliced_and_deleted() -> TestResult {
     );
 
     check(
-        delete(dev.addr, "/c/small").await?,
+        delete(addr, "/c/small").await?,
         200,
         b"deleted small\n",
         "delete",
     );
     check(
-        get(dev.addr, "localhost", "/c/small").await?,
+        get(addr, "localhost", "/c/small").await?,
         404,
         b"no object small\n",
         "gone",
     );
     check(
-        get(dev.addr, "localhost", "/c").await?,
+        get(addr, "localhost", "/c").await?,
         200,
         b"big\n",
         "list after delete",

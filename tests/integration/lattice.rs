@@ -66,6 +66,18 @@ impl Process {
         self.seen.join("\n")
     }
 
+    /// The most memory it has held so far (VmHWM, bytes), from /proc.
+    pub fn peak_memory(&self) -> Result<u64, String> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .map_err(|e| format!("cannot read the process status: {e}"))?;
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .ok_or("no VmHWM in /proc status")?;
+        Ok(kib * 1024)
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -206,6 +218,11 @@ impl LatticeHost {
     /// Everything it wrote to stderr so far.
     pub fn stderr_text(&mut self) -> String {
         self.process.stderr_text()
+    }
+
+    /// The most memory it has held so far, in bytes.
+    pub fn peak_memory(&self) -> Result<u64, String> {
+        self.process.peak_memory()
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod blobstore;
+mod blobstore_nats;
 mod control;
 mod embedding;
 mod lattice;

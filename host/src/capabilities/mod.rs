@@ -164,7 +164,7 @@ impl ComponentCapabilities {
                 component: component.name.as_str().into(),
             },
             keyvalue,
-            blobstore: services.memory_blobstore.for_workload(workload),
+            blobstore: blobstore::backend(workload, component, services, &remote),
         }
     }
 

@@ -7,13 +7,13 @@ use async_nats::jetstream::{self, kv};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tokio::sync::RwLock;
-use trellis_provider_sdk::Caller;
+use trellis_provider_sdk::{Caller, WorkloadScope};
 
 /// JetStream KV stores, opened once and shared by every call.
 #[derive(Clone)]
 pub struct Buckets {
     js: jetstream::Context,
-    prefix: String,
+    scope: WorkloadScope,
     open: Arc<RwLock<HashMap<String, kv::Store>>>,
 }
 
@@ -22,35 +22,24 @@ impl Buckets {
     pub fn new(nats: async_nats::Client, lattice: &str) -> Self {
         Buckets {
             js: jetstream::new(nats),
-            prefix: format!("trellis_{lattice}_"),
+            scope: WorkloadScope::new(lattice),
             open: Arc::default(),
         }
     }
 
-    /// The JetStream bucket `caller` means by `identifier`.
+    /// The JetStream bucket `caller` means by `identifier` (or its binding's `bucket` config).
     pub fn name_for(&self, caller: &Caller, identifier: &str) -> Result<String, String> {
         let bucket = caller
             .config
             .get("bucket")
             .map(String::as_str)
             .unwrap_or(identifier);
-        if bucket.is_empty()
-            || !bucket
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(format!(
-                "bucket `{bucket}` is not a valid name: use letters, digits, `-` and `_`"
-            ));
-        }
-        Ok(format!("{}{}_{bucket}", self.prefix, caller.workload))
+        self.scope.resource(caller, "bucket", bucket)
     }
 
     /// Whether the bucket `name` (from a handle) belongs to `caller`'s workload.
     pub fn owned_by(&self, caller: &Caller, name: &str) -> bool {
-        name.strip_prefix(&self.prefix)
-            .and_then(|rest| rest.strip_prefix(caller.workload.as_str()))
-            .is_some_and(|rest| rest.starts_with('_'))
+        self.scope.local(caller, name).is_some()
     }
 
     /// The store called `name`, created on first use.

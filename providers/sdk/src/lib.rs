@@ -20,9 +20,11 @@
 
 mod caller;
 mod provider;
+mod scope;
 
 pub use caller::{Caller, CallerError};
 pub use provider::{Invocations, Provider, ProviderArgs, init_logging};
+pub use scope::WorkloadScope;
 pub use trellis_control_api::lattice;
 pub use trellis_control_api::lattice::{BoundedIncoming, BoundedServer, IDLE_LIMIT};
 pub use wrpc_transport_nats::NatsContext;

@@ -1,7 +1,8 @@
 """A wasi:http handler in Python over wasi:blobstore: proves the host's blobstore and its streams.
 
-    PUT    /C/NAME            stores the request body as object NAME in container C (created if missing)
-    GET    /C/NAME            the object (404 if absent), read through an input stream
+    PUT    /C/NAME            streams the request body into object NAME of container C (created if
+                              missing): `write-data` first, then the bytes, then `finish`
+    GET    /C/NAME            streams the object (404 if absent) from its input stream into the response
     GET    /C/NAME?range=S-E  bytes S..=E via get-data, read at once; a range the host refuses is a
                               416 whose body is the host's error
     GET    /C                 the object names, one per line
@@ -11,7 +12,7 @@ Any other blobstore error is a 500 with the host's message as the body.
 
 from wit_world import exports
 from wit_world.imports import blobstore
-from wit_world.imports.streams import InputStream, OutputStream
+from wit_world.imports.streams import InputStream, OutputStream, StreamError_Closed
 from wit_world.imports.wasi_blobstore_types import IncomingValue, OutgoingValue
 from wit_world.imports.wasi_http_types import (
     Fields,
@@ -39,13 +40,15 @@ class HttpError(Exception):
 
 
 def copy(src: InputStream, dst: OutputStream) -> None:
-    """Copies `src` to `dst` until `src` closes."""
+    """Copies `src` to `dst` until `src` closes; a failed read raises. `splice` moves
+    the bytes inside the host: they never pass through this component's memory."""
     while True:
         try:
-            chunk = src.blocking_read(65536)
-        except Exception:
-            break  # end of stream
-        write_all(dst, chunk)
+            dst.blocking_splice(src, 1 << 20)
+        except Err as e:
+            if isinstance(e.value, StreamError_Closed):
+                break
+            raise
     dst.blocking_flush()
 
 
@@ -68,29 +71,22 @@ def put(container_name: str, name: str, request: IncomingRequest) -> bytes:
         container = blobstore.create_container(container_name)
     with container:
         value = OutgoingValue.new_outgoing_value()
+        container.write_data(name, value)
         body = request.consume()
         with body.stream() as src, value.outgoing_value_write_body() as dst:
             copy(src, dst)
         IncomingBody.finish(body)
-        container.write_data(name, value)
         OutgoingValue.finish(value)
         return f"stored {name} ({container.object_info(name).size} bytes)\n".encode()
 
 
-def get(container_name: str, name: str, query: str) -> bytes:
+def get(container_name: str, name: str, query: str) -> bytes | InputStream:
     with blobstore.get_container(container_name) as container:
         if not container.has_object(name):
             raise HttpError(404, f"no object {name}\n")
         if not query.startswith("range="):
             value = container.get_data(name, *WHOLE)
-            out = bytearray()
-            with IncomingValue.incoming_value_consume_async(value) as stream:
-                while True:
-                    try:
-                        out += stream.blocking_read(65536)
-                    except Exception:
-                        break  # end of stream
-            return bytes(out)
+            return IncomingValue.incoming_value_consume_async(value)
         try:
             start, end = (int(n) for n in query[len("range="):].split("-"))
         except ValueError:
@@ -119,7 +115,7 @@ def delete(container_name: str, name: str) -> bytes:
     return f"deleted {name}\n".encode()
 
 
-def route(request: IncomingRequest) -> bytes:
+def route(request: IncomingRequest) -> bytes | InputStream:
     path, _, query = (request.path_with_query() or "/").partition("?")
     parts = path.strip("/").split("/", 1)
     method = request.method()
@@ -150,6 +146,10 @@ class IncomingHandler(exports.IncomingHandler):
         out = response.body()
         ResponseOutparam.set(response_out, Ok(response))
         with out.write() as stream:
-            write_all(stream, body)
-            stream.blocking_flush()
+            if isinstance(body, InputStream):
+                with body:
+                    copy(body, stream)
+            else:
+                write_all(stream, body)
+                stream.blocking_flush()
         OutgoingBody.finish(out, None)

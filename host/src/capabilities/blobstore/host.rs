@@ -4,13 +4,11 @@
 use std::sync::Arc;
 
 use wasmtime::component::Resource;
-use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi_io::streams::{DynInputStream, DynOutputStream};
 
 use super::{
     BlobstoreBackend, BlobstoreError, BlobstoreView, Container, ContainerMetadata, IncomingValue,
-    MAX_OBJECT_SIZE, ObjectId, ObjectMetadata, OutgoingValue, StreamObjectNames, blobstore,
-    container, types,
+    ObjectId, ObjectMetadata, OutgoingValue, StreamObjectNames, blobstore, container, types,
 };
 
 type Result<T, E = wasmtime::Error> = std::result::Result<T, E>;
@@ -77,8 +75,8 @@ impl container::HostContainer for BlobstoreView<'_> {
         end: u64,
     ) -> BlobResult<Resource<IncomingValue>> {
         let (backend, name) = self.container(&c)?;
-        let data = backend.read_object(&name, &object, start, end).await?;
-        Ok(self.table.push(IncomingValue { data })?)
+        let body = backend.read_object(&name, &object, start, end).await?;
+        Ok(self.table.push(IncomingValue::new(body))?)
     }
 
     async fn write_data(
@@ -88,14 +86,9 @@ impl container::HostContainer for BlobstoreView<'_> {
         value: Resource<OutgoingValue>,
     ) -> BlobResult<()> {
         let (backend, name) = self.container(&c)?;
-        let data = self.table.get(&value)?.body.contents();
-        let len = data.len();
-        backend.write_object(&name, &object, data).await?;
         self.table
             .get_mut(&value)?
-            .written
-            .push((name, object, len));
-        Ok(())
+            .start_upload(backend, name, object)
     }
 
     async fn list_objects(
@@ -187,36 +180,22 @@ impl types::Host for BlobstoreView<'_> {
 
 impl types::HostOutgoingValue for BlobstoreView<'_> {
     async fn new_outgoing_value(&mut self) -> Result<Resource<OutgoingValue>> {
-        Ok(self.table.push(OutgoingValue {
-            body: MemoryOutputPipe::new(MAX_OBJECT_SIZE),
-            stream_taken: false,
-            written: Vec::new(),
-        })?)
+        Ok(self.table.push(OutgoingValue::default())?)
     }
 
     async fn outgoing_value_write_body(
         &mut self,
         value: Resource<OutgoingValue>,
     ) -> Result<Result<Resource<DynOutputStream>, ()>> {
-        let value = self.table.get_mut(&value)?;
-        if std::mem::replace(&mut value.stream_taken, true) {
+        let Some(writer) = self.table.get_mut(&value)?.take_stream() else {
             return Ok(Err(()));
-        }
-        let stream: DynOutputStream = Box::new(value.body.clone());
+        };
+        let stream: DynOutputStream = Box::new(writer);
         Ok(Ok(self.table.push(stream)?))
     }
 
     async fn finish(&mut self, value: Resource<OutgoingValue>) -> BlobResult<()> {
-        let value = self.table.delete(value)?;
-        let data = value.body.contents();
-        for (name, object, len) in value.written {
-            if len != data.len() {
-                self.backend
-                    .write_object(&name, &object, data.clone())
-                    .await?;
-            }
-        }
-        Ok(())
+        self.table.delete(value)?.finish().await
     }
 
     async fn drop(&mut self, value: Resource<OutgoingValue>) -> Result<()> {
@@ -230,20 +209,19 @@ impl types::HostIncomingValue for BlobstoreView<'_> {
         &mut self,
         value: Resource<IncomingValue>,
     ) -> BlobResult<Vec<u8>> {
-        Ok(self.table.delete(value)?.data.to_vec())
+        self.table.delete(value)?.collect().await
     }
 
     async fn incoming_value_consume_async(
         &mut self,
         value: Resource<IncomingValue>,
     ) -> BlobResult<Resource<DynInputStream>> {
-        let data = self.table.delete(value)?.data;
-        let stream: DynInputStream = Box::new(MemoryInputPipe::new(data));
+        let stream: DynInputStream = Box::new(self.table.delete(value)?.into_stream());
         Ok(self.table.push(stream)?)
     }
 
     async fn size(&mut self, value: Resource<IncomingValue>) -> Result<u64> {
-        Ok(self.table.get(&value)?.data.len() as u64)
+        Ok(self.table.get(&value)?.size())
     }
 
     async fn drop(&mut self, value: Resource<IncomingValue>) -> Result<()> {

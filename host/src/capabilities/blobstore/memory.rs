@@ -5,10 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt as _;
 
 use super::{
-    BlobstoreBackend, BlobstoreError, ContainerMetadata, ObjectId, ObjectMetadata, byte_range,
+    BlobstoreBackend, BlobstoreError, ByteStream, ContainerMetadata, MAX_OBJECT_SIZE, ObjectBody,
+    ObjectId, ObjectMetadata, byte_range,
 };
 
 /// One stored object.
@@ -162,26 +164,47 @@ impl BlobstoreBackend for MemoryBlobstore {
         object: &str,
         start: u64,
         end: u64,
-    ) -> Result<Bytes, BlobstoreError> {
+    ) -> Result<ObjectBody, BlobstoreError> {
         let id = ObjectId {
             container: name.to_string(),
             object: object.to_string(),
         };
         let data = find_object(&mut self.lock(), &id)?.data;
-        Ok(data.slice(byte_range(object, data.len(), start, end)?))
+        Ok(ObjectBody::whole(data.slice(byte_range(
+            object,
+            data.len(),
+            start,
+            end,
+        )?)))
     }
 
     async fn write_object(
         &self,
         name: &str,
         object: &str,
-        data: Bytes,
-    ) -> Result<(), BlobstoreError> {
+        mut body: ByteStream,
+    ) -> Result<u64, BlobstoreError> {
+        container(&mut self.lock(), name)?;
+        let mut data = BytesMut::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            if data.len() + chunk.len() > MAX_OBJECT_SIZE {
+                return Err(BlobstoreError(format!(
+                    "object `{object}` is larger than the in-memory store takes ({MAX_OBJECT_SIZE} bytes)"
+                )));
+            }
+            data.extend_from_slice(&chunk);
+        }
+        let size = data.len() as u64;
         let created_at = now();
-        container(&mut self.lock(), name)?
-            .objects
-            .insert(object.to_string(), Object { data, created_at });
-        Ok(())
+        container(&mut self.lock(), name)?.objects.insert(
+            object.to_string(),
+            Object {
+                data: data.freeze(),
+                created_at,
+            },
+        );
+        Ok(size)
     }
 
     async fn delete_objects(&self, name: &str, objects: &[String]) -> Result<(), BlobstoreError> {

@@ -5,21 +5,28 @@
 //! plug in the same way. Object bodies travel through the host's real
 //! `wasi:io` streams.
 
+mod body;
 mod host;
 mod memory;
+mod remote;
 
 use std::ops::Range;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::Stream;
 use wasmtime::component::{HasData, ResourceTable};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
+pub use body::{IncomingValue, OutgoingValue};
 pub use generated::wasi::blobstore::types::{ContainerMetadata, ObjectId, ObjectMetadata};
 pub use memory::{MemoryBlobstore, MemoryBlobstores};
+pub use remote::RemoteBlobstore;
 
-use super::BuiltinInterface;
+use super::{BuiltinInterface, HostServices};
+use crate::lattice::CallTarget;
 use crate::state::InstanceState;
+use trellis_control_api::{Binding, Component, find_binding};
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -41,9 +48,31 @@ mod generated {
 
 use generated::wasi::blobstore::{blobstore, container, types};
 
-/// The largest object one `outgoing-value` can carry, so a guest cannot make
-/// the host buffer without bound; past it the body stream reports `closed`.
+/// The most an `outgoing-value` buffers before `write-data` starts its upload,
+/// the most `incoming-value-consume-sync` returns, and the largest object the
+/// in-memory store keeps: what the host may hold of one object at once.
 pub const MAX_OBJECT_SIZE: usize = 64 << 20;
+
+/// Object bytes on their way; an `Err` item means the transfer failed there.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, BlobstoreError>> + Send>>;
+
+/// An object's bytes as a backend delivers them: how many, then the bytes.
+pub struct ObjectBody {
+    /// How many bytes `chunks` will yield; fewer means the read was cut off.
+    pub len: u64,
+    /// The bytes.
+    pub chunks: ByteStream,
+}
+
+impl ObjectBody {
+    /// A body already in memory.
+    pub fn whole(data: Bytes) -> Self {
+        ObjectBody {
+            len: data.len() as u64,
+            chunks: Box::pin(futures::stream::once(async move { Ok(data) })),
+        }
+    }
+}
 
 /// A failure of a blobstore backend, as the guest will see it: a sentence
 /// naming the container or object concerned.
@@ -77,21 +106,22 @@ pub trait BlobstoreBackend: Send + Sync + 'static {
         container: &str,
         object: &str,
     ) -> Result<Option<ObjectMetadata>, BlobstoreError>;
-    /// Bytes `start..=end` of `object`, with [`byte_range`]'s rules.
+    /// Bytes `start..=end` of `object`, with [`byte_range`]'s rules, as they arrive.
     async fn read_object(
         &self,
         container: &str,
         object: &str,
         start: u64,
         end: u64,
-    ) -> Result<Bytes, BlobstoreError>;
-    /// Stores `data` as `object`, replacing it if present.
+    ) -> Result<ObjectBody, BlobstoreError>;
+    /// Stores `body` as `object`, replacing it if present, and returns its size.
+    /// `body` ends with an error when the writer gave up: then nothing changes.
     async fn write_object(
         &self,
         container: &str,
         object: &str,
-        data: Bytes,
-    ) -> Result<(), BlobstoreError>;
+        body: ByteStream,
+    ) -> Result<u64, BlobstoreError>;
     /// Removes `objects` from `container`; absent objects are fine.
     async fn delete_objects(
         &self,
@@ -140,20 +170,6 @@ pub struct StreamObjectNames {
     names: std::vec::IntoIter<String>,
 }
 
-/// A value being written: its body collects in memory; `write-data` stores it
-/// and `finish` stores it again wherever the body grew since.
-pub struct OutgoingValue {
-    body: MemoryOutputPipe,
-    stream_taken: bool,
-    /// Container, object and body length of every `write-data` so far.
-    written: Vec<(String, String, usize)>,
-}
-
-/// A value read from the store.
-pub struct IncomingValue {
-    data: Bytes,
-}
-
 /// What the blobstore host functions see of the store's data.
 pub(crate) struct BlobstoreView<'a> {
     backend: &'a Arc<dyn BlobstoreBackend>,
@@ -173,15 +189,36 @@ fn view(s: &mut InstanceState) -> BlobstoreView<'_> {
     }
 }
 
+/// The interface whose binding decides a component's blobstore backend; the
+/// container and types interfaces act on what it opens, so they follow it.
+pub(crate) const BLOBSTORE: &str = "wasi:blobstore/blobstore@0.2.0-draft";
+
+/// The backend `component`'s blobstore binding chooses: memory for `host`, the
+/// provider's client for a binding `remote` gives a call target.
+pub(crate) fn backend(
+    workload: &str,
+    component: &Component,
+    services: &HostServices,
+    remote: &dyn Fn(&Binding) -> Option<CallTarget>,
+) -> Arc<dyn BlobstoreBackend> {
+    match find_binding(&component.bindings, BLOBSTORE).and_then(remote) {
+        Some(target) => Arc::new(RemoteBlobstore::new(target)),
+        None => services.memory_blobstore.for_workload(workload),
+    }
+}
+
 /// The `wasi:blobstore` interfaces.
 pub(crate) const INTERFACES: &[BuiltinInterface] = &[
     BuiltinInterface::new("wasi:blobstore/blobstore", |l| {
         blobstore::add_to_linker::<InstanceState, HasBlobstore>(l, view)
-    }),
+    })
+    .provider_client(),
     BuiltinInterface::new("wasi:blobstore/container", |l| {
         container::add_to_linker::<InstanceState, HasBlobstore>(l, view)
-    }),
+    })
+    .provider_client(),
     BuiltinInterface::new("wasi:blobstore/types", |l| {
         types::add_to_linker::<InstanceState, HasBlobstore>(l, view)
-    }),
+    })
+    .provider_client(),
 ];

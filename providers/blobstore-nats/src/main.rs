@@ -1,0 +1,41 @@
+//! `trellis-blobstore-nats`: wasi:blobstore on the NATS JetStream object store,
+//! served over wRPC (`trellis:blobstore/objects`) to every workload bound to it.
+//!
+//! Each container is its own object store, `trellis_<lattice>_<workload>_<container>`,
+//! so workloads never see each other's objects. Objects move a part or a slice
+//! per call: one of any size is never held whole here.
+
+mod containers;
+mod handler;
+mod slices;
+mod uploads;
+
+use clap::Parser;
+use trellis_provider_sdk::{Provider, ProviderArgs, init_logging};
+
+mod bindings {
+    wit_bindgen_wrpc::generate!({
+        path: "../../wit/deps/trellis-blobstore",
+        world: "trellis:blobstore/provider",
+    });
+}
+
+/// The interfaces this provider serves: the wire interface, and the
+/// wasi:blobstore interfaces a host translates onto it.
+const INTERFACES: &[&str] = &[
+    "trellis:blobstore/objects@0.1.0",
+    "wasi:blobstore/blobstore@0.2.0-draft",
+    "wasi:blobstore/container@0.2.0-draft",
+    "wasi:blobstore/types@0.2.0-draft",
+];
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_logging();
+    let args = ProviderArgs::parse();
+    let provider =
+        Provider::connect(&args, "blobstore", env!("CARGO_PKG_VERSION"), INTERFACES).await?;
+    let handler = handler::Handler::new(provider.nats().clone(), &args.nats.lattice);
+    let invocations = bindings::serve(provider.wrpc(), handler).await?;
+    provider.run(invocations).await
+}
