@@ -93,11 +93,12 @@ impl Host {
         LoadedWorkload::load(&self.engine, &self.services, manifest, file).await
     }
 
-    /// Starts serving `workload` (its routes, and on a lattice its exports),
-    /// replacing any running version of the same name. Requests and calls already
+    /// Starts serving `workload` (its routes, and on a lattice its exports and
+    /// the links its providers watch), replacing any running version of the same name. Requests and calls already
     /// in flight finish on the version they started on.
     pub async fn run(&self, workload: Arc<LoadedWorkload>) -> Result<(), lattice::LatticeError> {
         let name = workload.name().to_string();
+        let manifest = workload.manifest.clone();
         // The new version's subscriptions are up before the old one's are dropped.
         let exports = match &self.services.lattice {
             Some(lattice) => workload.serve_exports(lattice).await?,
@@ -113,11 +114,16 @@ impl Host {
             workloads.insert(name.clone(), workload);
             self.publish(&workloads);
         }
-        let mut servers = self.exports.lock().unwrap_or_else(|p| p.into_inner());
-        match exports {
-            Some(server) => servers.insert(name, server),
-            None => servers.remove(&name),
-        };
+        {
+            let mut servers = self.exports.lock().unwrap_or_else(|p| p.into_inner());
+            match exports {
+                Some(server) => servers.insert(name.clone(), server),
+                None => servers.remove(&name),
+            };
+        }
+        if let Some(lattice) = &self.services.lattice {
+            lattice.links().put(&manifest).await;
+        }
         Ok(())
     }
 
@@ -131,6 +137,10 @@ impl Host {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
+        if let Some(lattice) = self.services.lattice.clone() {
+            let name = name.to_string();
+            tokio::spawn(async move { lattice.links().remove(&name).await });
+        }
         removed
     }
 

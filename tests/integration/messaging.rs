@@ -1,5 +1,6 @@
 //! The messaging-nats provider, reached through the host's dynamic wRPC polyfill: a
-//! Python component publishes and requests on core NATS.
+//! Python component publishes and requests on core NATS, handles the subjects its
+//! binding subscribes to, and consumes a JetStream stream.
 
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ components:
     source: {}
     bindings:
       wasi:*: host
-      trellis:messaging/producer: {{provider: messaging, timeout: 2s}}
+      trellis:messaging: {{provider: messaging, timeout: 2s}}
 routes:
   - component: app
 ",
@@ -98,5 +99,196 @@ routes:
         "{}",
         reply.body
     );
+    Ok(())
+}
+
+/// The messenger component as workload `messenger`, its messaging binding's
+/// config `config` (YAML flow mapping), its handler exported.
+fn messenger(config: &str) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+    let wasm = python_component("messenger")?;
+    let dir = scratch("messenger")?;
+    let file = dir.join("messenger.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: trellis.dev/v1alpha1
+kind: Workload
+name: messenger
+components:
+  app:
+    source: {}
+    bindings:
+      wasi:*: host
+      trellis:messaging: {{provider: messaging, timeout: 2s, config: {config}}}
+exports:
+  - interface: trellis:messaging/handler@0.1.0
+    component: app
+routes:
+  - component: app
+",
+            wasm.display()
+        ),
+    )?;
+    Ok(file)
+}
+
+#[tokio::test]
+async fn subscribed_subjects_reach_the_handler_once_each() -> TestResult {
+    let nats = Nats::start("delivery")?;
+    let mut replicas = [
+        provider(&nats, "trellis-messaging-nats", "messaging")?,
+        provider(&nats, "trellis-messaging-nats", "messaging")?,
+    ];
+    let file = messenger("{subscribe: \"greet.*, fail.*\"}")?;
+    let _h = host(&nats, &[&file], &[])?;
+    let client = nats.client().await?;
+
+    // The providers learn of the binding through its link; wait until one answers.
+    let mut answered = None;
+    for _ in 0..100 {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            client.request("greet.world", "trellis".into()),
+        )
+        .await
+        {
+            Ok(Ok(reply)) => {
+                answered = Some(reply.payload);
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let answered = answered.ok_or("no handler answered greet.world")?;
+    assert_eq!(&answered[..], b"hello, trellis (world)");
+
+    // Both replicas subscribe in one queue group: each message is handled once.
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await?;
+    for n in 0..20 {
+        client
+            .publish_with_reply(format!("greet.n{n}"), inbox.clone(), format!("{n}").into())
+            .await?;
+    }
+    client.flush().await?;
+    let mut got = Vec::new();
+    while let Ok(Some(reply)) = tokio::time::timeout(Duration::from_secs(2), replies.next()).await {
+        got.push(String::from_utf8_lossy(&reply.payload).into_owned());
+    }
+    got.sort();
+    let mut expected: Vec<String> = (0..20).map(|n| format!("hello, {n} (n{n})")).collect();
+    expected.sort();
+    assert_eq!(got, expected);
+
+    // A handler's error is logged by the provider that delivered it; nobody replies.
+    let failed = tokio::time::timeout(
+        Duration::from_secs(3),
+        client.request("fail.now", "x".into()),
+    )
+    .await;
+    assert!(!matches!(failed, Ok(Ok(_))), "a failed message got a reply");
+    let logged = replicas.iter_mut().any(|p| {
+        p.wait_for("refusing fail.now", Duration::from_secs(1))
+            .is_ok()
+    });
+    assert!(logged, "no provider logged the handler's error");
+    Ok(())
+}
+
+/// POSTs `body` to `path` and returns the reply's body, checking its status.
+async fn js(
+    addr: std::net::SocketAddr,
+    path: &str,
+    body: &str,
+    status: u16,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let reply = send(addr, path, body.as_bytes()).await?;
+    assert_eq!(reply.status, status, "{path}: {}", reply.body);
+    Ok(reply.body)
+}
+
+/// `(sequence, delivered, body, token)` of each line a fetch returned.
+fn fetched(lines: &str) -> Vec<(u64, u64, String, String)> {
+    lines
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            Some((
+                f[0].parse().ok()?,
+                f[1].parse().ok()?,
+                f[3].to_string(),
+                f[4].to_string(),
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn jetstream_consumers_ack_redeliver_and_replay() -> TestResult {
+    let nats = Nats::start("jetstream")?;
+    let _messaging = provider(&nats, "trellis-messaging-nats", "messaging")?;
+    let h = host(&nats, &[&messenger("{}")?], &[])?;
+    let client = nats.client().await?;
+    let js_ctx = async_nats::jetstream::new(client.clone());
+    js_ctx
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "ORDERS".into(),
+            subjects: vec!["orders.>".into()],
+            ..Default::default()
+        })
+        .await?;
+    for body in ["a", "b", "c"] {
+        js_ctx.publish("orders.new", body.into()).await?.await?;
+    }
+
+    let created = js(h.addr, "/js/create/ORDERS/proc?ack-wait=1000", "", 200).await?;
+    assert_eq!(created, "created");
+    let first = fetched(&js(h.addr, "/js/fetch/ORDERS/proc?max=10", "", 200).await?);
+    let seen: Vec<(u64, u64, &str)> = first.iter().map(|m| (m.0, m.1, m.2.as_str())).collect();
+    assert_eq!(seen, [(1, 1, "a"), (2, 1, "b"), (3, 1, "c")]);
+
+    // Two are acknowledged; the third comes again after the ack wait.
+    for m in &first[..2] {
+        assert_eq!(js(h.addr, "/js/ack", &m.3, 200).await?, "acked");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let again = fetched(&js(h.addr, "/js/fetch/ORDERS/proc", "", 200).await?);
+    assert_eq!(
+        again.iter().map(|m| (m.0, m.1)).collect::<Vec<_>>(),
+        [(3, 2)]
+    );
+
+    // A nak hands it back at once.
+    assert_eq!(js(h.addr, "/js/nak", &again[0].3, 200).await?, "naked");
+    let naked = fetched(&js(h.addr, "/js/fetch/ORDERS/proc", "", 200).await?);
+    assert_eq!(
+        naked.iter().map(|m| (m.0, m.1)).collect::<Vec<_>>(),
+        [(3, 3)]
+    );
+
+    // Replay from sequence 2: the consumer is replaced and starts there.
+    js(h.addr, "/js/create/ORDERS/proc?from=2", "", 200).await?;
+    let replay = fetched(&js(h.addr, "/js/fetch/ORDERS/proc", "", 200).await?);
+    assert_eq!(
+        replay.iter().map(|m| (m.0, m.1)).collect::<Vec<_>>(),
+        [(2, 1), (3, 1)]
+    );
+
+    // Other workloads' consumers and the lattice's own streams are out of reach.
+    let forged = js(
+        h.addr,
+        "/js/ack",
+        "$JS.ACK.ORDERS.other-proc.1.1.1.1.0",
+        502,
+    )
+    .await?;
+    assert!(
+        forged.contains("is not an ack token of this workload"),
+        "{forged}"
+    );
+    let kv = js(h.addr, "/js/create/KV_trellis_default_links/x", "", 502).await?;
+    assert!(kv.contains("holds a key-value bucket"), "{kv}");
+    let name = js(h.addr, "/js/create/ORDERS/bad.name", "", 502).await?;
+    assert!(name.contains("is not a valid name"), "{name}");
     Ok(())
 }

@@ -4,11 +4,15 @@
 
 mod announce;
 mod bounded;
+mod buckets;
 mod connect;
 pub mod headers;
+mod links;
 mod subjects;
 
 pub use announce::{HostHeartbeat, ProviderInfo};
 pub use bounded::{BoundedIncoming, BoundedServer, IDLE_LIMIT};
+pub use buckets::open_bucket;
 pub use connect::{ConnectError, NatsArgs};
+pub use links::{LINKS_BUCKET, Link, LinkedBinding, links_bucket, provider_links};
 pub use subjects::{DEFAULT_LATTICE, Subjects};

@@ -265,18 +265,9 @@ async fn open_bucket(
     js: &jetstream::Context,
     config: kv::Config,
 ) -> Result<kv::Store, SchedulerError> {
-    if let Ok(store) = js.get_key_value(&config.bucket).await {
-        return Ok(store);
-    }
-    let name = config.bucket.clone();
-    match js.create_key_value(config).await {
-        Ok(store) => Ok(store),
-        // Another process created it first.
-        Err(_) => js
-            .get_key_value(&name)
-            .await
-            .map_err(|e| SchedulerError::Nats(format!("bucket `{name}`: {e}"))),
-    }
+    crate::lattice::open_bucket(js, config)
+        .await
+        .map_err(SchedulerError::Nats)
 }
 
 async fn read<T: for<'de> Deserialize<'de>>(

@@ -4,6 +4,7 @@
 
 mod calls;
 mod heartbeat;
+mod links;
 mod routed;
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use trellis_control_api::lattice::{ProviderInfo, Subjects};
 
 pub use calls::{CallTarget, DEFAULT_CALL_TIMEOUT};
 pub use heartbeat::{HEARTBEAT_INTERVAL, publish_heartbeats};
+pub use links::Links;
 pub use routed::{Guarded, RoutedInvoke};
 
 /// How long a provider has to answer its info request.
@@ -52,15 +54,24 @@ pub struct Lattice {
     name: String,
     subjects: Subjects,
     clients: tokio::sync::Mutex<HashMap<String, wrpc_transport_nats::Client>>,
+    links: Links,
 }
 
 impl Lattice {
     /// The lattice `name` over `nats`.
     pub fn new(nats: async_nats::Client, name: &str) -> Self {
+        let subjects = Subjects::new(name);
+        let instance = nats
+            .new_inbox()
+            .rsplit('.')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         Lattice {
+            links: Links::new(nats.clone(), &subjects, instance),
             nats,
             name: name.to_string(),
-            subjects: Subjects::new(name),
+            subjects,
             clients: Default::default(),
         }
     }
@@ -73,6 +84,11 @@ impl Lattice {
     /// Its subjects.
     pub fn subjects(&self) -> &Subjects {
         &self.subjects
+    }
+
+    /// This host's link entries.
+    pub fn links(&self) -> &Links {
+        &self.links
     }
 
     /// The NATS connection.

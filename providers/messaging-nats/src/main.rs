@@ -1,15 +1,22 @@
-//! `trellis-messaging-nats`: `trellis:messaging/producer` (publish and request) on
-//! core NATS, served over wRPC to every workload bound to it.
+//! `trellis-messaging-nats`: messaging for components on NATS, served over wRPC
+//! to every workload bound to it:
+//!
+//! - `trellis:messaging/producer`: publish and request on core NATS;
+//! - delivery: subjects a binding subscribes to (config `subscribe`) reach the
+//!   workload's exported `trellis:messaging/handler`, once per queue group;
+//! - `trellis:messaging/jetstream`: durable pull consumers (ack, redelivery,
+//!   replay from a sequence).
 //!
 //! Components name plain subjects. Subjects the lattice itself uses (`trellis.…`),
 //! reply inboxes (`_INBOX.…`) and server subjects (`$…`) are refused, so a
 //! component cannot speak for a host or a provider.
 
-use std::time::Duration;
+mod delivery;
+mod jetstream;
+mod producer;
 
-use bytes::Bytes;
 use clap::Parser;
-use trellis_provider_sdk::{Caller, NatsContext, Provider, ProviderArgs, init_logging};
+use trellis_provider_sdk::{Provider, ProviderArgs, init_logging};
 
 mod bindings {
     wit_bindgen_wrpc::generate!({
@@ -18,13 +25,12 @@ mod bindings {
     });
 }
 
-use bindings::exports::trellis::messaging::producer;
-
 /// The interfaces this provider serves.
-const INTERFACES: &[&str] = &["trellis:messaging/producer@0.1.0"];
-
-/// The longest a `request` may wait, whatever the component asks.
-const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const INTERFACES: &[&str] = &[
+    "trellis:messaging/producer@0.1.0",
+    "trellis:messaging/types@0.1.0",
+    "trellis:messaging/jetstream@0.1.0",
+];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -35,109 +41,18 @@ async fn main() -> anyhow::Result<()> {
     let handler = Handler {
         nats: provider.nats().clone(),
     };
+    let links = provider.links().await?;
+    tokio::spawn(delivery::run(
+        provider.nats().clone(),
+        provider.subjects().clone(),
+        links,
+    ));
     let invocations = bindings::serve(provider.wrpc(), handler).await?;
     provider.run(invocations).await
 }
 
-/// Publishes and requests on the provider's own connection.
+/// Serves every function on the provider's own connection.
 #[derive(Clone)]
-struct Handler {
+pub struct Handler {
     nats: async_nats::Client,
-}
-
-/// Why `subject` may not be used by a component, if it may not.
-fn refuse(subject: &str) -> Option<String> {
-    let reserved = ["trellis.", "_INBOX.", "$"];
-    if let Some(prefix) = reserved.iter().find(|p| subject.starts_with(**p)) {
-        return Some(format!(
-            "subject `{subject}` is reserved (`{prefix}…` belongs to the lattice or the server)"
-        ));
-    }
-    let valid = !subject.is_empty()
-        && !subject.contains(['*', '>', ' ', '\t', '\r', '\n'])
-        && subject.split('.').all(|token| !token.is_empty());
-    (!valid).then(|| {
-        format!("`{subject}` is not a subject to send to: use dot-separated tokens without wildcards or spaces")
-    })
-}
-
-/// The calling workload, if it may send to `subject`: a call without host headers,
-/// or to a subject components may not use, is refused.
-fn admit(cx: &NatsContext, subject: &str) -> Result<Caller, String> {
-    let caller = Caller::from_context(cx).map_err(|e| format!("refused: {e}"))?;
-    match refuse(subject) {
-        Some(why) => Err(why),
-        None => Ok(caller),
-    }
-}
-
-impl producer::Handler<NatsContext> for Handler {
-    async fn publish(
-        &self,
-        cx: NatsContext,
-        subject: String,
-        body: Bytes,
-    ) -> anyhow::Result<Result<(), String>> {
-        let caller = match admit(&cx, &subject) {
-            Ok(caller) => caller,
-            Err(e) => return Ok(Err(e)),
-        };
-        tracing::debug!(workload = %caller.workload, %subject, bytes = body.len(), "publish");
-        let sent = async {
-            self.nats.publish(subject.clone(), body).await?;
-            self.nats.flush().await?;
-            anyhow::Ok(())
-        };
-        Ok(sent
-            .await
-            .map_err(|e| format!("cannot publish on `{subject}`: {e}")))
-    }
-
-    async fn request(
-        &self,
-        cx: NatsContext,
-        subject: String,
-        body: Bytes,
-        timeout_ms: u32,
-    ) -> anyhow::Result<Result<Bytes, String>> {
-        let caller = match admit(&cx, &subject) {
-            Ok(caller) => caller,
-            Err(e) => return Ok(Err(e)),
-        };
-        tracing::debug!(workload = %caller.workload, %subject, bytes = body.len(), "request");
-        let timeout = Duration::from_millis(timeout_ms.into()).min(MAX_REQUEST_TIMEOUT);
-        let reply = tokio::time::timeout(timeout, self.nats.request(subject.clone(), body)).await;
-        Ok(match reply {
-            Ok(Ok(message)) => Ok(message.payload),
-            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-                Err(format!("nobody answers on `{subject}` (no responders)"))
-            }
-            Ok(Err(e)) => Err(format!("request on `{subject}` failed: {e}")),
-            Err(_) => Err(format!("no reply on `{subject}` within {timeout:?}")),
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::refuse;
-
-    #[test]
-    fn lattice_and_malformed_subjects_are_refused() {
-        for ok in ["orders.new", "a", "svc.upper.v1"] {
-            assert_eq!(refuse(ok), None, "{ok}");
-        }
-        for bad in [
-            "trellis.default.provider.kv.info",
-            "_INBOX.x",
-            "$JS.API.INFO",
-            "",
-            "a..b",
-            "orders.*",
-            "orders.>",
-            "has space",
-        ] {
-            assert!(refuse(bad).is_some(), "{bad}");
-        }
-    }
 }

@@ -19,10 +19,12 @@
 //! with the binding's config, so one provider keeps many workloads apart.
 
 mod caller;
+mod links;
 mod provider;
 mod scope;
 
 pub use caller::{Caller, CallerError};
+pub use links::LinkChange;
 pub use provider::{Invocations, Provider, ProviderArgs, init_logging};
 pub use scope::WorkloadScope;
 pub use trellis_control_api::lattice;

@@ -110,6 +110,16 @@ impl Provider {
         &self.wrpc
     }
 
+    /// The provider's name (replicas share it).
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// The subjects of its lattice.
+    pub fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
     /// The NATS connection, for the provider's backend (JetStream, …).
     pub fn nats(&self) -> &async_nats::Client {
         &self.nats
