@@ -1,8 +1,9 @@
 //! The lattice data plane against its anchors, all on one nats-server started here:
 //!
-//! 1. transport: a 1 KiB echo through wRPC (wrpc-transport-nats with its stock
-//!    `serve_values`) against a raw NATS request/reply of the same payload, with 1
-//!    and 64 concurrent callers;
+//! 1. transport: a 1 KiB echo through wRPC against a raw NATS request/reply of
+//!    the same payload, with 1 and 64 concurrent callers: Trellis's calls
+//!    (`trellis-rr/1`, served by the SDK's `DualServer` through the stock
+//!    `serve_values`), and stock wrpc-transport-nats on the same server;
 //! 2. the provider hop: HTTP requests/s of `tests/components/kvget.wat` (one
 //!    `open` + one `get` per request; the host keeps a bucket's handle after its
 //!    first `open`, so one wRPC call per request) with wasi:keyvalue bound to the
@@ -25,6 +26,8 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use support::{alternate, compare, keyvalue_provider, median, nats_server, setting, trellis_host};
 use tokio::time::Instant;
+use trellis_control_api::lattice::lean::{DualServer, LeanClient};
+use trellis_control_api::lattice::{BoundedServer, IDLE_LIMIT};
 use wrpc_transport::{InvokeExt as _, ServeExt as _};
 
 const NO_PATHS: [&[Option<usize>]; 0] = [];
@@ -124,8 +127,16 @@ async fn transport(url: &str, size: usize, rounds: u64, seconds: u64) -> Result<
             }
         }
     });
-    let wrpc_server = wrpc_transport_nats::Client::new(server.clone(), "bench.wrpc", None).await?;
-    let invocations = wrpc_server
+    let wrpc_server =
+        wrpc_transport_nats::Client::new(server.clone(), "bench.wrpc", Some("bench.wrpc".into()))
+            .await?;
+    let dual = DualServer::new(
+        BoundedServer::new(wrpc_server, IDLE_LIMIT),
+        server.clone(),
+        "bench.wrpc",
+        "bench.wrpc",
+    );
+    let invocations = dual
         .serve_values::<(Bytes,), (Bytes,)>("bench:echo/echo", "echo", Vec::new())
         .await?;
     tokio::spawn(async move {
@@ -151,47 +162,65 @@ async fn transport(url: &str, size: usize, rounds: u64, seconds: u64) -> Result<
             }
         }
     };
-    let wrpc_call = move || {
-        let (wrpc, payload) = (wrpc.clone(), payload.clone());
-        async move {
-            let (echo,): (Bytes,) = wrpc
-                .invoke_values_blocking(None, "bench:echo/echo", "echo", (payload,), NO_PATHS)
-                .await?;
-            anyhow::ensure!(echo.len() == size, "short echo");
-            Ok(())
+    let lean = LeanClient::new(client.clone(), "bench.wrpc", wrpc.clone(), true);
+    let echo = |wrpc: LeanClient| {
+        let payload = payload.clone();
+        move || {
+            let (wrpc, payload) = (wrpc.clone(), payload.clone());
+            async move {
+                let (echo,): (Bytes,) = wrpc
+                    .invoke_values_blocking(None, "bench:echo/echo", "echo", (payload,), NO_PATHS)
+                    .await?;
+                anyhow::ensure!(echo.len() == size, "short echo");
+                Ok(())
+            }
         }
     };
+    let lean_call = echo(lean);
+    // The same client type with the lean protocol off: stock wrpc-transport-nats.
+    let stock_call = echo(LeanClient::new(client.clone(), "bench.wrpc", wrpc, false));
     for callers in [1, 64] {
-        measure(callers, 1, wrpc_call.clone()).await?; // warm-up
+        for call in [&lean_call, &stock_call] {
+            measure(callers, 1, call.clone()).await?; // warm-up
+        }
         measure(callers, 1, raw_call.clone()).await?;
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let (mut ours, mut stock, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
-            ours.push(measure(callers, seconds, wrpc_call.clone()).await?);
+            ours.push(measure(callers, seconds, lean_call.clone()).await?);
+            stock.push(measure(callers, seconds, stock_call.clone()).await?);
             theirs.push(measure(callers, seconds, raw_call.clone()).await?);
         }
-        println!("{callers} caller(s), median of rounds (anchor: raw NATS request/reply):");
-        compare(
-            "calls/s",
-            "call/s",
-            median(&ours, |c| c.rate),
-            median(&theirs, |c| c.rate),
-        );
-        compare(
-            "latency p50",
-            "us",
-            median(&ours, |c| c.p50),
-            median(&theirs, |c| c.p50),
-        );
-        compare(
-            "latency p99",
-            "us",
-            median(&ours, |c| c.p99),
-            median(&theirs, |c| c.p99),
-        );
+        for (name, calls) in [
+            ("Trellis (trellis-rr/1)", &ours),
+            ("stock wrpc-transport-nats", &stock),
+        ] {
+            println!(
+                "{callers} caller(s), {name}, median of rounds (anchor: raw NATS request/reply):"
+            );
+            compare(
+                "calls/s",
+                "call/s",
+                median(calls, |c| c.rate),
+                median(&theirs, |c| c.rate),
+            );
+            compare(
+                "latency p50",
+                "us",
+                median(calls, |c| c.p50),
+                median(&theirs, |c| c.p50),
+            );
+            compare(
+                "latency p99",
+                "us",
+                median(calls, |c| c.p99),
+                median(&theirs, |c| c.p99),
+            );
+        }
         let errors = |calls: &[Calls]| calls.iter().map(|c| c.errors).sum::<u64>();
         println!(
-            "errors: wRPC {}, raw NATS {}",
+            "errors: Trellis {}, stock wRPC {}, raw NATS {}",
             errors(&ours),
+            errors(&stock),
             errors(&theirs)
         );
     }

@@ -22,29 +22,9 @@ async fn send(
 
 #[tokio::test]
 async fn components_publish_and_request_through_the_provider() -> TestResult {
-    let wasm = python_component("messenger")?;
     let nats = Nats::start("messaging")?;
     let mut messaging = provider(&nats, "trellis-messaging-nats", "messaging")?;
-    let dir = scratch("messaging")?;
-    let file = dir.join("messenger.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "apiVersion: trellis.dev/v1alpha1
-kind: Workload
-name: messenger
-components:
-  app:
-    source: {}
-    bindings:
-      wasi:*: host
-      trellis:messaging: {{provider: messaging, timeout: 2s}}
-routes:
-  - component: app
-",
-            wasm.display()
-        ),
-    )?;
+    let file = messenger("messaging", "{}")?;
     let h = host(&nats, &[&file], &[])?;
 
     // Publish: the message reaches a plain NATS subscriber.
@@ -103,10 +83,11 @@ routes:
 }
 
 /// The messenger component as workload `messenger`, its messaging binding's
-/// config `config` (YAML flow mapping), its handler exported.
-fn messenger(config: &str) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+/// config `config` (YAML flow mapping), its handler exported; `test` names the
+/// scratch folder the manifest is written to.
+fn messenger(test: &str, config: &str) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
     let wasm = python_component("messenger")?;
-    let dir = scratch("messenger")?;
+    let dir = scratch(test)?;
     let file = dir.join("messenger.yaml");
     std::fs::write(
         &file,
@@ -139,7 +120,7 @@ async fn subscribed_subjects_reach_the_handler_once_each() -> TestResult {
         provider(&nats, "trellis-messaging-nats", "messaging")?,
         provider(&nats, "trellis-messaging-nats", "messaging")?,
     ];
-    let file = messenger("{subscribe: \"greet.*, fail.*\"}")?;
+    let file = messenger("delivery", "{subscribe: \"greet.*, fail.*\"}")?;
     let _h = host(&nats, &[&file], &[])?;
     let client = nats.client().await?;
 
@@ -227,7 +208,7 @@ fn fetched(lines: &str) -> Vec<(u64, u64, String, String)> {
 async fn jetstream_consumers_ack_redeliver_and_replay() -> TestResult {
     let nats = Nats::start("jetstream")?;
     let _messaging = provider(&nats, "trellis-messaging-nats", "messaging")?;
-    let h = host(&nats, &[&messenger("{}")?], &[])?;
+    let h = host(&nats, &[&messenger("jetstream", "{}")?], &[])?;
     let client = nats.client().await?;
     let js_ctx = async_nats::jetstream::new(client.clone());
     js_ctx

@@ -24,6 +24,15 @@ async fn keyvalue_goes_through_the_provider_and_survives_its_crash() -> TestResu
     let nats = Nats::start("kv")?;
     let mut provider = keyvalue_provider(&nats, "keyvalue")?;
     let h = host(&nats, &[&counter()], &[])?;
+    // Watch both transports' subjects (a plain subscriber sees queue-group traffic too).
+    let client = nats.client().await?;
+    let mut lean = client
+        .subscribe("trellis.default.provider.keyvalue.rr.>")
+        .await?;
+    let mut standard = client
+        .subscribe("trellis.default.provider.keyvalue.wrpc.>")
+        .await?;
+    client.flush().await?;
     for n in 1..=3 {
         let reply = visit(h.addr).await?;
         assert_eq!(
@@ -31,6 +40,18 @@ async fn keyvalue_goes_through_the_provider_and_survives_its_crash() -> TestResu
             (200, format!("Hello, trellis! You are visitor #{n}.\n"))
         );
     }
+    // The provider announces trellis-rr/1, so each keyvalue call is one request.
+    let count = |sub: &mut async_nats::Subscriber| {
+        let mut n = 0;
+        while let Some(Some(_)) = futures::FutureExt::now_or_never(futures::StreamExt::next(sub)) {
+            n += 1;
+        }
+        n
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (lean_calls, standard_calls) = (count(&mut lean), count(&mut standard));
+    assert!(lean_calls >= 3, "{lean_calls} lean calls");
+    assert_eq!(standard_calls, 0, "calls went over wrpc-transport-nats");
 
     // The count lives in JetStream, not in the host: a new host continues it.
     drop(h);
@@ -94,27 +115,32 @@ async fn garbage_on_provider_subjects_does_not_stop_it() -> TestResult {
     let mut provider = keyvalue_provider(&nats, "keyvalue")?;
     let h = host(&nats, &[&counter()], &[])?;
     let client = nats.client().await?;
-    let prefix = "trellis.default.provider.keyvalue.wrpc.0.0.1";
-    for func in [
-        "wasi:keyvalue/store@0.2.0-draft.open",
-        "wasi:keyvalue/store@0.2.0-draft.bucket.get",
-        "wasi:keyvalue/atomics@0.2.0-draft.increment",
+    // Both transports: wrpc-transport-nats, and the lean one (trellis-rr/1).
+    for prefix in [
+        "trellis.default.provider.keyvalue.wrpc.0.0.1",
+        "trellis.default.provider.keyvalue.rr",
     ] {
-        for payload in [
-            &b""[..],
-            b"\xff\xff\xff\xff\xff",
-            b"\x05hello",
-            &[0u8; 4096],
+        for func in [
+            "wasi:keyvalue/store@0.2.0-draft.open",
+            "wasi:keyvalue/store@0.2.0-draft.bucket.get",
+            "wasi:keyvalue/atomics@0.2.0-draft.increment",
         ] {
-            client
-                .publish(format!("{prefix}.{func}"), payload.to_vec().into())
-                .await?;
-            // A request with a reply subject, as a confused client would send.
-            let _ = tokio::time::timeout(
-                Duration::from_millis(200),
-                client.request(format!("{prefix}.{func}"), payload.to_vec().into()),
-            )
-            .await;
+            for payload in [
+                &b""[..],
+                b"\xff\xff\xff\xff\xff",
+                b"\x05hello",
+                &[0u8; 4096],
+            ] {
+                client
+                    .publish(format!("{prefix}.{func}"), payload.to_vec().into())
+                    .await?;
+                // A request with a reply subject, as a confused client would send.
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(200),
+                    client.request(format!("{prefix}.{func}"), payload.to_vec().into()),
+                )
+                .await;
+            }
         }
     }
     client.flush().await?;

@@ -19,6 +19,10 @@ pub struct ProviderInfo {
     pub uptime_seconds: u64,
     /// Calls being handled right now.
     pub in_flight: u64,
+    /// Transports it takes besides wrpc-transport-nats (`trellis-rr/1`, see
+    /// [`super::lean`]); absent for other wRPC servers.
+    #[serde(default)]
+    pub transports: Vec<String>,
 }
 
 impl ProviderInfo {

@@ -7,6 +7,7 @@ mod bounded;
 mod buckets;
 mod connect;
 pub mod headers;
+pub mod lean;
 mod links;
 mod subjects;
 

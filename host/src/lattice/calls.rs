@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use trellis_control_api::lattice::headers;
+use trellis_control_api::lattice::lean::LeanClient;
 
 use crate::trace::TraceContext;
 
@@ -16,7 +17,7 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Where a remote binding's calls go, with the headers that identify the caller.
 #[derive(Clone)]
 pub struct CallTarget {
-    pub(crate) client: wrpc_transport_nats::Client,
+    pub(crate) client: LeanClient,
     identity: HeaderMap,
     timeout: Duration,
     describe: String,
@@ -26,7 +27,7 @@ impl CallTarget {
     /// Calls from `component` of `workload` through `binding`, to `describe`
     /// (e.g. "provider `kv`"), each bounded by `timeout`.
     pub fn new(
-        client: wrpc_transport_nats::Client,
+        client: LeanClient,
         workload: &str,
         component: &str,
         binding: &str,

@@ -10,6 +10,7 @@ mod routed;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use trellis_control_api::lattice::lean::LeanClient;
 use trellis_control_api::lattice::{ProviderInfo, Subjects};
 
 pub use calls::{CallTarget, DEFAULT_CALL_TIMEOUT};
@@ -107,6 +108,12 @@ impl Lattice {
             .map_err(|e| LatticeError::Nats(format!("{e:#}")))?;
         clients.insert(prefix.to_string(), client.clone());
         Ok(client)
+    }
+
+    /// A client for calls under `prefix`, lean (`trellis-rr/1`) if `lean`.
+    pub async fn lean_client(&self, prefix: &str, lean: bool) -> Result<LeanClient, LatticeError> {
+        let standard = self.client(prefix).await?;
+        Ok(LeanClient::new(self.nats.clone(), prefix, standard, lean))
     }
 
     /// Asks provider `name` what it serves (any one replica answers).

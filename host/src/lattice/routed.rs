@@ -17,7 +17,7 @@ use wrpc_transport::{Index, Invoke};
 
 use super::CallTarget;
 
-type Nats = wrpc_transport_nats::Client;
+type Nats = trellis_control_api::lattice::lean::LeanClient;
 
 /// Call targets of one component's polyfilled imports, by import name.
 #[derive(Clone, Default)]

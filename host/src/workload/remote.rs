@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use trellis_control_api::lattice::ProviderInfo;
+use trellis_control_api::lattice::{ProviderInfo, lean};
 use trellis_control_api::{Binding, BindingTarget, Diagnostic, Workload};
 
 use crate::capabilities::HostServices;
@@ -48,7 +48,11 @@ pub(crate) async fn connect(
     for component in &manifest.components {
         for binding in &component.bindings {
             if let BindingTarget::Workload { name, timeout } = &binding.target {
-                match lattice.client(&lattice.subjects().workload(name)).await {
+                // Hosts serve exports over wrpc-transport-nats only.
+                match lattice
+                    .lean_client(&lattice.subjects().workload(name), false)
+                    .await
+                {
                     Ok(client) => {
                         let target = CallTarget::new(
                             client,
@@ -97,7 +101,11 @@ pub(crate) async fn connect(
                 }
                 None => continue,
             };
-            let client = match lattice.client(&lattice.subjects().provider(name)).await {
+            let lean = info.transports.iter().any(|t| t == lean::PROTOCOL);
+            let client = match lattice
+                .lean_client(&lattice.subjects().provider(name), lean)
+                .await
+            {
                 Ok(client) => client,
                 Err(e) => {
                     diagnostics.push(Diagnostic::new(binding.pos, e.to_string()));

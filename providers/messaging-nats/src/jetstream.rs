@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt as _;
-use trellis_provider_sdk::{Caller, NatsContext};
+use trellis_provider_sdk::{Caller, NatsContext, check_name};
 
 use crate::Handler;
 use crate::bindings::exports::trellis::messaging::jetstream::{
@@ -46,15 +46,7 @@ fn admit(cx: &NatsContext, stream: &str) -> std::result::Result<Caller, String> 
 
 /// The JetStream name of `caller`'s consumer `name`.
 fn durable(caller: &Caller, name: &str) -> std::result::Result<String, String> {
-    let valid = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !valid {
-        return Err(format!(
-            "consumer `{name}` is not a valid name: use letters, digits, `-` and `_`"
-        ));
-    }
+    check_name("consumer", name)?;
     Ok(format!("{}-{name}", caller.workload))
 }
 

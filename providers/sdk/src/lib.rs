@@ -26,7 +26,7 @@ mod scope;
 pub use caller::{Caller, CallerError};
 pub use links::LinkChange;
 pub use provider::{Invocations, Provider, ProviderArgs, init_logging};
-pub use scope::WorkloadScope;
+pub use scope::{WorkloadScope, check_name};
 pub use trellis_control_api::lattice;
 pub use trellis_control_api::lattice::{BoundedIncoming, BoundedServer, IDLE_LIMIT};
 pub use wrpc_transport_nats::NatsContext;

@@ -11,6 +11,7 @@ use futures::{Stream, StreamExt as _};
 use tokio::task::JoinSet;
 use trellis_control_api::lattice::{NatsArgs, ProviderInfo, Subjects};
 
+use trellis_control_api::lattice::lean::{self, DualServer};
 use trellis_control_api::lattice::{BoundedServer, IDLE_LIMIT};
 
 /// What `wit_bindgen_wrpc::generate!`'s `serve` returns: per function, a stream of
@@ -49,7 +50,7 @@ pub struct ProviderArgs {
 /// A provider connected to its lattice.
 pub struct Provider {
     nats: async_nats::Client,
-    wrpc: BoundedServer,
+    wrpc: DualServer,
     subjects: Subjects,
     info: ProviderInfo,
     started: Instant,
@@ -82,7 +83,12 @@ impl Provider {
         )
         .await
         .context("cannot set up the wRPC client")?;
-        let wrpc = BoundedServer::new(wrpc, IDLE_LIMIT);
+        let wrpc = DualServer::new(
+            BoundedServer::new(wrpc, IDLE_LIMIT),
+            nats.clone(),
+            prefix.as_str(),
+            prefix.as_str(),
+        );
         Ok(Provider {
             info: ProviderInfo {
                 name,
@@ -96,6 +102,7 @@ impl Provider {
                 interfaces: interfaces.iter().map(|s| s.to_string()).collect(),
                 uptime_seconds: 0,
                 in_flight: 0,
+                transports: vec![lean::PROTOCOL.to_string()],
             },
             nats,
             wrpc,
@@ -105,8 +112,9 @@ impl Provider {
         })
     }
 
-    /// The wRPC server to hand to the generated `serve`.
-    pub fn wrpc(&self) -> &BoundedServer {
+    /// The wRPC server to hand to the generated `serve`: it takes calls over
+    /// wrpc-transport-nats and `trellis-rr/1` alike.
+    pub fn wrpc(&self) -> &DualServer {
         &self.wrpc
     }
 

@@ -21,15 +21,7 @@ impl WorkloadScope {
     /// The resource `caller`'s workload means by `name`; `what` ("bucket",
     /// "container") names it in the error when `name` is not a valid one.
     pub fn resource(&self, caller: &Caller, what: &str, name: &str) -> Result<String, String> {
-        let valid = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !valid {
-            return Err(format!(
-                "{what} `{name}` is not a valid name: use letters, digits, `-` and `_`"
-            ));
-        }
+        check_name(what, name)?;
         Ok(format!("{}{}_{name}", self.prefix, caller.workload))
     }
 
@@ -38,6 +30,22 @@ impl WorkloadScope {
         full.strip_prefix(&self.prefix)?
             .strip_prefix(caller.workload.as_str())?
             .strip_prefix('_')
+    }
+}
+
+/// Whether `name` may name a JetStream resource (letters, digits, `-`, `_`);
+/// `what` ("bucket", "consumer") names it in the error.
+pub fn check_name(what: &str, name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} `{name}` is not a valid name: use letters, digits, `-` and `_`"
+        ))
     }
 }
 

@@ -133,7 +133,8 @@ impl BlobstoreBackend for RemoteBlobstore {
         start: u64,
         end: u64,
     ) -> Result<ObjectBody, BlobstoreError> {
-        let (client, cx) = (&self.target.client, self.target.context());
+        // Slices are up to a megabyte: more than a `trellis-rr/1` reply takes.
+        let (client, cx) = (self.target.client.standard(), self.target.context());
         let first = self
             .call(
                 "read-object",
@@ -280,7 +281,7 @@ impl RemoteBlobstore {
                 }
                 let (at, cursor) = next?;
                 let call = objects::read_object(
-                    &target.client,
+                    target.client.standard(),
                     target.context(),
                     &container,
                     &object,

@@ -1,0 +1,126 @@
+//! The serving side of `trellis-rr/1`, beside wrpc-transport-nats.
+
+use std::sync::Arc;
+
+use async_nats::{HeaderMap, Subject};
+use bytes::Bytes;
+use futures::stream::{self, BoxStream};
+use futures::{Stream, StreamExt as _, TryStreamExt as _};
+use wrpc_transport::Serve;
+use wrpc_transport_nats::NatsContext;
+
+use super::{ERROR_HEADER, LeanIncoming, LeanOutgoing, subject};
+use crate::lattice::{BoundedIncoming, BoundedServer};
+
+type StandardOut = <BoundedServer as Serve>::Outgoing;
+type StandardIn = <BoundedServer as Serve>::Incoming;
+
+/// A wRPC server that takes each call the way its caller makes it: over
+/// wrpc-transport-nats, or as one `trellis-rr/1` request (functions without
+/// async parameters), in the same queue group.
+#[derive(Clone)]
+pub struct DualServer {
+    standard: BoundedServer,
+    nats: async_nats::Client,
+    prefix: Arc<str>,
+    group: Arc<str>,
+}
+
+impl DualServer {
+    /// Serves under `prefix` in queue group `group`: `standard` for
+    /// wrpc-transport-nats calls, `nats` for lean ones.
+    pub fn new(
+        standard: BoundedServer,
+        nats: async_nats::Client,
+        prefix: &str,
+        group: &str,
+    ) -> Self {
+        DualServer {
+            standard,
+            nats,
+            prefix: prefix.into(),
+            group: group.into(),
+        }
+    }
+}
+
+/// Publishes `results` to `reply`, or, if they do not fit one message, an
+/// error saying so.
+fn send_reply(nats: async_nats::Client, reply: Subject, results: Bytes) {
+    tokio::spawn(async move {
+        let limit = nats.server_info().max_payload;
+        let sent = if results.len() + super::HEADROOM > limit {
+            let mut headers = HeaderMap::new();
+            let why = format!(
+                "the results are {} bytes, more than one NATS message takes ({limit}); call over wrpc-transport-nats",
+                results.len()
+            );
+            headers.insert(ERROR_HEADER, why.as_str());
+            nats.publish_with_headers(reply, headers, Bytes::new())
+                .await
+        } else {
+            nats.publish(reply, results).await
+        };
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "cannot send a reply");
+        }
+    });
+}
+
+type Invocation = anyhow::Result<(
+    NatsContext,
+    LeanOutgoing<StandardOut>,
+    LeanIncoming<StandardIn>,
+)>;
+
+impl Serve for DualServer {
+    type Context = NatsContext;
+    type Outgoing = LeanOutgoing<StandardOut>;
+    type Incoming = LeanIncoming<StandardIn>;
+
+    async fn serve(
+        &self,
+        instance: &str,
+        func: &str,
+        paths: impl Into<Arc<[Box<[Option<usize>]>]>> + Send,
+    ) -> anyhow::Result<impl Stream<Item = Invocation> + Send + 'static> {
+        let paths: Arc<[Box<[Option<usize>]>]> = paths.into();
+        let lean_too = paths.is_empty();
+        let standard: BoxStream<'static, Invocation> = self
+            .standard
+            .serve(instance, func, paths)
+            .await?
+            .map_ok(
+                |(cx, w, r): (NatsContext, StandardOut, BoundedIncoming<_>)| {
+                    (cx, LeanOutgoing::Standard(w), LeanIncoming::Standard(r))
+                },
+            )
+            .boxed();
+        if !lean_too {
+            return Ok(stream::select(standard, stream::empty().boxed()));
+        }
+        let requests = self
+            .nats
+            .queue_subscribe(
+                subject(&self.prefix, instance, func),
+                self.group.to_string(),
+            )
+            .await?;
+        let nats = self.nats.clone();
+        let lean: BoxStream<'static, Invocation> = requests
+            .filter_map(move |message| {
+                let nats = nats.clone();
+                async move {
+                    let reply = message.reply?;
+                    let cx = NatsContext {
+                        headers: message.headers,
+                        subject: message.subject,
+                    };
+                    let out = LeanOutgoing::lean(move |results| send_reply(nats, reply, results));
+                    Some(Ok((cx, out, LeanIncoming::ready(message.payload))))
+                }
+            })
+            .boxed();
+        Ok(stream::select(standard, lean))
+    }
+}

@@ -1,0 +1,150 @@
+//! The byte streams of a call, on either side: a lean call's bytes in memory,
+//! or a wrpc-transport-nats call's streams.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::oneshot;
+use wrpc_transport::Index;
+
+/// What one side of a call writes.
+pub enum LeanOutgoing<S> {
+    /// Collected, then handed to `send` on shutdown as one message.
+    Lean {
+        /// What was written so far.
+        buf: BytesMut,
+        /// Sends it; taken on shutdown.
+        send: Option<Box<dyn FnOnce(Bytes) + Send + Sync>>,
+    },
+    /// A wrpc-transport-nats call.
+    Standard(S),
+}
+
+/// What one side of a call reads.
+pub enum LeanIncoming<S> {
+    /// One message's bytes, once they are there.
+    Lean {
+        /// Until the message arrives.
+        pending: Option<oneshot::Receiver<io::Result<Bytes>>>,
+        /// What is left to read of it.
+        data: Bytes,
+    },
+    /// A wrpc-transport-nats call.
+    Standard(S),
+}
+
+impl<S> LeanOutgoing<S> {
+    /// Bytes that `send` gets on shutdown.
+    pub(super) fn lean(send: impl FnOnce(Bytes) + Send + Sync + 'static) -> Self {
+        LeanOutgoing::Lean {
+            buf: BytesMut::new(),
+            send: Some(Box::new(send)),
+        }
+    }
+}
+
+impl<S> LeanIncoming<S> {
+    /// Bytes that arrive through `pending`.
+    pub(super) fn waiting(pending: oneshot::Receiver<io::Result<Bytes>>) -> Self {
+        LeanIncoming::Lean {
+            pending: Some(pending),
+            data: Bytes::new(),
+        }
+    }
+
+    /// Bytes already here.
+    pub(super) fn ready(data: Bytes) -> Self {
+        LeanIncoming::Lean {
+            pending: None,
+            data,
+        }
+    }
+}
+
+fn no_async_values() -> anyhow::Error {
+    anyhow::anyhow!("a `trellis-rr/1` call carries no async values")
+}
+
+impl<S: Index<S>> Index<LeanOutgoing<S>> for LeanOutgoing<S> {
+    fn index(&self, path: &[usize]) -> anyhow::Result<LeanOutgoing<S>> {
+        match self {
+            LeanOutgoing::Standard(w) => w.index(path).map(LeanOutgoing::Standard),
+            LeanOutgoing::Lean { .. } => Err(no_async_values()),
+        }
+    }
+}
+
+impl<S: Index<S>> Index<LeanIncoming<S>> for LeanIncoming<S> {
+    fn index(&self, path: &[usize]) -> anyhow::Result<LeanIncoming<S>> {
+        match self {
+            LeanIncoming::Standard(r) => r.index(path).map(LeanIncoming::Standard),
+            LeanIncoming::Lean { .. } => Err(no_async_values()),
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for LeanOutgoing<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            LeanOutgoing::Lean { buf, .. } => {
+                buf.extend_from_slice(data);
+                Poll::Ready(Ok(data.len()))
+            }
+            LeanOutgoing::Standard(w) => Pin::new(w).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            LeanOutgoing::Lean { .. } => Poll::Ready(Ok(())),
+            LeanOutgoing::Standard(w) => Pin::new(w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            LeanOutgoing::Lean { buf, send } => {
+                if let Some(send) = send.take() {
+                    send(buf.split().freeze());
+                }
+                Poll::Ready(Ok(()))
+            }
+            LeanOutgoing::Standard(w) => Pin::new(w).poll_shutdown(cx),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for LeanIncoming<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            LeanIncoming::Lean { pending, data } => {
+                if let Some(rx) = pending {
+                    let arrived = match Pin::new(rx).poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Ok(arrived)) => arrived,
+                        Poll::Ready(Err(_)) => Err(io::ErrorKind::BrokenPipe.into()),
+                    };
+                    *pending = None;
+                    *data = arrived?;
+                }
+                let n = data.len().min(out.remaining());
+                out.put_slice(&data.split_to(n));
+                Poll::Ready(Ok(()))
+            }
+            LeanIncoming::Standard(r) => Pin::new(r).poll_read(cx, out),
+        }
+    }
+}
+
+use std::future::Future as _;
