@@ -31,6 +31,8 @@ use trellis_control_api::lattice::{BoundedServer, IDLE_LIMIT};
 use wrpc_transport::{InvokeExt as _, ServeExt as _};
 
 const NO_PATHS: [&[Option<usize>]; 0] = [];
+/// The longest one transport call may take before it counts as lost.
+const CALL_LIMIT: Duration = Duration::from_secs(5);
 
 fn main() -> Result<()> {
     let seconds = setting("BENCH_SECONDS", 3);
@@ -250,9 +252,10 @@ where
             let (mut latencies, mut errors) = (Vec::new(), 0u64);
             while Instant::now() < deadline {
                 let start = Instant::now();
-                match call().await {
-                    Ok(()) => latencies.push(start.elapsed()),
-                    Err(_) => errors += 1,
+                // A call lost in transit counts as an error instead of stalling the bench.
+                match tokio::time::timeout(CALL_LIMIT, call()).await {
+                    Ok(Ok(())) => latencies.push(start.elapsed()),
+                    Ok(Err(_)) | Err(_) => errors += 1,
                 }
             }
             (latencies, errors)

@@ -16,7 +16,8 @@ use wrpc_transport::Serve as _;
 use super::LoadedWorkload;
 use crate::lattice::{Lattice, LatticeError};
 use crate::trace::{CURRENT, TraceContext};
-use trellis_control_api::lattice::headers;
+use trellis_control_api::lattice::lean::DualServer;
+use trellis_control_api::lattice::{BoundedServer, IDLE_LIMIT, headers};
 use trellis_control_api::{Diagnostic, ImportName, Workload};
 
 /// One exported interface, resolved against its component when the workload loads.
@@ -141,14 +142,21 @@ impl LoadedWorkload {
             return Ok(None);
         }
         let prefix = lattice.subjects().workload(self.name());
-        // Replicas share the load through one queue group per workload.
-        let client = wrpc_transport_nats::Client::new(
+        // Replicas share the load through one queue group per workload; calls
+        // come over wrpc-transport-nats or as `trellis-rr/1` requests.
+        let standard = wrpc_transport_nats::Client::new(
             lattice.nats().clone(),
             prefix.as_str(),
             Some(prefix.as_str().into()),
         )
         .await
         .map_err(|e| LatticeError::Nats(format!("{e:#}")))?;
+        let client = DualServer::new(
+            BoundedServer::new(standard, IDLE_LIMIT),
+            lattice.nats().clone(),
+            &prefix,
+            &prefix,
+        );
         let mut tasks = Vec::new();
         for (e, export) in self.exports.iter().enumerate() {
             for (f, function) in export.functions.iter().enumerate() {

@@ -48,9 +48,9 @@ pub(crate) async fn connect(
     for component in &manifest.components {
         for binding in &component.bindings {
             if let BindingTarget::Workload { name, timeout } = &binding.target {
-                // Hosts serve exports over wrpc-transport-nats only.
+                // Trellis hosts serve exports over both transports.
                 match lattice
-                    .lean_client(&lattice.subjects().workload(name), false)
+                    .lean_client(&lattice.subjects().workload(name), true)
                     .await
                 {
                     Ok(client) => {

@@ -6,13 +6,12 @@ use std::sync::Arc;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::sync::oneshot;
 use wrpc_transport::Invoke;
 
+use super::streams::{Reply, ReplySlot};
 use super::{ERROR_HEADER, HEADROOM, LeanIncoming, LeanOutgoing, subject};
 
 type Standard = wrpc_transport_nats::Client;
-type Reply = io::Result<Bytes>;
 
 /// A wRPC client that makes each call one NATS request when the callee speaks
 /// `trellis-rr/1`, and a wrpc-transport-nats call otherwise.
@@ -65,31 +64,25 @@ impl Invoke for LeanClient {
                 .await?;
             return Ok((LeanOutgoing::Standard(w), LeanIncoming::Standard(r)));
         }
-        let (mut tx, rx) = oneshot::channel();
-        let (nats, standard) = (self.nats.clone(), self.standard.clone());
+        // The request runs in the caller's own task, polled by its reads: no
+        // task hop per call, and a caller that gives up drops it.
+        let slot = ReplySlot::default();
+        let (nats, standard, filled) = (self.nats.clone(), self.standard.clone(), slot.clone());
         let subject = subject(&self.prefix, instance, func);
         let (instance, func) = (instance.to_string(), func.to_string());
         let send = move |payload: Bytes| {
-            tokio::spawn(async move {
-                let call = async {
-                    if payload.len() + HEADROOM <= nats.server_info().max_payload {
-                        request(&nats, subject, cx, payload).await
-                    } else {
-                        standard_call(&standard, cx, &instance, &func, payload).await
-                    }
-                };
-                // A caller that gives up (its binding's timeout) ends the call here too.
-                tokio::select! {
-                    reply = call => {
-                        let _ = tx.send(reply);
-                    }
-                    () = tx.closed() => {}
+            let reply: Reply = Box::pin(async move {
+                if payload.len() + HEADROOM <= nats.server_info().max_payload {
+                    request(&nats, subject, cx, payload).await
+                } else {
+                    standard_call(&standard, cx, &instance, &func, payload).await
                 }
             });
+            *filled.lock().unwrap_or_else(|p| p.into_inner()) = Some(reply);
         };
         let mut outgoing = LeanOutgoing::lean(send);
         outgoing.write_all(&params).await?;
-        Ok((outgoing, LeanIncoming::waiting(rx)))
+        Ok((outgoing, LeanIncoming::waiting(slot)))
     }
 }
 
@@ -99,7 +92,7 @@ async fn request(
     subject: String,
     headers: Option<HeaderMap>,
     payload: Bytes,
-) -> Reply {
+) -> io::Result<Bytes> {
     let mut request = async_nats::Request::new().payload(payload).timeout(None);
     if let Some(headers) = headers {
         request = request.headers(headers);
@@ -123,7 +116,7 @@ async fn standard_call(
     instance: &str,
     func: &str,
     payload: Bytes,
-) -> Reply {
+) -> io::Result<Bytes> {
     let no_paths: [[Option<usize>; 0]; 0] = [];
     let (mut w, mut r) = standard
         .invoke(cx, instance, func, payload, no_paths)

@@ -106,6 +106,8 @@ impl Serve for DualServer {
                 self.group.to_string(),
             )
             .await?;
+        // Served once `serve` returns, as wrpc-transport-nats does.
+        self.nats.flush().await?;
         let nats = self.nats.clone();
         let lean: BoxStream<'static, Invocation> = requests
             .filter_map(move |message| {

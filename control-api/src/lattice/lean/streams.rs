@@ -1,13 +1,14 @@
 //! The byte streams of a call, on either side: a lean call's bytes in memory,
 //! or a wrpc-transport-nats call's streams.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::oneshot;
 use wrpc_transport::Index;
 
 /// What one side of a call writes.
@@ -23,12 +24,18 @@ pub enum LeanOutgoing<S> {
     Standard(S),
 }
 
+/// The future of a lean call's reply, polled by the reader that wants it.
+pub(super) type Reply = Pin<Box<dyn Future<Output = io::Result<Bytes>> + Send>>;
+
+/// Where the writer leaves the reply's future for the reader.
+pub(super) type ReplySlot = Arc<Mutex<Option<Reply>>>;
+
 /// What one side of a call reads.
 pub enum LeanIncoming<S> {
     /// One message's bytes, once they are there.
     Lean {
-        /// Until the message arrives.
-        pending: Option<oneshot::Receiver<io::Result<Bytes>>>,
+        /// Until the message arrives: the slot its future is put in.
+        pending: Option<ReplySlot>,
         /// What is left to read of it.
         data: Bytes,
     },
@@ -47,8 +54,8 @@ impl<S> LeanOutgoing<S> {
 }
 
 impl<S> LeanIncoming<S> {
-    /// Bytes that arrive through `pending`.
-    pub(super) fn waiting(pending: oneshot::Receiver<io::Result<Bytes>>) -> Self {
+    /// Bytes that the future put in `pending` yields.
+    pub(super) fn waiting(pending: ReplySlot) -> Self {
         LeanIncoming::Lean {
             pending: Some(pending),
             data: Bytes::new(),
@@ -129,12 +136,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for LeanIncoming<S> {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             LeanIncoming::Lean { pending, data } => {
-                if let Some(rx) = pending {
-                    let arrived = match Pin::new(rx).poll(cx) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Ok(arrived)) => arrived,
-                        Poll::Ready(Err(_)) => Err(io::ErrorKind::BrokenPipe.into()),
+                if let Some(slot) = pending {
+                    let mut reply = slot.lock().unwrap_or_else(|p| p.into_inner());
+                    let arrived = match reply.as_mut().map(|f| f.as_mut().poll(cx)) {
+                        Some(Poll::Pending) => return Poll::Pending,
+                        Some(Poll::Ready(arrived)) => arrived,
+                        None => Err(io::Error::other(
+                            "the call's results were read before its parameters were sent",
+                        )),
                     };
+                    drop(reply);
                     *pending = None;
                     *data = arrived?;
                 }
@@ -146,5 +157,3 @@ impl<S: AsyncRead + Unpin> AsyncRead for LeanIncoming<S> {
         }
     }
 }
-
-use std::future::Future as _;
