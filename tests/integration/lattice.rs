@@ -168,6 +168,8 @@ fn workspace_binary(package: &str) -> Result<PathBuf, String> {
                 "-p",
                 "trellis-keyvalue-nats",
                 "-p",
+                "trellis-blobstore-nats",
+                "-p",
                 "trellis-messaging-nats",
             ])
             .current_dir(repo())
