@@ -15,6 +15,7 @@ use async_nats::HeaderMap;
 use futures::{Stream, StreamExt as _};
 use tokio::task::JoinHandle;
 use trellis_provider_sdk::LinkChange;
+use trellis_provider_sdk::lattice::lean::LeanClient;
 use trellis_provider_sdk::lattice::{Link, Subjects, headers};
 
 use crate::bindings::trellis::messaging::{handler, types};
@@ -113,8 +114,9 @@ pub async fn run(
 /// Subscribes and hands each message to the workload's handler.
 async fn deliver(nats: async_nats::Client, subjects: Subjects, to: Subscription) {
     let prefix = subjects.workload(&to.workload);
+    // Trellis hosts serve exports over trellis-rr/1: one request per message.
     let wrpc = match wrpc_transport_nats::Client::new(nats.clone(), prefix.as_str(), None).await {
-        Ok(client) => client,
+        Ok(client) => LeanClient::new(nats.clone(), &prefix, client, true),
         Err(e) => {
             tracing::warn!(workload = %to.workload, error = format!("{e:#}"), "cannot reach the workload");
             return;

@@ -173,11 +173,10 @@ impl BlobstoreBackend for RemoteBlobstore {
                 upload = Some(self.part(container, upload, data).await?);
             }
         }
-        if !part.is_empty() || upload.is_none() {
-            upload = Some(self.part(container, upload, part.freeze()).await?);
-        }
-        let Some(upload) = upload else {
-            return Err(BlobstoreError("the upload never started".into()));
+        // The rest, or the only (maybe empty) part of a small object.
+        let upload = match upload {
+            Some(upload) if part.is_empty() => upload,
+            upload => self.part(container, upload, part.freeze()).await?,
         };
         let (client, cx) = (&self.target.client, self.target.context());
         let sha256 = Bytes::copy_from_slice(&digest.finalize());
