@@ -26,8 +26,8 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use support::{alternate, compare, keyvalue_provider, median, nats_server, setting, trellis_host};
 use tokio::time::Instant;
-use trellis_control_api::lattice::lean::{DualServer, LeanClient};
-use trellis_control_api::lattice::{BoundedServer, IDLE_LIMIT};
+use trellis_lattice::lean::{DualServer, LeanClient};
+use trellis_lattice::{BoundedServer, IDLE_LIMIT};
 use wrpc_transport::{InvokeExt as _, ServeExt as _};
 
 const NO_PATHS: [&[Option<usize>]; 0] = [];

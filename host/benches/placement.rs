@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use futures::StreamExt as _;
 use support::{nats_server, setting};
-use trellis_control_api::control::{Refusal, WorkloadState, WorkloadStatus};
-use trellis_control_api::lattice::{HostHeartbeat, Subjects};
-use trellis_control_api::scheduler::{Desired, Scheduler, Store};
+use trellis_control_api::{Refusal, WorkloadState, WorkloadStatus};
+use trellis_lattice::{HostHeartbeat, Subjects};
+use trellis_scheduler::{Desired, Scheduler, Store};
 use wrpc_transport_nats::NatsContext;
 
 use trellis_host::control::bindings;

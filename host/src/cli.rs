@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use serde::Serialize;
-use trellis_control_api::lattice::{HostHeartbeat, NatsArgs, ProviderInfo, Subjects};
-use trellis_control_api::scheduler::{Applied, Desired, Scheduler, Status, Store, show_labels};
 use trellis_host::lattice::HEARTBEAT_INTERVAL;
+use trellis_lattice::{HostHeartbeat, NatsArgs, ProviderInfo, Subjects};
+use trellis_scheduler::{Applied, Desired, Scheduler, Status, Store, show_labels};
 
 /// How a command ended, as a process exit code.
 pub enum Outcome {

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt as _;
-use trellis_control_api::Workload;
-use trellis_control_api::control::{Refusal, WorkloadState, WorkloadStatus, host_of};
-use trellis_control_api::lattice::{BoundedServer, IDLE_LIMIT};
+use trellis_control_api::{Refusal, WorkloadState, WorkloadStatus, host_of};
+use trellis_lattice::{BoundedServer, IDLE_LIMIT};
+use trellis_manifest::Workload;
 use wrpc_transport_nats::NatsContext;
 
 use crate::Host;
@@ -26,7 +26,7 @@ pub mod bindings {
         path: "../wit/deps/control",
         world: "trellis:control/agent",
         with: {
-            "trellis:control/types@0.1.0": trellis_control_api::control::bindings::trellis::control::types,
+            "trellis:control/types@0.1.0": trellis_control_api::bindings::trellis::control::types,
         },
     });
 }

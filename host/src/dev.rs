@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use trellis_control_api::{
+use trellis_manifest::{
     Binding, BindingTarget, Component, ComponentSource, Diagnostic, ImportPattern, Limits,
     ManifestError, Route, Workload,
 };

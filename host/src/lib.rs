@@ -4,7 +4,7 @@
 //! ```no_run
 //! use std::path::Path;
 //! use trellis_host::{Host, EngineSettings};
-//! use trellis_control_api::Workload;
+//! use trellis_manifest::Workload;
 //!
 //! # async fn run() -> anyhow::Result<()> {
 //! let host = Host::new(EngineSettings::default())?;
@@ -36,11 +36,11 @@ use std::time::Duration;
 pub use engine::{EngineError, EngineSettings, HostEngine};
 pub use ingress::RouteInfo;
 pub use state::{InstanceState, MemoryLimitExceeded};
-pub use workload::{LoadedWorkload, ProbeError};
+pub use workload::{InvokeError, LoadedWorkload, ProbeError};
 
 use capabilities::HostServices;
 use ingress::{RouteTable, SharedRoutes};
-use trellis_control_api::{ManifestError, Workload};
+use trellis_manifest::{ManifestError, Workload};
 
 /// The error a guest gets when its request outlives its timeout.
 #[derive(Debug, thiserror::Error)]

@@ -18,10 +18,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use trellis_control_api::lattice::NatsArgs;
 use trellis_host::control::{ControlAgent, Identity};
 use trellis_host::lattice::{Lattice, publish_heartbeats};
 use trellis_host::{EngineSettings, Host, dev};
+use trellis_lattice::NatsArgs;
 
 /// Trellis: a distributed WebAssembly platform.
 #[derive(Parser)]
@@ -165,7 +165,7 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
-    trellis_control_api::parse_size(text)
+    trellis_manifest::parse_size(text)
 }
 
 fn main() -> std::process::ExitCode {
@@ -213,26 +213,15 @@ fn operate(cli: &Cli) -> Option<cli::Outcome> {
             nats,
         } => runtime.block_on(cli::delete(nats, name)),
         Command::Scheduler { nats } => {
-            init_logging();
-            runtime.block_on(cli::scheduler(nats, shutdown_signal()))
+            trellis_process::init_logging();
+            runtime.block_on(cli::scheduler(nats, trellis_process::shutdown_signal()))
         }
         Command::Dev { .. } | Command::Host { .. } => return None,
     })
 }
 
-fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
 fn run(cli: Cli) -> anyhow::Result<()> {
-    init_logging();
+    trellis_process::init_logging();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
         Command::Dev {
@@ -293,7 +282,7 @@ async fn run_host(options: HostOptions, settings: EngineSettings) -> anyhow::Res
         &lattice,
     );
     for file in &options.manifests {
-        let workload = trellis_control_api::Workload::from_file(file)?;
+        let workload = trellis_manifest::Workload::from_file(file)?;
         let name = workload.name.clone();
         let loaded = host.load(workload, file).await?;
         host.run(loaded)
@@ -329,7 +318,8 @@ async fn run_host(options: HostOptions, settings: EngineSettings) -> anyhow::Res
         options.labels,
         Some(addr.to_string()),
     ));
-    host.serve(listener, shutdown_signal()).await;
+    host.serve(listener, trellis_process::shutdown_signal())
+        .await;
     heartbeats.abort();
     control.abort();
     let _ = lattice.nats().flush().await;
@@ -353,29 +343,7 @@ async fn run_dev(
     );
     dev::print_routes(&host);
     tokio::spawn(dev::watch(host.clone(), target, Some(workload)));
-    host.serve(listener, shutdown_signal()).await;
+    host.serve(listener, trellis_process::shutdown_signal())
+        .await;
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!("cannot watch SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {}
-        () = terminate => {}
-    }
 }

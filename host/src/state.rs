@@ -7,9 +7,6 @@
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::{Instance, ResourceTable};
-use wasmtime_wasi::{WasiCtxView, WasiView};
-use wasmtime_wasi_http::WasiHttpCtx;
-use wasmtime_wasi_http::p2::{WasiHttpCtxView, WasiHttpView, default_hooks};
 use wrpc_runtime_wasmtime::{SharedResourceTable, WrpcCtx, WrpcCtxView, WrpcView};
 
 use crate::capabilities::CapabilityStates;
@@ -58,7 +55,6 @@ pub(crate) struct Slot {
 /// The `T` of every `Store<T>` in Trellis.
 pub struct InstanceState {
     table: ResourceTable,
-    http: WasiHttpCtx,
     slots: Vec<Slot>,
     current: usize,
 }
@@ -67,7 +63,6 @@ impl InstanceState {
     pub(crate) fn new(slots: Vec<Slot>, current: usize) -> Self {
         InstanceState {
             table: ResourceTable::new(),
-            http: WasiHttpCtx::new(),
             slots,
             current,
         }
@@ -96,15 +91,6 @@ impl InstanceState {
     }
 }
 
-impl WasiView for InstanceState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.slots[self.current].caps.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
 impl WrpcView for InstanceState {
     type Invoke = RoutedInvoke;
 
@@ -116,18 +102,8 @@ impl WrpcView for InstanceState {
     }
 }
 
-impl WasiHttpView for InstanceState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: default_hooks(),
-        }
-    }
-}
-
 /// The error a guest gets when it grows past its memory limit.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error(
     "component `{component}` exceeded its memory limit of {limit_mib} MiB (it tried to grow to {desired_bytes} bytes)"
 )]

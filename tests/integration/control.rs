@@ -3,10 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use trellis_control_api::control::{
-    ControlClient, ControlError, Refusal, WorkloadState, WorkloadStatus,
-};
-use trellis_control_api::lattice::Subjects;
+use trellis_control_api::{ControlClient, ControlError, Refusal, WorkloadState, WorkloadStatus};
+use trellis_lattice::Subjects;
 
 use crate::lattice::{LatticeHost, Nats, host};
 use crate::python::python_component;

@@ -1,7 +1,7 @@
 //! The host as a library: several workloads behind one listener.
 
-use trellis_control_api::Workload;
 use trellis_host::{EngineSettings, Host};
+use trellis_manifest::Workload;
 
 use crate::support::{TestResult, get, repo};
 

@@ -3,10 +3,12 @@
 mod bad_input;
 mod blobstore;
 mod blobstore_nats;
+mod busy;
 mod control;
 mod embedding;
 mod lattice;
 mod limits;
+mod memory;
 mod messaging;
 mod named;
 mod providers;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::lattice::{Nats, host, keyvalue_provider};
-use crate::support::{TestResult, example_manifest, get, repo, scratch};
+use crate::support::{TestResult, eventually, example_manifest, get, repo, scratch};
 
 fn counter() -> std::path::PathBuf {
     repo().join("examples/counter/lattice.yaml")
@@ -48,9 +48,17 @@ async fn keyvalue_goes_through_the_provider_and_survives_its_crash() -> TestResu
         }
         n
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (lean_calls, standard_calls) = (count(&mut lean), count(&mut standard));
-    assert!(lean_calls >= 3, "{lean_calls} lean calls");
+    let mut lean_calls = 0;
+    eventually(
+        Duration::from_secs(5),
+        "three lean calls seen",
+        async || {
+            lean_calls += count(&mut lean);
+            (lean_calls >= 3).then_some(())
+        },
+    )
+    .await?;
+    let standard_calls = count(&mut standard);
     assert_eq!(standard_calls, 0, "calls went over wrpc-transport-nats");
 
     // The count lives in JetStream, not in the host: a new host continues it.

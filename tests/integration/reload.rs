@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Dev, TestResult, get, repo, scratch};
+use crate::support::{Dev, TestResult, eventually, get, repo, scratch};
 
 fn manifest(path: &str, hello: &str) -> String {
     format!(
@@ -11,13 +11,15 @@ fn manifest(path: &str, hello: &str) -> String {
 }
 
 async fn wait_for(addr: std::net::SocketAddr, path: &str, status: u16) -> Result<(), String> {
-    for _ in 0..100 {
-        if get(addr, "localhost", path).await.map(|r| r.status).ok() == Some(status) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(format!("{path} never answered {status}"))
+    eventually(
+        Duration::from_secs(10),
+        &format!("{path} answers {status}"),
+        async || {
+            let got = get(addr, "localhost", path).await.ok()?.status;
+            (got == status).then_some(())
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -40,18 +42,17 @@ async fn edits_reload_and_broken_versions_keep_the_old_one() -> TestResult {
         &file,
         "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: live\ncomponents: {web: {sorce: x}}\n",
     )?;
-    let mut reported = false;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if dev
-            .stderr()
-            .contains("reload failed, still serving the previous version of `live`")
-        {
-            reported = true;
-            break;
-        }
-    }
-    assert!(reported, "the broken version was not reported");
+    let mut seen = String::new();
+    eventually(
+        Duration::from_secs(5),
+        "the broken version is reported",
+        async || {
+            seen.push_str(&dev.stderr());
+            seen.contains("reload failed, still serving the previous version of `live`")
+                .then_some(())
+        },
+    )
+    .await?;
     assert_eq!(get(dev.addr, "localhost", "/two").await?.status, 200);
     Ok(())
 }

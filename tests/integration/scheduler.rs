@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::lattice::{LatticeHost, Nats, cli, host, scheduler};
-use crate::support::{TestResult, example_manifest, get, scratch};
+use crate::support::{TestResult, eventually, example_manifest, get, holds_for, scratch};
 
 /// The example counter as a scheduled workload, with absolute component paths.
 fn manifest(dir: &Path, deploy: &str, greeting_binding: &str) -> Result<PathBuf, std::io::Error> {
@@ -42,24 +42,23 @@ fn replicas(nats: &Nats, name: &str) -> Result<Value, String> {
 }
 
 /// Waits until `check` holds for the described workload, returning it.
-fn wait_until(
+async fn wait_until(
     nats: &Nats,
     name: &str,
     limit: Duration,
     check: impl Fn(&Value) -> bool,
 ) -> Result<Value, String> {
-    let deadline = Instant::now() + limit;
     let mut last = Value::Null;
-    while Instant::now() < deadline {
-        if let Ok(v) = replicas(nats, name) {
-            if check(&v) {
-                return Ok(v);
-            }
-            last = v;
+    let found = eventually(limit, "the workload's state", async || {
+        let v = replicas(nats, name).ok()?;
+        if check(&v) {
+            return Some(v);
         }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Err(format!("not reached within {limit:?}; last: {last}"))
+        last = v;
+        None
+    })
+    .await;
+    found.map_err(|e| format!("{e}; last: {last}"))
 }
 
 fn running(v: &Value) -> u64 {
@@ -128,7 +127,8 @@ async fn the_scheduler_places_scales_rolls_out_and_reschedules() -> TestResult {
     assert!(out.contains("workload/counter created"), "{out}");
     let v = wait_until(nats, "counter", Duration::from_secs(15), |v| {
         running(v) == 1
-    })?;
+    })
+    .await?;
     let placed = current_hosts(&v);
     assert!(placed == ["H1"] || placed == ["H2"], "{v}");
     assert_eq!(lattice.visit(&placed[0]).await?, 200);
@@ -144,7 +144,8 @@ async fn the_scheduler_places_scales_rolls_out_and_reschedules() -> TestResult {
     cli(nats, &["apply", "-f", &file_arg])?;
     let v = wait_until(nats, "counter", Duration::from_secs(15), |v| {
         running(v) == 2
-    })?;
+    })
+    .await?;
     assert_eq!(current_hosts(&v), ["H1", "H2"], "{v}");
 
     // A new version everywhere (no selector): rolled out, old copies retired, and a host
@@ -164,7 +165,7 @@ async fn the_scheduler_places_scales_rolls_out_and_reschedules() -> TestResult {
         if current_hosts(&v) == ["H1", "H2", "H3"] && replicas == 3 {
             done = Some(v);
         }
-        std::thread::sleep(Duration::from_millis(100));
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let v = done.ok_or("the rollout did not finish")?;
     let good_version = v["version"].clone();
@@ -176,7 +177,8 @@ async fn the_scheduler_places_scales_rolls_out_and_reschedules() -> TestResult {
         v["status"]["last_error"]
             .as_str()
             .is_some_and(|e| e.contains("provider `nobody`"))
-    })?;
+    })
+    .await?;
     assert_eq!(running(&v), 0, "{v}");
     for id in ["H1", "H2", "H3"] {
         assert_eq!(lattice.visit(id).await?, 200, "{id} lost the old version");
@@ -205,7 +207,7 @@ async fn the_scheduler_places_scales_rolls_out_and_reschedules() -> TestResult {
         if running(&v) == 2 && v["status"]["replicas"].as_array().map_or(0, Vec::len) == 2 {
             settled = Some(v);
         }
-        std::thread::sleep(Duration::from_millis(100));
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let v = settled.ok_or("the workload did not settle at 2 replicas")?;
     assert_eq!(v["version"], good_version, "scaling is not a new version");
@@ -215,7 +217,8 @@ async fn the_scheduler_places_scales_rolls_out_and_reschedules() -> TestResult {
     let v = wait_until(nats, "counter", Duration::from_secs(15), |v| {
         let hosts = current_hosts(v);
         hosts.len() == 2 && !hosts.contains(&victim)
-    })?;
+    })
+    .await?;
     eprintln!(
         "rescheduled {:?} after kill -9 of {victim}",
         killed.elapsed()
@@ -225,9 +228,15 @@ async fn the_scheduler_places_scales_rolls_out_and_reschedules() -> TestResult {
     let zone = if victim == "H3" { "zone=b" } else { "zone=a" };
     let back = host(nats, &[], &["--id", &victim, "--label", zone])?;
     lattice.hosts.insert(victim.clone(), back);
-    std::thread::sleep(Duration::from_secs(3));
+    let before = current_hosts(&v);
+    holds_for(
+        Duration::from_secs(3),
+        "no copy is added or moved",
+        async || replicas(nats, "counter").is_ok_and(|after| current_hosts(&after) == before),
+    )
+    .await?;
     let after = replicas(nats, "counter")?;
-    assert_eq!(current_hosts(&after), current_hosts(&v), "{after}");
+    assert_eq!(current_hosts(&after), before, "{after}");
     assert_eq!(
         after["status"]["replicas"].as_array().map_or(0, Vec::len),
         2
@@ -238,7 +247,8 @@ async fn the_scheduler_places_scales_rolls_out_and_reschedules() -> TestResult {
     cli(nats, &["apply", "-f", &file_arg])?;
     wait_until(nats, "counter", Duration::from_secs(15), |v| {
         v["status"]["replicas"].as_array().map_or(0, Vec::len) == 1
-    })?;
+    })
+    .await?;
     let (code, out, _) = cli(nats, &["delete", "workload", "counter"])?;
     assert_eq!((code, out.trim()), (0, "workload/counter deleted"));
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -251,7 +261,7 @@ async fn the_scheduler_places_scales_rolls_out_and_reschedules() -> TestResult {
         if statuses.iter().all(|s| *s == 404) {
             break;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(statuses, [404, 404, 404]);
     assert!(workloads(nats)?.is_empty());
@@ -285,7 +295,8 @@ async fn another_scheduler_takes_over_when_the_leader_dies() -> TestResult {
     cli(nats, &["apply", "-f", &file.to_string_lossy()])?;
     wait_until(nats, "counter", Duration::from_secs(15), |v| {
         running(v) == 1
-    })?;
+    })
+    .await?;
 
     let (_, yaml, _) = cli(nats, &["describe", "workload", "counter", "-o", "yaml"])?;
     assert!(yaml.starts_with("name: \"counter\"\n"), "{yaml}");
@@ -300,7 +311,8 @@ async fn another_scheduler_takes_over_when_the_leader_dies() -> TestResult {
     cli(nats, &["apply", "-f", &file.to_string_lossy()])?;
     wait_until(nats, "counter", Duration::from_secs(15), |v| {
         running(v) == 2
-    })?;
+    })
+    .await?;
     Ok(())
 }
 

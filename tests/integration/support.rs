@@ -222,3 +222,44 @@ pub fn example_manifest(file: &str) -> Result<String, std::io::Error> {
     }
     Ok(text)
 }
+
+/// How often [`eventually`] and [`holds_for`] look again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Waits until `condition` gives a value, looking every 20 ms for at most
+/// `limit`: the way to wait for something to happen, never a bare sleep.
+pub async fn eventually<T>(
+    limit: Duration,
+    what: &str,
+    mut condition: impl AsyncFnMut() -> Option<T>,
+) -> Result<T, String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Ok(Some(value)) = tokio::time::timeout_at(deadline, condition()).await {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("{what}: not within {limit:?}"));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Checks that `condition` stays true for all of `period`, looking every 20 ms:
+/// the bounded way to show that something does not happen.
+pub async fn holds_for(
+    period: Duration,
+    what: &str,
+    mut condition: impl AsyncFnMut() -> bool,
+) -> Result<(), String> {
+    let end = tokio::time::Instant::now() + period;
+    loop {
+        if !condition().await {
+            return Err(format!("{what}: stopped holding within {period:?}"));
+        }
+        if tokio::time::Instant::now() >= end {
+            return Ok(());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}

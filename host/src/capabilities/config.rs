@@ -4,23 +4,33 @@ use std::sync::Arc;
 
 use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 
-use super::BuiltinInterface;
+use super::{BuiltinInterface, Capability, CapabilityError, PrepareContext};
 use crate::state::InstanceState;
-use trellis_control_api::Component;
 
-/// The `wasi:config` interface.
-pub(crate) const INTERFACES: &[BuiltinInterface] =
-    &[BuiltinInterface::new("wasi:config/store", |l| {
-        wasmtime_wasi_config::add_to_linker(l, |s: &mut InstanceState| {
-            WasiConfig::new(&s.caps().config)
-        })
-    })];
+/// `wasi:config/store`: the component's `config`, read once per version and
+/// shared by all its instances.
+pub(crate) struct Config;
 
-/// The component's config values, shared by all its instances.
-pub(crate) fn variables(component: &Component) -> Arc<WasiConfigVariables> {
-    let mut vars = WasiConfigVariables::new();
-    for (key, value) in &component.config {
-        vars.insert(key, value);
+impl Capability for Config {
+    const INTERFACES: &'static [BuiltinInterface] =
+        &[BuiltinInterface::new("wasi:config/store", |l| {
+            wasmtime_wasi_config::add_to_linker(l, |s: &mut InstanceState| {
+                WasiConfig::new(&s.caps().config)
+            })
+        })];
+    type Host = ();
+    type Prepared = Arc<WasiConfigVariables>;
+    type State = Arc<WasiConfigVariables>;
+
+    fn prepare(_: &(), cx: &PrepareContext<'_>) -> Result<Self::Prepared, CapabilityError> {
+        let mut vars = WasiConfigVariables::new();
+        for (key, value) in &cx.component.config {
+            vars.insert(key, value);
+        }
+        Ok(Arc::new(vars))
     }
-    Arc::new(vars)
+
+    fn instantiate(vars: &Self::Prepared) -> Result<Self::State, CapabilityError> {
+        Ok(vars.clone())
+    }
 }

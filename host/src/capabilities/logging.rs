@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use wasmtime::component::HasData;
 
-use super::BuiltinInterface;
+use super::{BuiltinInterface, Capability, CapabilityError, PrepareContext};
 use crate::state::InstanceState;
 
 mod generated {
@@ -51,8 +51,26 @@ impl Host for &LogSource {
     }
 }
 
-/// The `wasi:logging` interface.
-pub(crate) const INTERFACES: &[BuiltinInterface] =
-    &[BuiltinInterface::new("wasi:logging/logging", |l| {
-        add_to_linker::<InstanceState, HasLog>(l, |s| &s.caps().log)
-    })];
+/// `wasi:logging` into the host's `tracing`, each event naming its source.
+pub(crate) struct Logging;
+
+impl Capability for Logging {
+    const INTERFACES: &'static [BuiltinInterface] =
+        &[BuiltinInterface::new("wasi:logging/logging", |l| {
+            add_to_linker::<InstanceState, HasLog>(l, |s| &s.caps().logging)
+        })];
+    type Host = ();
+    type Prepared = LogSource;
+    type State = LogSource;
+
+    fn prepare(_: &(), cx: &PrepareContext<'_>) -> Result<LogSource, CapabilityError> {
+        Ok(LogSource {
+            workload: cx.workload.into(),
+            component: cx.component.name.as_str().into(),
+        })
+    }
+
+    fn instantiate(source: &LogSource) -> Result<LogSource, CapabilityError> {
+        Ok(source.clone())
+    }
+}

@@ -1,10 +1,21 @@
 //! Built-in capabilities: the interfaces a `host` binding can name.
 //!
-//! Each capability is a module with the same shape: an `INTERFACES` table
-//! (interface name and how to link it) and, where it keeps state, a value
-//! prepared once per component version and cloned into each instance. The
-//! rest of the host sees only [`BuiltinInterface`], [`ComponentCapabilities`]
-//! and [`CapabilityStates`].
+//! Every capability is one module implementing [`Capability`], one lifecycle
+//! in four phases (after Spin's factors and wasmtime's `add_to_linker`):
+//!
+//! 1. **link**: its [`BuiltinInterface`]s say how to add each interface to a
+//!    linker; the resolver links those a component's bindings send to the host.
+//! 2. **prepare**, once per component of a workload version: resolve its
+//!    bindings and backends, validate its config; problems are diagnostics.
+//! 3. **instantiate**, once per store: the state its host functions reach
+//!    through the store's data, without any lookup.
+//! 4. **release**: prepared values are dropped when the last request of a
+//!    stopped version ends; per-workload data ([`PerWorkload`]) goes with the
+//!    last version of that workload name on the host.
+//!
+//! The [`capabilities!`] table below is the only list of them: adding one is
+//! a module plus a line there. The rest of the host sees only the generated
+//! [`CapabilityHosts`], [`ComponentCapabilities`] and [`CapabilityStates`].
 
 pub mod blobstore;
 mod config;
@@ -13,17 +24,14 @@ pub mod keyvalue;
 mod logging;
 mod wasi;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 
 use wasmtime::component::Linker;
-use wasmtime_wasi::WasiCtx;
-use wasmtime_wasi_config::WasiConfigVariables;
 
 use crate::lattice::CallTarget;
 use crate::state::InstanceState;
-use blobstore::{BlobstoreBackend, MemoryBlobstores};
-use keyvalue::{KeyValueBackends, MemoryStores};
-use trellis_control_api::{Binding, Component};
+use trellis_manifest::{Binding, Component};
 
 type LinkFn = fn(&mut Linker<InstanceState>) -> wasmtime::Result<()>;
 
@@ -67,18 +75,106 @@ impl BuiltinInterface {
     }
 }
 
-/// Every interface a `host` binding can satisfy.
-pub fn builtin_interfaces() -> impl Iterator<Item = &'static BuiltinInterface> {
-    [
-        wasi::INTERFACES,
-        http::INTERFACES,
-        config::INTERFACES,
-        logging::INTERFACES,
-        keyvalue::INTERFACES,
-        blobstore::INTERFACES,
-    ]
-    .into_iter()
-    .flatten()
+/// One built-in capability's lifecycle (see the module docs).
+pub(crate) trait Capability {
+    /// The interfaces it implements, and how to link each.
+    const INTERFACES: &'static [BuiltinInterface];
+    /// Host-wide state, made once per host (in-memory data of every workload).
+    type Host: Default + Send + Sync + 'static;
+    /// What it prepared for one component of one workload version.
+    type Prepared: Send + Sync + 'static;
+    /// Its state inside one store.
+    type State: Send + 'static;
+
+    /// Resolves what the component in `cx` needs of this capability.
+    fn prepare(
+        host: &Self::Host,
+        cx: &PrepareContext<'_>,
+    ) -> Result<Self::Prepared, CapabilityError>;
+
+    /// Fresh state for one store.
+    fn instantiate(prepared: &Self::Prepared) -> Result<Self::State, CapabilityError>;
+}
+
+/// What a capability sees of the component it prepares for.
+pub(crate) struct PrepareContext<'a> {
+    /// The workload's name.
+    pub(crate) workload: &'a str,
+    /// The component, with its bindings, config and grants.
+    pub(crate) component: &'a Component,
+    /// The call target of a binding that goes over the lattice, if it does.
+    pub(crate) remote: &'a dyn Fn(&Binding) -> Option<CallTarget>,
+}
+
+/// Why a capability could not make a store's state.
+#[derive(Debug, thiserror::Error)]
+#[error("capability `{capability}`: {message}")]
+pub struct CapabilityError {
+    /// The capability.
+    pub capability: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Declares the capabilities: generates the per-host, per-version and
+/// per-store structs with one field per capability, and their phases.
+macro_rules! capabilities {
+    ($($field:ident: $cap:ty),* $(,)?) => {
+        /// Every capability's host-wide state.
+        #[derive(Default)]
+        pub(crate) struct CapabilityHosts {
+            $(pub(crate) $field: <$cap as Capability>::Host,)*
+        }
+
+        /// What every capability prepared for one component of a workload version.
+        pub(crate) struct ComponentCapabilities {
+            $(pub(crate) $field: <$cap as Capability>::Prepared,)*
+        }
+
+        /// Every capability's state for one component inside one store.
+        pub(crate) struct CapabilityStates {
+            $(pub(crate) $field: <$cap as Capability>::State,)*
+        }
+
+        /// Every interface a `host` binding can satisfy.
+        pub fn builtin_interfaces() -> impl Iterator<Item = &'static BuiltinInterface> {
+            [$(<$cap as Capability>::INTERFACES),*].into_iter().flatten()
+        }
+
+        impl ComponentCapabilities {
+            /// Prepares every capability for the component in `cx`, or says
+            /// every problem any of them found.
+            pub(crate) fn prepare(
+                hosts: &CapabilityHosts,
+                cx: &PrepareContext<'_>,
+            ) -> Result<Self, Vec<CapabilityError>> {
+                let mut problems = Vec::new();
+                $(let $field = <$cap as Capability>::prepare(&hosts.$field, cx)
+                    .map_err(|p| problems.push(p))
+                    .ok();)*
+                match ($($field,)*) {
+                    ($(Some($field),)*) => Ok(ComponentCapabilities { $($field,)* }),
+                    _ => Err(problems),
+                }
+            }
+
+            /// Fresh state for one store.
+            pub(crate) fn instantiate(&self) -> Result<CapabilityStates, CapabilityError> {
+                Ok(CapabilityStates {
+                    $($field: <$cap as Capability>::instantiate(&self.$field)?,)*
+                })
+            }
+        }
+    };
+}
+
+capabilities! {
+    wasi: wasi::Wasi,
+    http: http::Http,
+    config: config::Config,
+    logging: logging::Logging,
+    keyvalue: keyvalue::KeyValue,
+    blobstore: blobstore::Blobstore,
 }
 
 /// The built-in implementation of `interface` (unversioned name), if there is one.
@@ -86,34 +182,44 @@ pub fn find_builtin(interface: &str) -> Option<&'static BuiltinInterface> {
     builtin_interfaces().find(|b| b.name == interface)
 }
 
-/// One value per workload name, created on first use and kept across reloads of
-/// that workload, so development data survives an edit.
-#[derive(Debug)]
+/// One value per workload name, shared by every version of it that is loaded
+/// on this host: a reload or a rollout keeps it, and it is freed when the last
+/// version holding it is gone, so a workload deleted and applied again starts
+/// empty.
 pub struct PerWorkload<T> {
-    values: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<T>>>>,
+    values: Mutex<HashMap<String, Weak<T>>>,
 }
 
 impl<T> Default for PerWorkload<T> {
     fn default() -> Self {
         PerWorkload {
-            values: Arc::default(),
-        }
-    }
-}
-
-impl<T> Clone for PerWorkload<T> {
-    fn clone(&self) -> Self {
-        PerWorkload {
-            values: self.values.clone(),
+            values: Mutex::default(),
         }
     }
 }
 
 impl<T: Default> PerWorkload<T> {
-    /// The value of `workload`, created on first use.
+    /// The value of `workload`: the one its loaded versions hold, else a new one.
     pub fn for_workload(&self, workload: &str) -> Arc<T> {
         let mut values = self.values.lock().unwrap_or_else(|p| p.into_inner());
-        values.entry(workload.to_string()).or_default().clone()
+        if let Some(value) = values.get(workload).and_then(Weak::upgrade) {
+            return value;
+        }
+        values.retain(|_, v| v.strong_count() > 0);
+        let value = Arc::new(T::default());
+        values.insert(workload.to_string(), Arc::downgrade(&value));
+        value
+    }
+
+    /// How many workloads hold a value now.
+    pub fn len(&self) -> usize {
+        let values = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        values.values().filter(|v| v.strong_count() > 0).count()
+    }
+
+    /// Whether no workload holds a value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -122,60 +228,37 @@ impl<T: Default> PerWorkload<T> {
 pub struct HostServices {
     /// The lattice that `provider` bindings call over; none in `trellis dev`.
     pub lattice: Option<Arc<crate::lattice::Lattice>>,
-    /// In-memory keyvalue data, per workload.
-    pub memory_keyvalue: MemoryStores,
-    /// In-memory blobstore containers, per workload.
-    pub memory_blobstore: MemoryBlobstores,
+    /// Every capability's host-wide state.
+    pub(crate) capabilities: Arc<CapabilityHosts>,
 }
 
-/// A component's capability settings, prepared once per workload version.
-pub(crate) struct ComponentCapabilities {
-    component: Component,
-    config: Arc<WasiConfigVariables>,
-    log: logging::LogSource,
-    keyvalue: KeyValueBackends,
-    blobstore: Arc<dyn BlobstoreBackend>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// One component's capability state inside one store.
-pub(crate) struct CapabilityStates {
-    pub(crate) wasi: WasiCtx,
-    pub(crate) config: Arc<WasiConfigVariables>,
-    pub(crate) log: logging::LogSource,
-    pub(crate) keyvalue: KeyValueBackends,
-    pub(crate) blobstore: Arc<dyn BlobstoreBackend>,
-}
-
-impl ComponentCapabilities {
-    /// Resolves what `component` of `workload` needs from the host's services.
-    /// `remote` gives the call target of a binding that goes over the lattice.
-    pub(crate) fn prepare(
-        workload: &str,
-        component: &Component,
-        services: &HostServices,
-        remote: impl Fn(&Binding) -> Option<CallTarget>,
-    ) -> Self {
-        let keyvalue = keyvalue::backends(workload, component, services, &remote);
-        ComponentCapabilities {
-            component: component.clone(),
-            config: config::variables(component),
-            log: logging::LogSource {
-                workload: workload.into(),
-                component: component.name.as_str().into(),
-            },
-            keyvalue,
-            blobstore: blobstore::backend(workload, component, services, &remote),
-        }
+    #[test]
+    fn per_workload_values_live_while_a_version_holds_them() {
+        let values = PerWorkload::<Mutex<u32>>::default();
+        let v1 = values.for_workload("shop");
+        *v1.lock().unwrap_or_else(|p| p.into_inner()) = 7;
+        // A rollout: the new version is prepared while the old one runs.
+        let v2 = values.for_workload("shop");
+        drop(v1);
+        assert_eq!(*v2.lock().unwrap_or_else(|p| p.into_inner()), 7);
+        // The last version stops: the next one starts empty.
+        drop(v2);
+        assert!(values.is_empty());
+        let v3 = values.for_workload("shop");
+        assert_eq!(*v3.lock().unwrap_or_else(|p| p.into_inner()), 0);
+        assert_eq!(values.len(), 1);
     }
 
-    /// Fresh per-instance state.
-    pub(crate) fn instantiate(&self) -> Result<CapabilityStates, String> {
-        Ok(CapabilityStates {
-            wasi: wasi::context(&self.component)?,
-            config: self.config.clone(),
-            log: self.log.clone(),
-            keyvalue: self.keyvalue.clone(),
-            blobstore: self.blobstore.clone(),
-        })
+    #[test]
+    fn every_interface_has_one_capability() {
+        let mut names: Vec<_> = builtin_interfaces().map(|b| b.name).collect();
+        let all = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all, "an interface is listed twice");
     }
 }

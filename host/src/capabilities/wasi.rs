@@ -14,9 +14,9 @@ use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
 use wasmtime_wasi::{DirPerms, FilePerms, WasiCtx, WasiCtxBuilder, WasiView};
 use wasmtime_wasi_io::bindings::wasi::io;
 
-use super::BuiltinInterface;
+use super::{BuiltinInterface, Capability, CapabilityError, PrepareContext};
 use crate::state::InstanceState;
-use trellis_control_api::Component;
+use trellis_manifest::Component;
 
 struct HasTable;
 impl HasData for HasTable {
@@ -34,7 +34,7 @@ fn rng(s: &mut S) -> &mut wasmtime_wasi::random::WasiRandomCtx {
 }
 
 /// The WASI 0.2 interfaces this host implements.
-pub(crate) const INTERFACES: &[BuiltinInterface] = &[
+const INTERFACES: &[BuiltinInterface] = &[
     BuiltinInterface::new("wasi:io/error", |l| {
         io::error::add_to_linker::<S, HasTable>(l, table)
     }),
@@ -118,8 +118,39 @@ pub(crate) const INTERFACES: &[BuiltinInterface] = &[
     }),
 ];
 
+/// WASI 0.2: a context per store, from the component's env and grants.
+pub(crate) struct Wasi;
+
+impl Capability for Wasi {
+    const INTERFACES: &'static [BuiltinInterface] = INTERFACES;
+    type Host = ();
+    type Prepared = Component;
+    type State = WasiCtx;
+
+    fn prepare(_: &(), cx: &PrepareContext<'_>) -> Result<Component, CapabilityError> {
+        Ok(cx.component.clone())
+    }
+
+    fn instantiate(component: &Component) -> Result<WasiCtx, CapabilityError> {
+        context(component).map_err(|message| CapabilityError {
+            capability: "wasi",
+            message,
+        })
+    }
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        let (caps, table) = self.caps_and_table();
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut caps.wasi,
+            table,
+        }
+    }
+}
+
 /// Builds a component's WASI context: its env, its grants, the host's stdio.
-pub(crate) fn context(component: &Component) -> Result<WasiCtx, String> {
+fn context(component: &Component) -> Result<WasiCtx, String> {
     let mut builder = WasiCtxBuilder::new();
     builder
         .inherit_stdout()

@@ -1,19 +1,15 @@
 //! Serving one HTTP request with a fresh instance of a component.
 
-use std::time::Duration;
-
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tracing::Instrument;
-use wasmtime::{PoolConcurrencyLimitError, Trap};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::p2::{WasiHttpView, hyper_request_error};
 
 use super::router::Target;
-use crate::Timeout;
-use crate::state::MemoryLimitExceeded;
+use crate::workload::{Admitted, InvokeError};
 
 /// A plain-text response made by the host itself (routing and limit errors).
 pub(crate) fn text(status: StatusCode, message: impl Into<String>) -> Response<HyperOutgoingBody> {
@@ -38,34 +34,21 @@ pub(crate) async fn invoke(target: Target, req: Request<Incoming>) -> Response<H
     let workload = &target.workload;
     let component = &workload.components[target.component];
     let span = tracing::info_span!("http.request", workload = workload.name(), component = %component.name, method = %req.method(), path = %req.uri().path());
-    let who = format!(
-        "component `{}` of workload `{}`",
-        component.name,
-        workload.name()
-    );
+    let who = workload.who(target.component);
     let Some(proxy) = component.proxy.clone() else {
         return text(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("{who} is not an HTTP handler"),
         );
     };
-    let Ok(permit) = component.concurrency.clone().try_acquire_owned() else {
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "{who} is at its concurrency limit of {}; retry later",
-                component.limits.concurrency
-            ),
-        );
-    };
     let timeout = component.limits.timeout;
-    let mut store = match workload
-        .store_for(target.component)
+    let Admitted { permit, mut store } = match workload
+        .admit(target.component)
         .instrument(span.clone())
         .await
     {
-        Ok(store) => store,
-        Err(e) => return failure(&who, &e, timeout),
+        Ok(admitted) => admitted,
+        Err(e) => return failure(&e),
     };
     let trace = crate::trace::TraceContext::from_header(
         req.headers()
@@ -108,7 +91,7 @@ pub(crate) async fn invoke(target: Target, req: Request<Incoming>) -> Response<H
             format!("{who} answered with an error: {code:?}"),
         ),
         Ok(Err(_)) => match task.await {
-            Ok(Err(e)) => failure(&who, &e, timeout),
+            Ok(Err(e)) => failure(&InvokeError::from_guest(&who, timeout, &e)),
             Ok(Ok(())) => text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("{who} returned without setting a response"),
@@ -120,52 +103,14 @@ pub(crate) async fn invoke(target: Target, req: Request<Incoming>) -> Response<H
         },
         Err(_) => {
             task.abort();
-            tracing::warn!(workload = workload.name(), component = %component.name, ?timeout, "request timed out");
-            text(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!("{who} exceeded its timeout of {}", human(timeout)),
-            )
+            failure(&InvokeError::TimedOut { who, timeout })
         }
     }
 }
 
-/// Maps a guest failure to a status and a message that names the cause.
-fn failure(who: &str, e: &wasmtime::Error, timeout: Duration) -> Response<HyperOutgoingBody> {
-    tracing::warn!(error = format!("{e:#}"), "{who} failed");
-    if e.downcast_ref::<Timeout>().is_some() {
-        return text(
-            StatusCode::GATEWAY_TIMEOUT,
-            format!("{who} exceeded its timeout of {}", human(timeout)),
-        );
-    }
-    if let Some(limit) = e.downcast_ref::<MemoryLimitExceeded>() {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, limit.to_string());
-    }
-    if let Some(trap) = e.downcast_ref::<Trap>() {
-        return text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{who} trapped: {trap}"),
-        );
-    }
-    let pool_full = e
-        .chain()
-        .any(|cause| cause.downcast_ref::<PoolConcurrencyLimitError>().is_some());
-    if pool_full {
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("host is at capacity, {who} could not start: {e:#}"),
-        );
-    }
-    text(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        format!("{who} failed: {}", e.root_cause()),
-    )
-}
-
-fn human(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
+/// The response of a request that failed: the one place an [`InvokeError`]
+/// becomes a status, logged once here.
+fn failure(e: &InvokeError) -> Response<HyperOutgoingBody> {
+    tracing::warn!(error = %e, "request failed");
+    text(e.http_status(), e.to_string())
 }

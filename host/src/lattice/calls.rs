@@ -6,8 +6,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use trellis_control_api::lattice::headers;
-use trellis_control_api::lattice::lean::LeanClient;
+use trellis_lattice::lean::LeanClient;
+use trellis_lattice::{CallErrorKind, headers};
 
 use crate::trace::TraceContext;
 
@@ -63,15 +63,15 @@ impl CallTarget {
     }
 
     /// Runs the call `what`, bounded by the binding's timeout; every failure
-    /// becomes a sentence naming the target and the function.
+    /// becomes a [`CallError`] naming the target and the function.
     pub(crate) async fn call<T>(
         &self,
         what: &str,
         call: impl Future<Output = anyhow::Result<T>>,
-    ) -> Result<T, String> {
+    ) -> Result<T, CallError> {
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(self.failure(what, &e)),
+            Ok(Err(e)) => Err(self.failure(what, CallErrorKind::of_anyhow(&e), format!("{e:#}"))),
             Err(_) => Err(self.timed_out(what)),
         }
     }
@@ -81,29 +81,108 @@ impl CallTarget {
         self.timeout
     }
 
-    /// The sentence for a call to `what` that failed with `e`, logged once here.
-    pub(crate) fn failure(&self, what: &str, e: &anyhow::Error) -> String {
-        let message = format!("{e:#}");
-        tracing::warn!(target = %self.describe, function = what, error = %message, "remote call failed");
-        // wrpc-transport-nats reports NATS's no-responders status only as text.
-        if message.contains("no responders") {
-            self.not_serving(what)
-        } else {
-            format!("{} failed on `{what}`: {message}", self.describe)
+    /// The error of a call to `what` that failed as `kind`, logged once here.
+    pub(crate) fn failure(&self, what: &str, kind: CallErrorKind, detail: String) -> CallError {
+        let error = CallError {
+            kind,
+            target: self.describe.clone(),
+            function: what.to_string(),
+            detail,
+            timeout: self.timeout,
+        };
+        tracing::warn!(target = %self.describe, function = what, kind = %kind, "remote call failed: {error}");
+        error
+    }
+
+    /// The error of a call to `what` that outlived the timeout, logged once here.
+    pub(crate) fn timed_out(&self, what: &str) -> CallError {
+        self.failure(what, CallErrorKind::TimedOut, String::new())
+    }
+}
+
+/// Why a call over a `provider` or `workload` binding failed: the kind, decided
+/// where the failure happened (see [`CallErrorKind`]), and who and what was called.
+/// Capabilities turn it into their WIT error; the ingress into an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    /// What kind of failure it was.
+    pub kind: CallErrorKind,
+    /// The callee, e.g. "provider `keyvalue`".
+    pub target: String,
+    /// The function, e.g. `get`.
+    pub function: String,
+    /// What the transport or the callee said.
+    pub detail: String,
+    /// The binding's bound on the call.
+    pub timeout: Duration,
+}
+
+impl CallError {
+    /// The error a call failed with, if a [`CallError`] is anywhere in its chain
+    /// (directly, or inside the `io::Error` a wRPC stream carries).
+    pub fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a CallError> {
+        let mut cause = Some(error);
+        while let Some(e) = cause {
+            if let Some(found) = e.downcast_ref::<CallError>() {
+                return Some(found);
+            }
+            if let Some(found) = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<CallError>())
+            {
+                return Some(found);
+            }
+            cause = e.source();
+        }
+        None
+    }
+
+    /// The HTTP status a request that failed on this call answers with: the
+    /// one place a lattice failure becomes a status.
+    pub fn http_status(&self) -> http::StatusCode {
+        match self.kind {
+            CallErrorKind::TimedOut => http::StatusCode::GATEWAY_TIMEOUT,
+            CallErrorKind::NoResponders | CallErrorKind::Busy => {
+                http::StatusCode::SERVICE_UNAVAILABLE
+            }
+            CallErrorKind::Refused | CallErrorKind::Transport | CallErrorKind::TooLarge => {
+                http::StatusCode::BAD_GATEWAY
+            }
         }
     }
 
-    /// The sentence for a call to `what` that nobody serves (NATS no-responders).
-    pub(crate) fn not_serving(&self, what: &str) -> String {
-        format!("{} is not serving `{what}` (no responders)", self.describe)
-    }
-
-    /// The sentence for a call to `what` that outlived the timeout, logged once here.
-    pub(crate) fn timed_out(&self, what: &str) -> String {
-        tracing::warn!(target = %self.describe, function = what, timeout = ?self.timeout, "remote call timed out");
-        format!(
-            "{} did not answer `{what}` within {:?}",
-            self.describe, self.timeout
-        )
+    /// The `io::ErrorKind` the error travels as inside a wRPC stream.
+    pub(crate) fn io_kind(&self) -> std::io::ErrorKind {
+        match self.kind {
+            CallErrorKind::TimedOut => std::io::ErrorKind::TimedOut,
+            CallErrorKind::NoResponders => std::io::ErrorKind::NotConnected,
+            _ => std::io::ErrorKind::Other,
+        }
     }
 }
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (target, what, detail) = (&self.target, &self.function, &self.detail);
+        match self.kind {
+            CallErrorKind::TimedOut => write!(
+                f,
+                "{target} did not answer `{what}` within {:?}",
+                self.timeout
+            ),
+            CallErrorKind::NoResponders => {
+                write!(f, "{target} is not serving `{what}` (no responders)")
+            }
+            CallErrorKind::Busy => write!(
+                f,
+                "{target} is busy and refused `{what}`; retry later: {detail}"
+            ),
+            CallErrorKind::Refused => write!(f, "{target} refused `{what}`: {detail}"),
+            CallErrorKind::TooLarge => write!(f, "`{what}` to {target} is too large: {detail}"),
+            CallErrorKind::Transport => write!(f, "{target} failed on `{what}`: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}

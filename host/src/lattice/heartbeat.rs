@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use trellis_control_api::lattice::HostHeartbeat;
+use trellis_lattice::HostHeartbeat;
 
 use super::Lattice;
 use crate::Host;

@@ -1,4 +1,4 @@
-//! This host's link entries (see `trellis_control_api::lattice::Link`): put
+//! This host's link entries (see `trellis_lattice::Link`): put
 //! when a workload starts here, deleted when it stops.
 
 use std::collections::HashMap;
@@ -6,10 +6,8 @@ use std::sync::Mutex;
 
 use async_nats::jetstream::{self, kv};
 use tokio::sync::OnceCell;
-use trellis_control_api::lattice::{
-    LINKS_BUCKET, Link, LinkedBinding, Subjects, links_bucket, open_bucket,
-};
-use trellis_control_api::{BindingTarget, Workload};
+use trellis_lattice::{LINKS_BUCKET, Link, LinkedBinding, Subjects, links_bucket, open_bucket};
+use trellis_manifest::{BindingTarget, Workload};
 
 /// The link entries this host holds.
 pub struct Links {

@@ -10,10 +10,10 @@ mod routed;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use trellis_control_api::lattice::lean::LeanClient;
-use trellis_control_api::lattice::{ProviderInfo, Subjects};
+use trellis_lattice::lean::LeanClient;
+use trellis_lattice::{ProviderInfo, Subjects};
 
-pub use calls::{CallTarget, DEFAULT_CALL_TIMEOUT};
+pub use calls::{CallError, CallTarget, DEFAULT_CALL_TIMEOUT};
 pub use heartbeat::{HEARTBEAT_INTERVAL, publish_heartbeats};
 pub use links::Links;
 pub use routed::{Guarded, RoutedInvoke};

@@ -15,9 +15,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use wrpc_transport::{Index, Invoke};
 
-use super::CallTarget;
+use super::{CallError, CallTarget};
+use trellis_lattice::CallErrorKind;
 
-type Nats = trellis_control_api::lattice::lean::LeanClient;
+type Nats = trellis_lattice::lean::LeanClient;
 
 /// Call targets of one component's polyfilled imports, by import name.
 #[derive(Clone, Default)]
@@ -61,8 +62,11 @@ impl Invoke for RoutedInvoke {
             .invoke(target.context(), instance, func, params, paths);
         let (outgoing, incoming) = match tokio::time::timeout_at(deadline, call).await {
             Ok(Ok(streams)) => streams,
-            Ok(Err(e)) => return Err(anyhow::anyhow!(target.failure(&what, &e))),
-            Err(_) => return Err(anyhow::anyhow!(target.timed_out(&what))),
+            Ok(Err(e)) => {
+                let kind = CallErrorKind::of_anyhow(&e);
+                return Err(target.failure(&what, kind, format!("{e:#}")).into());
+            }
+            Err(_) => return Err(target.timed_out(&what).into()),
         };
         let call = Arc::new(Call {
             target: target.clone(),
@@ -104,23 +108,15 @@ impl<S> Guarded<S> {
     /// deadline has passed.
     fn guard<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         let Call { target, what } = &*self.call;
+        let failed = |error: CallError| io::Error::new(error.io_kind(), error);
         match poll {
             Poll::Ready(Ok(value)) => Poll::Ready(Ok(value)),
-            // wrpc-transport-nats reports NATS's no-responders status this way.
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::NotConnected => {
-                let message = target.not_serving(what);
-                tracing::warn!("{message}");
-                Poll::Ready(Err(io::Error::new(e.kind(), message)))
+            Poll::Ready(Err(e)) => {
+                let kind = CallErrorKind::of(&e);
+                Poll::Ready(Err(failed(target.failure(what, kind, e.to_string()))))
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(io::Error::new(
-                e.kind(),
-                target.failure(what, &anyhow::Error::new(e)),
-            ))),
             Poll::Pending => match self.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    target.timed_out(what),
-                ))),
+                Poll::Ready(()) => Poll::Ready(Err(failed(target.timed_out(what)))),
                 Poll::Pending => Poll::Pending,
             },
         }

@@ -16,9 +16,9 @@ use wrpc_transport::Serve as _;
 use super::LoadedWorkload;
 use crate::lattice::{Lattice, LatticeError};
 use crate::trace::{CURRENT, TraceContext};
-use trellis_control_api::lattice::lean::DualServer;
-use trellis_control_api::lattice::{BoundedServer, IDLE_LIMIT, headers};
-use trellis_control_api::{Diagnostic, ImportName, Workload};
+use trellis_lattice::lean::{DualServer, LeanOutgoing};
+use trellis_lattice::{BoundedServer, IDLE_LIMIT, headers};
+use trellis_manifest::{Diagnostic, ImportName, Workload};
 
 /// One exported interface, resolved against its component when the workload loads.
 pub(crate) struct ServedExport {
@@ -186,13 +186,15 @@ impl LoadedWorkload {
         Ok(Some(ExportServer { tasks }))
     }
 
-    /// Answers one call of function `f` of export `e` in a fresh instance.
+    /// Answers one call of function `f` of export `e` in a fresh instance;
+    /// a call the component cannot take (busy, trapped, timed out) fails at
+    /// once with a typed reply.
     async fn answer<I, O>(
         self: Arc<Self>,
         e: usize,
         f: usize,
         cx: Option<async_nats::HeaderMap>,
-        tx: O,
+        tx: LeanOutgoing<O>,
         rx: I,
     ) where
         I: tokio::io::AsyncRead + wrpc_transport::Index<I> + Send + Sync + Unpin + 'static,
@@ -214,25 +216,21 @@ impl LoadedWorkload {
             caller = %header(headers::WORKLOAD).unwrap_or_default(),
         );
         let trace = TraceContext::from_header(header(headers::TRACEPARENT).as_deref());
-        let Ok(_permit) = component.concurrency.clone().try_acquire_owned() else {
-            span.in_scope(|| tracing::warn!("refused: the component is at its concurrency limit"));
-            return;
-        };
-        let call = async {
-            let mut store = self
-                .store_for(export.component)
-                .await
-                .map_err(|e| format!("cannot instantiate: {e:#}"))?;
-            let instance = component
-                .pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| format!("cannot instantiate: {e:#}"))?;
+        // The call takes the results stream once it has an instance; a failure
+        // (before that, or a timeout after) ends the call with a typed reply.
+        let failer = tx.failer();
+        let mut results = Some(tx);
+        let call = self.invoke(export.component, async |store, instance| {
             let func = instance
-                .get_func(&mut store, function.index)
-                .ok_or("the function is missing from its instance")?;
+                .get_func(&mut *store, function.index)
+                .ok_or_else(|| {
+                    wasmtime::format_err!("the function is missing from its instance")
+                })?;
+            let Some(tx) = results.take() else {
+                return Err(wasmtime::format_err!("the call's results stream is gone"));
+            };
             wrpc_runtime_wasmtime::call(
-                &mut store,
+                &mut *store,
                 rx,
                 tx,
                 &[],
@@ -243,20 +241,20 @@ impl LoadedWorkload {
                 func,
             )
             .await
-            .map_err(|e| e.to_string())
-        };
-        let outcome = CURRENT
-            .scope(trace, tokio::time::timeout(component.limits.timeout, call))
-            .instrument(span.clone())
-            .await;
+            // The guest's own failure (a trap, its timeout) keeps its type.
+            .map_err(|e| match e {
+                wrpc_runtime_wasmtime::CallError::Call(guest) => guest,
+                other => wasmtime::Error::from(other),
+            })
+        });
+        let outcome = CURRENT.scope(trace, call).instrument(span.clone()).await;
         let _enter = span.enter();
         match outcome {
-            Ok(Ok(())) => tracing::debug!("answered"),
-            Ok(Err(message)) => tracing::warn!("call failed: {message}"),
-            Err(_) => tracing::warn!(
-                timeout = ?component.limits.timeout,
-                "call exceeded the component's timeout"
-            ),
+            Ok(()) => tracing::debug!("answered"),
+            Err(error) => {
+                tracing::warn!(%error, "call failed");
+                failer.fail(error.failure());
+            }
         }
     }
 }

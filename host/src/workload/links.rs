@@ -10,7 +10,7 @@ use wasmtime::component::{Component, ComponentExportIndex, Linker};
 use wasmtime::{Engine, format_err};
 
 use crate::state::InstanceState;
-use trellis_control_api::ImportName;
+use trellis_manifest::ImportName;
 
 /// Defines every function of `import` (an instance import of `importer`) as a call
 /// into the same-named export of `target`, the component at `target_index`.

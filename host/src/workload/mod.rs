@@ -3,6 +3,7 @@
 //! Loading is done once per workload version and fails whole, with every
 //! problem named; serving a request only instantiates from what was prepared.
 
+mod admit;
 mod compile;
 mod exports;
 mod links;
@@ -17,12 +18,14 @@ use wasmtime::component::InstancePre;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use crate::capabilities::{ComponentCapabilities, HostServices};
+use crate::capabilities::{ComponentCapabilities, HostServices, PrepareContext};
 use crate::engine::HostEngine;
 use crate::lattice::RoutedInvoke;
 use crate::state::{InstanceState, RemoteCalls, Slot};
+pub(crate) use admit::Admitted;
+pub use admit::InvokeError;
 pub(crate) use exports::ExportServer;
-use trellis_control_api::{
+use trellis_manifest::{
     BindingTarget, ComponentSource, Diagnostic, Limits, ManifestError, Workload,
 };
 
@@ -147,7 +150,7 @@ impl LoadedWorkload {
         let mut slots = Vec::with_capacity(self.components.len());
         for c in &self.components {
             slots.push(Slot {
-                caps: c.caps.instantiate().map_err(wasmtime::Error::msg)?,
+                caps: c.caps.instantiate().map_err(wasmtime::Error::from)?,
                 remote: RemoteCalls::new(c.remote.clone()),
                 memory_limit: c.limits.memory,
                 name: c.name.clone(),
@@ -221,7 +224,7 @@ fn prepare(
         });
     let mut components = Vec::new();
     for (index, c) in compiled.iter().enumerate() {
-        let (linker, remote) =
+        let (linker, routed) =
             resolve::linker_for(engine.engine(), &compiled, index, remotes, &mut diagnostics);
         let pre = match linker.instantiate_pre(&c.component) {
             Ok(pre) => pre,
@@ -253,15 +256,30 @@ fn prepare(
                 None
             }
         };
+        let remote = |binding: &trellis_manifest::Binding| {
+            remotes.get(&c.spec.name, binding).map(|r| r.target.clone())
+        };
+        let cx = PrepareContext {
+            workload: &manifest.name,
+            component: c.spec,
+            remote: &remote,
+        };
+        let caps = match ComponentCapabilities::prepare(&services.capabilities, &cx) {
+            Ok(caps) => caps,
+            Err(problems) => {
+                diagnostics.extend(problems.into_iter().map(|p| {
+                    Diagnostic::new(c.spec.pos, format!("component `{}`: {p}", c.spec.name))
+                }));
+                continue;
+            }
+        };
         components.push(LoadedComponent {
             name: c.spec.name.clone(),
             limits: c.spec.limits,
             pre,
             proxy,
-            caps: ComponentCapabilities::prepare(&manifest.name, c.spec, services, |binding| {
-                remotes.get(&c.spec.name, binding).map(|r| r.target.clone())
-            }),
-            remote,
+            caps,
+            remote: routed,
             plan: link_plan(&manifest, index),
             concurrency: Arc::new(Semaphore::new(c.spec.limits.concurrency as usize)),
         });

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use trellis_control_api::lattice::{ProviderInfo, lean};
-use trellis_control_api::{Binding, BindingTarget, Diagnostic, Workload};
+use trellis_lattice::{ProviderInfo, lean};
+use trellis_manifest::{Binding, BindingTarget, Diagnostic, Workload};
 
 use crate::capabilities::HostServices;
 use crate::lattice::{CallTarget, DEFAULT_CALL_TIMEOUT};

@@ -13,7 +13,7 @@ use wasmtime::component::{Component, Linker, ResourceType};
 use crate::capabilities::{BuiltinInterface, find_builtin};
 use crate::lattice::{CallTarget, RoutedInvoke};
 use crate::state::InstanceState;
-use trellis_control_api::{
+use trellis_manifest::{
     BindingTarget, Component as ComponentSpec, Diagnostic, ImportName, find_binding,
 };
 
@@ -173,7 +173,7 @@ fn polyfill(
 /// Why a named binding (`ns:pkg/iface#name`) cannot be honoured, if it cannot.
 /// The capability routes the instances itself, so only its targets are checked here.
 fn named_binding_problem(
-    binding: &trellis_control_api::Binding,
+    binding: &trellis_manifest::Binding,
     remote: Option<&super::remote::Remote>,
 ) -> Option<String> {
     let interface = binding.import.interface().unwrap_or_default();

@@ -10,8 +10,7 @@ mod handler;
 mod slices;
 mod uploads;
 
-use clap::Parser;
-use trellis_provider_sdk::{Provider, ProviderArgs, init_logging};
+use trellis_provider_sdk::Provider;
 
 mod bindings {
     wit_bindgen_wrpc::generate!({
@@ -31,11 +30,14 @@ const INTERFACES: &[&str] = &[
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_logging();
-    let args = ProviderArgs::parse();
-    let provider =
-        Provider::connect(&args, "blobstore", env!("CARGO_PKG_VERSION"), INTERFACES).await?;
-    let handler = handler::Handler::new(provider.nats().clone(), &args.nats.lattice);
-    let invocations = bindings::serve(provider.wrpc(), handler).await?;
-    provider.run(invocations).await
+    Provider::main(
+        "blobstore",
+        env!("CARGO_PKG_VERSION"),
+        INTERFACES,
+        async |provider, args| {
+            let handler = handler::Handler::new(provider.nats().clone(), &args.nats.lattice);
+            bindings::serve(provider.wrpc(), handler).await
+        },
+    )
+    .await
 }

@@ -8,8 +8,7 @@
 mod buckets;
 mod handler;
 
-use clap::Parser;
-use trellis_provider_sdk::{Provider, ProviderArgs, init_logging};
+use trellis_provider_sdk::Provider;
 
 mod bindings {
     wit_bindgen_wrpc::generate!({
@@ -27,11 +26,14 @@ const INTERFACES: &[&str] = &[
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_logging();
-    let args = ProviderArgs::parse();
-    let provider =
-        Provider::connect(&args, "keyvalue", env!("CARGO_PKG_VERSION"), INTERFACES).await?;
-    let handler = handler::Handler::new(provider.nats().clone(), &args.nats.lattice);
-    let invocations = bindings::serve(provider.wrpc(), handler).await?;
-    provider.run(invocations).await
+    Provider::main(
+        "keyvalue",
+        env!("CARGO_PKG_VERSION"),
+        INTERFACES,
+        async |provider, args| {
+            let handler = handler::Handler::new(provider.nats().clone(), &args.nats.lattice);
+            bindings::serve(provider.wrpc(), handler).await
+        },
+    )
+    .await
 }

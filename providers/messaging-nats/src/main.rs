@@ -15,8 +15,7 @@ mod delivery;
 mod jetstream;
 mod producer;
 
-use clap::Parser;
-use trellis_provider_sdk::{Provider, ProviderArgs, init_logging};
+use trellis_provider_sdk::Provider;
 
 mod bindings {
     wit_bindgen_wrpc::generate!({
@@ -34,21 +33,24 @@ const INTERFACES: &[&str] = &[
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_logging();
-    let args = ProviderArgs::parse();
-    let provider =
-        Provider::connect(&args, "messaging", env!("CARGO_PKG_VERSION"), INTERFACES).await?;
-    let handler = Handler {
-        nats: provider.nats().clone(),
-    };
-    let links = provider.links().await?;
-    tokio::spawn(delivery::run(
-        provider.nats().clone(),
-        provider.subjects().clone(),
-        links,
-    ));
-    let invocations = bindings::serve(provider.wrpc(), handler).await?;
-    provider.run(invocations).await
+    Provider::main(
+        "messaging",
+        env!("CARGO_PKG_VERSION"),
+        INTERFACES,
+        async |provider, _args| {
+            let links = provider.links().await?;
+            tokio::spawn(delivery::run(
+                provider.nats().clone(),
+                provider.subjects().clone(),
+                links,
+            ));
+            let handler = Handler {
+                nats: provider.nats().clone(),
+            };
+            bindings::serve(provider.wrpc(), handler).await
+        },
+    )
+    .await
 }
 
 /// Serves every function on the provider's own connection.

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use trellis_control_api::lattice::headers;
+use trellis_lattice::headers;
 use wrpc_transport_nats::NatsContext;
 
 /// The workload, component and binding a call came from, and the binding's config.

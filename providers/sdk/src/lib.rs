@@ -25,8 +25,9 @@ mod scope;
 
 pub use caller::{Caller, CallerError};
 pub use links::LinkChange;
-pub use provider::{Invocations, Provider, ProviderArgs, init_logging};
+pub use provider::{Invocations, Provider, ProviderArgs};
 pub use scope::{WorkloadScope, check_name};
-pub use trellis_control_api::lattice;
-pub use trellis_control_api::lattice::{BoundedIncoming, BoundedServer, IDLE_LIMIT};
+pub use trellis_lattice as lattice;
+pub use trellis_lattice::{BoundedIncoming, BoundedServer, IDLE_LIMIT};
+pub use trellis_process::init_logging;
 pub use wrpc_transport_nats::NatsContext;

@@ -1,9 +1,9 @@
 //! The links of a provider: which workloads bind to it, with their config,
-//! known before any call (see `trellis_control_api::lattice::Link`).
+//! known before any call (see `trellis_lattice::Link`).
 
 use async_nats::jetstream::{self, kv};
 use futures::{Stream, StreamExt as _};
-use trellis_control_api::lattice::{Link, links_bucket, open_bucket, provider_links};
+use trellis_lattice::{Link, links_bucket, open_bucket, provider_links};
 
 use crate::Provider;
 
@@ -20,9 +20,7 @@ impl Provider {
     /// This provider's links: every current one, then each change as it happens.
     pub async fn links(&self) -> anyhow::Result<impl Stream<Item = LinkChange> + Send + 'static> {
         let js = jetstream::new(self.nats().clone());
-        let bucket = self
-            .subjects()
-            .bucket(trellis_control_api::lattice::LINKS_BUCKET);
+        let bucket = self.subjects().bucket(trellis_lattice::LINKS_BUCKET);
         let store = open_bucket(&js, links_bucket(&bucket))
             .await
             .map_err(anyhow::Error::msg)?;

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use futures::{Stream, StreamExt as _};
 use tokio::task::JoinSet;
-use trellis_control_api::lattice::{NatsArgs, ProviderInfo, Subjects};
+use trellis_lattice::{NatsArgs, ProviderInfo, Subjects};
 
-use trellis_control_api::lattice::lean::{self, DualServer};
-use trellis_control_api::lattice::{BoundedServer, IDLE_LIMIT};
+use trellis_lattice::lean::{self, DualServer};
+use trellis_lattice::{BoundedServer, IDLE_LIMIT};
 
 /// What `wit_bindgen_wrpc::generate!`'s `serve` returns: per function, a stream of
 /// invocations to run.
@@ -58,6 +58,25 @@ pub struct Provider {
 }
 
 impl Provider {
+    /// A provider process from start to end: logging, arguments, the
+    /// connection, then `serve` (which builds the handler and calls the
+    /// generated `serve`), then [`Provider::run`] until SIGINT or SIGTERM.
+    pub async fn main<F>(
+        default_name: &str,
+        version: &str,
+        interfaces: &[&str],
+        serve: F,
+    ) -> anyhow::Result<()>
+    where
+        F: AsyncFnOnce(&Provider, &ProviderArgs) -> anyhow::Result<Invocations>,
+    {
+        trellis_process::init_logging();
+        let args = <ProviderArgs as clap::Parser>::parse();
+        let provider = Provider::connect(&args, default_name, version, interfaces).await?;
+        let invocations = serve(&provider, &args).await?;
+        provider.run(invocations).await
+    }
+
     /// Connects, and prepares to serve `interfaces` under the name from `args`
     /// (else `default_name`) in a queue group shared by its replicas.
     pub async fn connect(
@@ -158,7 +177,7 @@ impl Provider {
         let mut info_sub = futures::stream::select(info_sub, ping_sub);
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         let mut tasks = JoinSet::new();
-        let shutdown = shutdown_signal();
+        let shutdown = trellis_process::shutdown_signal();
         tokio::pin!(shutdown);
         tracing::info!(provider = %self.info.name, interfaces = ?self.info.interfaces, "serving");
         loop {
@@ -207,30 +226,4 @@ impl Provider {
         };
         serde_json::to_string(&info).unwrap_or_default()
     }
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
-}
-
-/// Sets up `tracing` to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }

@@ -23,10 +23,9 @@ pub use generated::wasi::blobstore::types::{ContainerMetadata, ObjectId, ObjectM
 pub use memory::{MemoryBlobstore, MemoryBlobstores};
 pub use remote::RemoteBlobstore;
 
-use super::{BuiltinInterface, HostServices};
-use crate::lattice::CallTarget;
+use super::{BuiltinInterface, Capability, CapabilityError, PrepareContext};
 use crate::state::InstanceState;
-use trellis_control_api::{Binding, Component, find_binding};
+use trellis_manifest::find_binding;
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -79,6 +78,14 @@ impl ObjectBody {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct BlobstoreError(pub String);
+
+/// A failed provider call reaches the guest as the interface's error string,
+/// naming the provider, the function and the kind of failure.
+impl From<crate::lattice::CallError> for BlobstoreError {
+    fn from(e: crate::lattice::CallError) -> Self {
+        BlobstoreError(e.to_string())
+    }
+}
 
 impl From<wasmtime::component::ResourceTableError> for BlobstoreError {
     fn from(e: wasmtime::component::ResourceTableError) -> Self {
@@ -193,22 +200,35 @@ fn view(s: &mut InstanceState) -> BlobstoreView<'_> {
 /// container and types interfaces act on what it opens, so they follow it.
 pub(crate) const BLOBSTORE: &str = "wasi:blobstore/blobstore@0.2.0-draft";
 
-/// The backend `component`'s blobstore binding chooses: memory for `host`, the
-/// provider's client for a binding `remote` gives a call target.
-pub(crate) fn backend(
-    workload: &str,
-    component: &Component,
-    services: &HostServices,
-    remote: &dyn Fn(&Binding) -> Option<CallTarget>,
-) -> Arc<dyn BlobstoreBackend> {
-    match find_binding(&component.bindings, BLOBSTORE).and_then(remote) {
-        Some(target) => Arc::new(RemoteBlobstore::new(target)),
-        None => services.memory_blobstore.for_workload(workload),
+/// `wasi:blobstore`: per component version, the backend its binding chooses;
+/// in-memory containers belong to the workload name on this host.
+pub(crate) struct Blobstore;
+
+impl Capability for Blobstore {
+    const INTERFACES: &'static [BuiltinInterface] = INTERFACES;
+    type Host = MemoryBlobstores;
+    type Prepared = Arc<dyn BlobstoreBackend>;
+    type State = Arc<dyn BlobstoreBackend>;
+
+    fn prepare(
+        memory: &MemoryBlobstores,
+        cx: &PrepareContext<'_>,
+    ) -> Result<Self::Prepared, CapabilityError> {
+        Ok(
+            match find_binding(&cx.component.bindings, BLOBSTORE).and_then(cx.remote) {
+                Some(target) => Arc::new(RemoteBlobstore::new(target)),
+                None => memory.for_workload(cx.workload),
+            },
+        )
+    }
+
+    fn instantiate(backend: &Self::Prepared) -> Result<Self::State, CapabilityError> {
+        Ok(backend.clone())
     }
 }
 
 /// The `wasi:blobstore` interfaces.
-pub(crate) const INTERFACES: &[BuiltinInterface] = &[
+const INTERFACES: &[BuiltinInterface] = &[
     BuiltinInterface::new("wasi:blobstore/blobstore", |l| {
         blobstore::add_to_linker::<InstanceState, HasBlobstore>(l, view)
     })

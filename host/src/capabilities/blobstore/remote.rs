@@ -46,7 +46,8 @@ impl RemoteBlobstore {
     ) -> Result<T, BlobstoreError> {
         match self.target.call(what, call).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(message)) | Err(message) => Err(BlobstoreError(message)),
+            Ok(Err(message)) => Err(BlobstoreError(message)),
+            Err(failed) => Err(failed.into()),
         }
     }
 }
@@ -294,9 +295,8 @@ impl RemoteBlobstore {
                         let next = slice.next.map(|next| (after, next));
                         Some((Ok(slice.data), (None, next)))
                     }
-                    Ok(Err(message)) | Err(message) => {
-                        Some((Err(BlobstoreError(message)), (None, None)))
-                    }
+                    Ok(Err(message)) => Some((Err(BlobstoreError(message)), (None, None))),
+                    Err(failed) => Some((Err(failed.into()), (None, None))),
                 }
             }
         }))

@@ -17,10 +17,9 @@ use wasmtime::component::{HasData, Resource, ResourceTable};
 pub use memory::{MemoryKeyValue, MemoryStores};
 pub use remote::RemoteKeyValue;
 
-use super::{BuiltinInterface, HostServices};
-use crate::lattice::CallTarget;
+use super::{BuiltinInterface, Capability, CapabilityError, PrepareContext};
 use crate::state::InstanceState;
-use trellis_control_api::{Binding, Component, find_binding, find_named_binding};
+use trellis_manifest::{Binding, find_binding, find_named_binding};
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -55,6 +54,14 @@ pub enum KeyValueError {
     /// Anything else, described.
     #[error("{0}")]
     Other(String),
+}
+
+/// A failed provider call reaches the guest as `error::other`, naming the
+/// provider, the function and the kind of failure.
+impl From<crate::lattice::CallError> for KeyValueError {
+    fn from(e: crate::lattice::CallError) -> Self {
+        KeyValueError::Other(e.to_string())
+    }
 }
 
 impl From<wasmtime::component::ResourceTableError> for KeyValueError {
@@ -119,30 +126,47 @@ impl KeyValueBackends {
     }
 }
 
-/// The backends `component`'s bindings choose: memory for `host`, the provider's
-/// client for a binding `remote` gives a call target.
-pub(crate) fn backends(
-    workload: &str,
-    component: &Component,
-    services: &HostServices,
-    remote: &dyn Fn(&Binding) -> Option<CallTarget>,
-) -> KeyValueBackends {
+/// `wasi:keyvalue`: per component version, the backends its bindings choose;
+/// in-memory data belongs to the workload name on this host.
+pub(crate) struct KeyValue;
+
+impl Capability for KeyValue {
+    const INTERFACES: &'static [BuiltinInterface] = INTERFACES;
+    type Host = MemoryStores;
+    type Prepared = KeyValueBackends;
+    type State = KeyValueBackends;
+
+    fn prepare(
+        memory: &MemoryStores,
+        cx: &PrepareContext<'_>,
+    ) -> Result<Self::Prepared, CapabilityError> {
+        Ok(backends(memory, cx))
+    }
+
+    fn instantiate(backends: &KeyValueBackends) -> Result<Self::State, CapabilityError> {
+        Ok(backends.clone())
+    }
+}
+
+/// The backends the component's bindings choose: memory for `host`, the
+/// provider's client for a binding that goes over the lattice.
+fn backends(memory: &MemoryStores, cx: &PrepareContext<'_>) -> KeyValueBackends {
     let backend = |binding: Option<&Binding>| -> Arc<dyn KeyValueBackend> {
-        match binding.and_then(remote) {
+        match binding.and_then(cx.remote) {
             Some(target) => Arc::new(RemoteKeyValue::new(target)),
-            None => services.memory_keyvalue.for_workload(workload),
+            None => memory.for_workload(cx.workload),
         }
     };
-    let named = component
-        .bindings
+    let bindings = &cx.component.bindings;
+    let named = bindings
         .iter()
         .filter_map(|b| b.import.name())
         .map(|name| {
-            let binding = find_named_binding(&component.bindings, STORE, name);
+            let binding = find_named_binding(bindings, STORE, name);
             (name.to_string(), backend(binding))
         })
         .collect();
-    KeyValueBackends::new(backend(find_binding(&component.bindings, STORE)), named)
+    KeyValueBackends::new(backend(find_binding(bindings, STORE)), named)
 }
 
 /// An open bucket, as held in the resource table: its backend's handle, and
@@ -302,7 +326,7 @@ impl batch::Host for KeyValueView<'_> {
 }
 
 /// The `wasi:keyvalue` interfaces.
-pub(crate) const INTERFACES: &[BuiltinInterface] = &[
+const INTERFACES: &[BuiltinInterface] = &[
     BuiltinInterface::new("wasi:keyvalue/store", |l| {
         store::add_to_linker::<InstanceState, HasKeyValue>(l, view)
     })

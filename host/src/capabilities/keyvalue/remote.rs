@@ -46,7 +46,7 @@ impl RemoteKeyValue {
             Ok(Err(store::Error::NoSuchStore)) => Err(KeyValueError::NoSuchStore),
             Ok(Err(store::Error::AccessDenied)) => Err(KeyValueError::AccessDenied),
             Ok(Err(store::Error::Other(message))) => Err(KeyValueError::Other(message)),
-            Err(message) => Err(KeyValueError::Other(message)),
+            Err(failed) => Err(failed.into()),
         }
     }
 }

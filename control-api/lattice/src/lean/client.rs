@@ -9,7 +9,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use wrpc_transport::Invoke;
 
 use super::streams::{Reply, ReplySlot};
-use super::{ERROR_HEADER, HEADROOM, LeanIncoming, LeanOutgoing, subject};
+use super::{ERROR_HEADER, ERROR_KIND_HEADER, HEADROOM, LeanIncoming, LeanOutgoing, subject};
+use crate::{CallErrorKind, Failure};
 
 type Standard = wrpc_transport_nats::Client;
 
@@ -70,7 +71,9 @@ impl Invoke for LeanClient {
         let (nats, standard, filled) = (self.nats.clone(), self.standard.clone(), slot.clone());
         let subject = subject(&self.prefix, instance, func);
         let (instance, func) = (instance.to_string(), func.to_string());
-        let send = move |payload: Bytes| {
+        let send = move |payload: Result<Bytes, Failure>| {
+            // A caller that gives up before sending its parameters sends nothing.
+            let Ok(payload) = payload else { return };
             let reply: Reply = Box::pin(async move {
                 if payload.len() + HEADROOM <= nats.server_info().max_payload {
                     request(&nats, subject, cx, payload).await
@@ -99,13 +102,20 @@ async fn request(
     }
     match nats.send_request(subject, request).await {
         Ok(reply) => match reply.headers.as_ref().and_then(|h| h.get(ERROR_HEADER)) {
-            Some(why) => Err(io::Error::other(why.as_str().to_string())),
+            Some(why) => {
+                let kind = reply
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(ERROR_KIND_HEADER))
+                    .map(|k| k.as_str());
+                Err(Failure::new(CallErrorKind::from_header(kind), why.as_str()).into())
+            }
             None => Ok(reply.payload),
         },
-        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-            Err(io::Error::new(io::ErrorKind::NotConnected, "no responders"))
+        Err(e) => {
+            let kind = CallErrorKind::of(&e);
+            Err(Failure::new(kind, e.to_string()).into())
         }
-        Err(e) => Err(io::Error::other(e.to_string())),
     }
 }
 

@@ -10,8 +10,9 @@ use futures::TryStreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use super::SchedulerError;
-use crate::lattice::Subjects;
-use crate::{ManifestError, Workload};
+use sha2::{Digest as _, Sha256};
+use trellis_lattice::Subjects;
+use trellis_manifest::{ComponentSource, Diagnostic, ManifestError, Workload, yaml};
 
 /// How long a leader's lease lasts without renewal.
 pub const LEASE_TTL: Duration = Duration::from_secs(3);
@@ -21,8 +22,9 @@ pub const LEASE_TTL: Duration = Duration::from_secs(3);
 pub struct Desired {
     /// The workload's name (the KV key).
     pub name: String,
-    /// A digest of the manifest text outside its `deploy` block: any change to the
-    /// workload is a new version (rolled out); scaling or moving it is not.
+    /// A digest of the decoded manifest outside its `deploy` block and of every
+    /// component's bytes: any change to the workload is a new version (rolled
+    /// out); scaling or moving it, or editing a comment, is not.
     pub version: String,
     /// The manifest, as applied.
     pub manifest: String,
@@ -38,9 +40,15 @@ impl Desired {
     /// Validates `manifest` (paths resolve against `base`) and makes its desired state.
     pub fn from_manifest(manifest: &str, file: &Path, base: &Path) -> Result<Self, ManifestError> {
         let workload = Workload::from_yaml(manifest, file, base)?;
+        let version = version_of(&workload, manifest).map_err(|e| {
+            ManifestError::new(
+                file,
+                vec![Diagnostic::new(Default::default(), e.to_string())],
+            )
+        })?;
         Ok(Desired {
             name: workload.name,
-            version: version_of(&without_deploy(manifest)),
+            version,
             manifest: manifest.to_string(),
             replicas: workload.deploy.replicas,
             selector: workload.deploy.selector,
@@ -61,29 +69,44 @@ pub fn parse_id(id: &str) -> Option<(&str, &str, &str)> {
     Some((host, name, version))
 }
 
-/// The manifest text without its top-level `deploy` block (block or flow style).
-fn without_deploy(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut skipping = false;
-    for line in text.lines() {
-        let top_level = line.starts_with(|c: char| !c.is_whitespace() && c != '#');
-        if top_level {
-            skipping = line.starts_with("deploy:");
-        }
-        if !skipping {
-            out.push_str(line);
-            out.push('\n');
-        }
+/// A workload version: SHA-256 over the decoded manifest without its `deploy`
+/// block (comments, quoting and key order do not count) and over the bytes of
+/// every component, so an edit that changes nothing is no rollout and a
+/// component rebuilt at the same path is one. 16 hex digits (64 bits).
+fn version_of(workload: &Workload, text: &str) -> Result<String, VersionError> {
+    let root = yaml::parse(text).map_err(|e| VersionError::Yaml(e.to_string()))?;
+    let mut digest = Sha256::new();
+    digest.update(root.canonical(&["deploy"]));
+    for component in &workload.components {
+        let ComponentSource::File(path) = &component.source;
+        let bytes = std::fs::read(path).map_err(|source| VersionError::Component {
+            component: component.name.clone(),
+            path: path.clone(),
+            source,
+        })?;
+        digest.update(component.name.as_bytes());
+        digest.update(Sha256::digest(&bytes));
     }
-    out
+    let hash = digest.finalize();
+    Ok(hash.iter().take(8).map(|b| format!("{b:02x}")).collect())
 }
 
-/// FNV-1a over the manifest text: stable across processes and releases.
-fn version_of(text: &str) -> String {
-    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{:08x}", hash >> 32)
+/// Why a workload's version could not be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum VersionError {
+    /// The manifest is not YAML (validation says so first; kept for safety).
+    #[error("the manifest is not valid YAML: {0}")]
+    Yaml(String),
+    /// A component file could not be read.
+    #[error("cannot read component `{component}` at `{}`: {source}", path.display())]
+    Component {
+        /// The component.
+        component: String,
+        /// Its file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// One running (or failed) copy of a workload.
@@ -265,7 +288,7 @@ async fn open_bucket(
     js: &jetstream::Context,
     config: kv::Config,
 ) -> Result<kv::Store, SchedulerError> {
-    crate::lattice::open_bucket(js, config)
+    trellis_lattice::open_bucket(js, config)
         .await
         .map_err(SchedulerError::Nats)
 }
@@ -313,14 +336,40 @@ mod tests {
             Some(("H1", "shop", "0a1b2c3d"))
         );
         assert_eq!(parse_id("H1:shop"), None);
-        assert_eq!(version_of("a"), version_of("a"));
-        assert_ne!(version_of("a"), version_of("b"));
-        let a = "name: x\ndeploy:\n  replicas: 1\nroutes: []\n";
-        let b = "name: x\ndeploy:\n  replicas: 5\n  spread: zone\nroutes: []\n";
-        assert_eq!(without_deploy(a), without_deploy(b));
-        assert_eq!(
-            without_deploy("name: x\ndeploy: {replicas: 2}\n"),
-            "name: x\n"
+    }
+
+    /// A manifest of one component at `component`, with `extra` appended.
+    fn desired(dir: &Path, extra: &str) -> Result<Desired, ManifestError> {
+        let text = format!(
+            "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: shop\ncomponents:\n  web:\n    source: web.wat\n{extra}"
         );
+        Desired::from_manifest(&text, &dir.join("shop.yaml"), dir)
+    }
+
+    #[test]
+    fn versions_follow_content_not_text() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = std::env::temp_dir().join(format!("trellis-version-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("web.wat"), "(component)")?;
+        let base = desired(&dir, "")?.version;
+        assert_eq!(base.len(), 16);
+        // Comments, quoting, key order and the deploy block are not a new version.
+        let same = ["# a comment\n", "deploy:\n  replicas: 3\n"];
+        for extra in same {
+            assert_eq!(desired(&dir, extra)?.version, base, "{extra:?}");
+        }
+        let reordered = Desired::from_manifest(
+            "name: \"shop\"  # quoted\nkind: Workload\napiVersion: trellis.dev/v1alpha1\ncomponents: {web: {source: web.wat}}\n",
+            &dir.join("shop.yaml"),
+            &dir,
+        )?;
+        assert_eq!(reordered.version, base);
+        // A real change is.
+        assert_ne!(desired(&dir, "    config: {a: b}\n")?.version, base);
+        // So is a component rebuilt at the same path.
+        std::fs::write(dir.join("web.wat"), "(component (core module))")?;
+        assert_ne!(desired(&dir, "")?.version, base);
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
     }
 }

@@ -17,13 +17,17 @@ mod streams;
 
 pub use client::LeanClient;
 pub use server::DualServer;
-pub use streams::{LeanIncoming, LeanOutgoing};
+pub use streams::{Failer, LeanIncoming, LeanOutgoing};
 
 /// The protocol's name in a provider's `transports`.
 pub const PROTOCOL: &str = "trellis-rr/1";
 
 /// The reply header that carries a server-side failure instead of results.
 pub const ERROR_HEADER: &str = "Trellis-Error";
+
+/// The reply header that names the failure's [`CallErrorKind`](crate::CallErrorKind)
+/// (`busy`, `too-large`, `refused`, …) beside [`ERROR_HEADER`].
+pub const ERROR_KIND_HEADER: &str = "Trellis-Error-Kind";
 
 /// Room kept for headers when deciding whether parameters fit one message.
 const HEADROOM: usize = 8 << 10;

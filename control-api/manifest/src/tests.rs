@@ -208,10 +208,14 @@ fn the_json_schema_matches_the_decoder() -> Result<(), Box<dyn std::error::Error
 /// The example manifests in the repository decode.
 #[test]
 fn the_example_manifests_are_valid() -> Result<(), ManifestError> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     for file in [
         "examples/counter/workload.yaml",
+        "examples/counter/lattice.yaml",
+        "examples/counter/greetings.yaml",
+        "examples/counter/distributed.yaml",
         "tests/manifests/limits.yaml",
+        "tests/manifests/stuck-greetings.yaml",
     ] {
         Workload::from_file(&root.join(file))?;
     }

@@ -1,9 +1,12 @@
 //! Trellis workload manifests: the types every part of Trellis shares, parsed
 //! from YAML with every problem reported at once, each with its line and column.
 //!
+//! This crate knows nothing of NATS: `trellis dev`, the host, the CLI and the
+//! scheduler read manifests through it, and a provider never compiles it.
+//!
 //! ```
 //! use std::path::Path;
-//! use trellis_control_api::{BindingTarget, Workload, find_binding};
+//! use trellis_manifest::{BindingTarget, Workload, find_binding};
 //!
 //! let yaml = r#"
 //! apiVersion: trellis.dev/v1alpha1
@@ -30,12 +33,9 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod binding;
-pub mod control;
 mod decode;
 mod diagnostics;
-pub mod lattice;
 mod manifest;
-pub mod scheduler;
 mod units;
 mod validate;
 pub mod yaml;

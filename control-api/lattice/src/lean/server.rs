@@ -9,8 +9,9 @@ use futures::{Stream, StreamExt as _, TryStreamExt as _};
 use wrpc_transport::Serve;
 use wrpc_transport_nats::NatsContext;
 
-use super::{ERROR_HEADER, LeanIncoming, LeanOutgoing, subject};
-use crate::lattice::{BoundedIncoming, BoundedServer};
+use super::{ERROR_HEADER, ERROR_KIND_HEADER, LeanIncoming, LeanOutgoing, subject};
+use crate::{BoundedIncoming, BoundedServer};
+use crate::{CallErrorKind, Failure};
 
 type StandardOut = <BoundedServer as Serve>::Outgoing;
 type StandardIn = <BoundedServer as Serve>::Incoming;
@@ -44,22 +45,33 @@ impl DualServer {
     }
 }
 
-/// Publishes `results` to `reply`, or, if they do not fit one message, an
-/// error saying so.
-fn send_reply(nats: async_nats::Client, reply: Subject, results: Bytes) {
+/// Publishes `results` to `reply`; a failure, or results that do not fit one
+/// message, as a typed error reply instead.
+fn send_reply(nats: async_nats::Client, reply: Subject, results: Result<Bytes, Failure>) {
     tokio::spawn(async move {
         let limit = nats.server_info().max_payload;
-        let sent = if results.len() + super::HEADROOM > limit {
-            let mut headers = HeaderMap::new();
-            let why = format!(
-                "the results are {} bytes, more than one NATS message takes ({limit}); call over wrpc-transport-nats",
-                results.len()
-            );
-            headers.insert(ERROR_HEADER, why.as_str());
-            nats.publish_with_headers(reply, headers, Bytes::new())
-                .await
-        } else {
-            nats.publish(reply, results).await
+        let results = results.and_then(|results| {
+            if results.len() + super::HEADROOM > limit {
+                Err(Failure::new(
+                    CallErrorKind::TooLarge,
+                    format!(
+                        "the results are {} bytes, more than one NATS message takes ({limit}); call over wrpc-transport-nats",
+                        results.len()
+                    ),
+                ))
+            } else {
+                Ok(results)
+            }
+        });
+        let sent = match results {
+            Ok(results) => nats.publish(reply, results).await,
+            Err(failure) => {
+                let mut headers = HeaderMap::new();
+                headers.insert(ERROR_HEADER, failure.message.as_str());
+                headers.insert(ERROR_KIND_HEADER, failure.kind.as_str());
+                nats.publish_with_headers(reply, headers, Bytes::new())
+                    .await
+            }
         };
         if let Err(e) = sent {
             tracing::warn!(error = %e, "cannot send a reply");

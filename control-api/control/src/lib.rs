@@ -1,8 +1,12 @@
 //! The control API (`trellis:control`, wit/deps/control): its types, and the client
-//! the CLI and the scheduler use to tell a host what to run.
+//! the CLI and the scheduler use to tell a host what to run. Hosts serve it
+//! (`trellis_host::control`); this crate is what its callers compile.
 //!
 //! Every host serves the `host` interface over wRPC at `trellis.<lattice>.host.<id>`.
 //! Workload IDs are `<host-id>:<rest>`, so an ID says which host it is for.
+
+#![deny(missing_docs)]
+#![deny(rustdoc::broken_intra_doc_links)]
 
 mod client;
 
@@ -12,7 +16,7 @@ pub use client::{ControlClient, ControlError};
 #[allow(missing_docs)] // generated; the WIT carries the docs
 pub mod bindings {
     wit_bindgen_wrpc::generate!({
-        path: "../wit/deps/control",
+        path: "../../wit/deps/control",
         world: "trellis:control/controller",
     });
 }

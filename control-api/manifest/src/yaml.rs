@@ -62,6 +62,50 @@ impl Node {
         matches!(&self.value, Value::Scalar { text, plain: true } if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL"))
     }
 
+    /// The node's content in a canonical byte form: no comments, positions,
+    /// quoting style or mapping order, and without the top-level keys in
+    /// `skip`. Two texts that decode alike give the same bytes, so a digest
+    /// of them is a version that only a real change moves.
+    pub fn canonical(&self, skip: &[&str]) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_canonical(skip, &mut out);
+        out
+    }
+
+    fn write_canonical(&self, skip: &[&str], out: &mut Vec<u8>) {
+        let text = |tag: u8, bytes: &[u8], out: &mut Vec<u8>| {
+            out.push(tag);
+            out.extend((bytes.len() as u64).to_le_bytes());
+            out.extend(bytes);
+        };
+        match &self.value {
+            Value::Scalar { .. } if self.is_null() => out.push(b'n'),
+            // Quoting is style: the decoder reads a field's text the same either way.
+            Value::Scalar { text: t, .. } => text(b's', t.as_bytes(), out),
+            Value::Seq(items) => {
+                out.push(b'[');
+                for item in items {
+                    item.write_canonical(&[], out);
+                }
+                out.push(b']');
+            }
+            Value::Map(entries) => {
+                let mut entries: Vec<(Vec<u8>, Vec<u8>)> = entries
+                    .iter()
+                    .filter(|(k, _)| !matches!(&k.value, Value::Scalar { text, .. } if skip.contains(&text.as_str())))
+                    .map(|(k, v)| (k.canonical(&[]), v.canonical(&[])))
+                    .collect();
+                entries.sort();
+                out.push(b'{');
+                for (k, v) in entries {
+                    out.extend(k);
+                    out.extend(v);
+                }
+                out.push(b'}');
+            }
+        }
+    }
+
     /// A short name of the node's kind, for error messages.
     pub fn kind(&self) -> &'static str {
         match &self.value {

@@ -7,6 +7,9 @@
 //! live while their heartbeats arrive. Several schedulers may run; the one holding
 //! the KV lease acts, and another takes over when the lease lapses.
 
+#![deny(missing_docs)]
+#![deny(rustdoc::broken_intra_doc_links)]
+
 mod lease;
 pub mod placement;
 mod store;
@@ -19,11 +22,11 @@ use async_nats::jetstream::kv;
 use futures::StreamExt as _;
 use tokio::time::Instant;
 
-use crate::control::{ControlClient, WorkloadState};
-use crate::lattice::{HostHeartbeat, Subjects};
 pub use lease::Lease;
 use placement::{Copy, HostView};
 pub use store::{Applied, Desired, LEASE_TTL, Replica, Status, Store, parse_id};
+use trellis_control_api::{ControlClient, WorkloadState};
+use trellis_lattice::{HostHeartbeat, Subjects};
 
 /// A host is gone when no heartbeat came for this long.
 pub const HOST_DEAD_AFTER: Duration = Duration::from_secs(3);

@@ -11,14 +11,70 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use wrpc_transport::Index;
 
+use crate::{CallErrorKind, Failure};
+
+/// What a lean outgoing stream hands on when it ends: its bytes, or why there
+/// are none. Shared with its [`Failer`]s; whoever ends the call first takes it.
+type Sender = Arc<Mutex<Option<Box<dyn FnOnce(Result<Bytes, Failure>) + Send + Sync>>>>;
+
+/// Ends a call with a failure after its outgoing stream has been handed to
+/// whatever writes the results (the wasmtime call), so a failure found
+/// outside it (a timeout) still reaches the caller as a typed reply. If neither
+/// results nor a failure were sent when the last holder goes, the caller gets
+/// a `refused` reply: it is never left waiting.
+pub struct Failer {
+    send: Option<Sender>,
+}
+
+impl Failer {
+    /// Ends the call with `failure`, unless it has ended already. A
+    /// `trellis-rr/1` caller gets it as a typed error reply; a
+    /// wrpc-transport-nats caller, which has no error of its own, sees its
+    /// results stream end empty when the stream is dropped.
+    pub fn fail(&self, failure: Failure) {
+        if let Some(send) = &self.send {
+            finish(send, Err(failure));
+        }
+    }
+}
+
+impl Drop for Failer {
+    fn drop(&mut self) {
+        if let Some(send) = self.send.take() {
+            drop_unsent(send);
+        }
+    }
+}
+
+/// Hands `result` to the sender, if nobody has yet.
+fn finish(send: &Sender, result: Result<Bytes, Failure>) {
+    let taken = send.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(send) = taken {
+        send(result);
+    }
+}
+
+/// The last holder of an unsent call fails it, so the caller never hangs.
+fn drop_unsent(send: Sender) {
+    if Arc::strong_count(&send) == 1 {
+        finish(
+            &send,
+            Err(Failure::new(
+                CallErrorKind::Refused,
+                "the callee ended the call without results",
+            )),
+        );
+    }
+}
+
 /// What one side of a call writes.
 pub enum LeanOutgoing<S> {
     /// Collected, then handed to `send` on shutdown as one message.
     Lean {
         /// What was written so far.
         buf: BytesMut,
-        /// Sends it; taken on shutdown.
-        send: Option<Box<dyn FnOnce(Bytes) + Send + Sync>>,
+        /// Sends it on shutdown (or a failure, or the last drop without either).
+        send: Option<Sender>,
     },
     /// A wrpc-transport-nats call.
     Standard(S),
@@ -44,11 +100,33 @@ pub enum LeanIncoming<S> {
 }
 
 impl<S> LeanOutgoing<S> {
-    /// Bytes that `send` gets on shutdown.
-    pub(super) fn lean(send: impl FnOnce(Bytes) + Send + Sync + 'static) -> Self {
+    /// Bytes that `send` gets on shutdown; a failure, or a drop before
+    /// shutdown, hands it an `Err` instead.
+    pub(super) fn lean(send: impl FnOnce(Result<Bytes, Failure>) + Send + Sync + 'static) -> Self {
         LeanOutgoing::Lean {
             buf: BytesMut::new(),
-            send: Some(Box::new(send)),
+            send: Some(Arc::new(Mutex::new(Some(Box::new(send))))),
+        }
+    }
+
+    /// A handle that can end this call with a failure even after the stream
+    /// itself has been handed on (see [`Failer`]).
+    pub fn failer(&self) -> Failer {
+        Failer {
+            send: match self {
+                LeanOutgoing::Lean { send, .. } => send.clone(),
+                LeanOutgoing::Standard(_) => None,
+            },
+        }
+    }
+}
+
+impl<S> Drop for LeanOutgoing<S> {
+    fn drop(&mut self) {
+        if let LeanOutgoing::Lean { send, .. } = self
+            && let Some(send) = send.take()
+        {
+            drop_unsent(send);
         }
     }
 }
@@ -119,7 +197,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for LeanOutgoing<S> {
         match self.get_mut() {
             LeanOutgoing::Lean { buf, send } => {
                 if let Some(send) = send.take() {
-                    send(buf.split().freeze());
+                    finish(&send, Ok(buf.split().freeze()));
                 }
                 Poll::Ready(Ok(()))
             }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::bindings::trellis::control::host;
 use super::{HostInfo, Refusal, WorkloadStatus};
-use crate::lattice::Subjects;
+use trellis_lattice::{CallErrorKind, Subjects};
 
 /// Why a control call did not return a result.
 #[derive(Debug, thiserror::Error)]
@@ -85,21 +85,16 @@ impl ControlClient {
     ) -> Result<T, ControlError> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => {
-                let message = format!("{e:#}");
-                // wrpc-transport-nats reports NATS's no-responders status as NotConnected.
-                if message.contains("no responders") || message.contains("not connected") {
-                    Err(ControlError::NoHost {
-                        host: self.host.clone(),
-                        prefix: self.prefix.clone(),
-                    })
-                } else {
-                    Err(ControlError::Transport {
-                        host: self.host.clone(),
-                        message,
-                    })
-                }
-            }
+            Ok(Err(e)) => match CallErrorKind::of_anyhow(&e) {
+                CallErrorKind::NoResponders => Err(ControlError::NoHost {
+                    host: self.host.clone(),
+                    prefix: self.prefix.clone(),
+                }),
+                _ => Err(ControlError::Transport {
+                    host: self.host.clone(),
+                    message: format!("{e:#}"),
+                }),
+            },
             Err(_) => Err(ControlError::Timeout {
                 host: self.host.clone(),
                 call,

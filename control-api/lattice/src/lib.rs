@@ -1,0 +1,35 @@
+//! How the processes of one lattice find each other on NATS: subject names, the
+//! headers every wRPC call carries, the connection options every binary takes, and
+//! the JSON that providers and hosts announce themselves with, and the two wRPC
+//! transports (wrpc-transport-nats and [`lean`], `trellis-rr/1`).
+//!
+//! It is everything a provider needs and nothing more: no manifest parser, no
+//! scheduler. Every other Trellis crate builds on it; it depends on none of them.
+//!
+//! ```
+//! use trellis_lattice::Subjects;
+//!
+//! let subjects = Subjects::new("edge");
+//! assert_eq!(subjects.provider("keyvalue"), "trellis.edge.provider.keyvalue");
+//! ```
+#![deny(missing_docs)]
+#![deny(rustdoc::broken_intra_doc_links)]
+#![doc(test(attr(deny(warnings))))]
+
+mod announce;
+mod bounded;
+mod buckets;
+mod connect;
+mod failure;
+pub mod headers;
+pub mod lean;
+mod links;
+mod subjects;
+
+pub use announce::{HostHeartbeat, ProviderInfo};
+pub use bounded::{BoundedIncoming, BoundedServer, IDLE_LIMIT};
+pub use buckets::open_bucket;
+pub use connect::{ConnectError, NatsArgs};
+pub use failure::{CallErrorKind, Failure};
+pub use links::{LINKS_BUCKET, Link, LinkedBinding, links_bucket, provider_links};
+pub use subjects::{DEFAULT_LATTICE, Subjects};
