@@ -94,11 +94,18 @@ impl ControlAgent {
         let client =
             wrpc_transport_nats::Client::new(lattice.nats().clone(), prefix.as_str(), None)
                 .await
-                .map_err(|e| LatticeError::Nats(format!("{e:#}")))?;
+                .map_err(|source| LatticeError::Wrpc {
+                    what: "make the control API's client",
+                    source,
+                })?;
         let server = BoundedServer::new(client, IDLE_LIMIT);
-        let invocations = bindings::serve(&server, self)
-            .await
-            .map_err(|e| LatticeError::Nats(format!("{e:#}")))?;
+        let invocations =
+            bindings::serve(&server, self)
+                .await
+                .map_err(|source| LatticeError::Wrpc {
+                    what: "serve the control API",
+                    source,
+                })?;
         tracing::info!(%prefix, "serving the control API");
         Ok(async move {
             let mut calls = futures::stream::select_all(

@@ -70,10 +70,11 @@ async fn components_publish_and_request_through_the_provider() -> TestResult {
     assert_eq!(reply.status, 502, "{}", reply.body);
     assert!(reply.body.contains("is reserved"), "{}", reply.body);
 
-    // Without the provider the polyfilled call traps at once: a 500 naming it.
+    // Without the provider the polyfilled call traps at once: a 503 (nobody
+    // serves it, see `CallError::http_status`) naming it.
     messaging.kill();
     let reply = send(h.addr, "/publish/orders.new", b"x").await?;
-    assert_eq!(reply.status, 500, "{}", reply.body);
+    assert_eq!(reply.status, 503, "{}", reply.body);
     assert!(
         reply.body.contains("provider `messaging`"),
         "{}",

@@ -28,7 +28,7 @@ mod subjects;
 
 pub use announce::{HostHeartbeat, ProviderInfo};
 pub use bounded::{BoundedIncoming, BoundedServer, IDLE_LIMIT};
-pub use buckets::open_bucket;
+pub use buckets::{BucketError, open_bucket};
 pub use connect::{ConnectError, NatsArgs};
 pub use failure::{CallErrorKind, Failure};
 pub use links::{LINKS_BUCKET, Link, LinkedBinding, links_bucket, provider_links};

@@ -42,12 +42,42 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(1);
 /// Why scheduling state could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
-    /// NATS or JetStream failed.
-    #[error("NATS: {0}")]
-    Nats(String),
+    /// A scheduling bucket could not be opened.
+    #[error(transparent)]
+    Bucket(#[from] trellis_lattice::BucketError),
+    /// A JetStream KV operation on a scheduling bucket failed.
+    #[error("JetStream KV {op} failed: {source}")]
+    Kv {
+        /// The operation (`entry`, `put`, `watch`, …).
+        op: &'static str,
+        /// What JetStream said.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A subscription the scheduler needs was refused.
+    #[error("cannot subscribe to `{subject}`: {source}")]
+    Subscribe {
+        /// The subject.
+        subject: String,
+        /// What NATS said.
+        #[source]
+        source: async_nats::SubscribeError,
+    },
+    /// A host's control client could not be made.
+    #[error(transparent)]
+    Control(#[from] trellis_control_api::ControlError),
     /// A stored record is not what this version writes.
-    #[error("unreadable record {0}")]
-    Data(String),
+    #[error("unreadable record `{key}`: {source}")]
+    Record {
+        /// Its key.
+        key: String,
+        /// Why it does not decode.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A record could not be encoded.
+    #[error("cannot encode a record: {0}")]
+    Encode(#[source] serde_json::Error),
 }
 
 /// A scheduler process.
@@ -95,7 +125,10 @@ impl Scheduler {
             .nats
             .subscribe(self.subjects.host_heartbeats())
             .await
-            .map_err(|e| SchedulerError::Nats(e.to_string()))?;
+            .map_err(|source| SchedulerError::Subscribe {
+                subject: self.subjects.host_heartbeats(),
+                source,
+            })?;
         let hosts = self.hosts.clone();
         let watcher = tokio::spawn(async move {
             while let Some(message) = beats.next().await {
@@ -186,9 +219,8 @@ impl Scheduler {
         if let Some(client) = self.clients.get(host) {
             return Ok(client.clone());
         }
-        let client = ControlClient::new(self.nats.clone(), &self.subjects, host, CONTROL_TIMEOUT)
-            .await
-            .map_err(|e| SchedulerError::Nats(e.to_string()))?;
+        let client =
+            ControlClient::new(self.nats.clone(), &self.subjects, host, CONTROL_TIMEOUT).await?;
         self.clients.insert(host.to_string(), client.clone());
         Ok(client)
     }

@@ -180,9 +180,14 @@ impl Store {
 
     /// Records `desired`; applying the same version again changes nothing.
     pub async fn apply(&self, desired: &Desired) -> Result<Applied, SchedulerError> {
-        let json = serde_json::to_vec(desired).map_err(|e| SchedulerError::Data(e.to_string()))?;
+        let json = serde_json::to_vec(desired).map_err(SchedulerError::Encode)?;
         loop {
-            match self.desired.entry(&desired.name).await.map_err(kv_error)? {
+            match self
+                .desired
+                .entry(&desired.name)
+                .await
+                .map_err(kv("entry"))?
+            {
                 Some(entry) if entry.operation == kv::Operation::Put => {
                     let known: Option<Desired> = serde_json::from_slice(&entry.value).ok();
                     if known.as_ref() == Some(desired) {
@@ -216,7 +221,7 @@ impl Store {
     pub async fn delete(&self, name: &str) -> Result<bool, SchedulerError> {
         let known = self.desired(name).await?.is_some();
         if known {
-            self.desired.purge(name).await.map_err(kv_error)?;
+            self.desired.purge(name).await.map_err(kv("purge"))?;
             let _ = self.status.purge(name).await;
         }
         Ok(known)
@@ -244,11 +249,11 @@ impl Store {
 
     /// Records `status`.
     pub async fn put_status(&self, status: &Status) -> Result<(), SchedulerError> {
-        let json = serde_json::to_vec(status).map_err(|e| SchedulerError::Data(e.to_string()))?;
+        let json = serde_json::to_vec(status).map_err(SchedulerError::Encode)?;
         self.status
             .put(&status.name, json.into())
             .await
-            .map_err(kv_error)?;
+            .map_err(kv("put"))?;
         Ok(())
     }
 
@@ -262,14 +267,14 @@ impl Store {
     pub async fn follow_desired(
         &self,
     ) -> Result<(BTreeMap<String, (u64, Desired)>, kv::Watch), SchedulerError> {
-        let watch = self.desired.watch_all().await.map_err(kv_error)?;
+        let watch = self.desired.watch_all().await.map_err(kv("watch"))?;
         let keys: Vec<String> = match self.desired.keys().await {
-            Ok(keys) => keys.try_collect().await.map_err(kv_error)?,
-            Err(e) => return Err(kv_error(e)),
+            Ok(keys) => keys.try_collect().await.map_err(kv("keys"))?,
+            Err(e) => return Err(kv("keys")(e)),
         };
         let mut known = BTreeMap::new();
         for key in keys {
-            if let Some(entry) = self.desired.entry(&key).await.map_err(kv_error)?
+            if let Some(entry) = self.desired.entry(&key).await.map_err(kv("entry"))?
                 && entry.operation == kv::Operation::Put
                 && let Ok(desired) = serde_json::from_slice::<Desired>(&entry.value)
             {
@@ -288,29 +293,30 @@ async fn open_bucket(
     js: &jetstream::Context,
     config: kv::Config,
 ) -> Result<kv::Store, SchedulerError> {
-    trellis_lattice::open_bucket(js, config)
-        .await
-        .map_err(SchedulerError::Nats)
+    Ok(trellis_lattice::open_bucket(js, config).await?)
 }
 
 async fn read<T: for<'de> Deserialize<'de>>(
     bucket: &kv::Store,
     key: &str,
 ) -> Result<Option<T>, SchedulerError> {
-    let Some(bytes) = bucket.get(key).await.map_err(kv_error)? else {
+    let Some(bytes) = bucket.get(key).await.map_err(kv("get"))? else {
         return Ok(None);
     };
     serde_json::from_slice(&bytes)
         .map(Some)
-        .map_err(|e| SchedulerError::Data(format!("`{key}`: {e}")))
+        .map_err(|source| SchedulerError::Record {
+            key: key.to_string(),
+            source,
+        })
 }
 
 async fn read_all<T: for<'de> Deserialize<'de>>(
     bucket: &kv::Store,
 ) -> Result<Vec<T>, SchedulerError> {
     let keys: Vec<String> = match bucket.keys().await {
-        Ok(keys) => keys.try_collect().await.map_err(kv_error)?,
-        Err(e) => return Err(kv_error(e)),
+        Ok(keys) => keys.try_collect().await.map_err(kv("keys"))?,
+        Err(e) => return Err(kv("keys")(e)),
     };
     let mut out = Vec::with_capacity(keys.len());
     for key in keys {
@@ -321,8 +327,14 @@ async fn read_all<T: for<'de> Deserialize<'de>>(
     Ok(out)
 }
 
-fn kv_error(e: impl std::fmt::Display) -> SchedulerError {
-    SchedulerError::Nats(e.to_string())
+/// Wraps a failure of the KV operation `op`.
+fn kv<E: std::error::Error + Send + Sync + 'static>(
+    op: &'static str,
+) -> impl FnOnce(E) -> SchedulerError {
+    move |e| SchedulerError::Kv {
+        op,
+        source: Box::new(e),
+    }
 }
 
 #[cfg(test)]

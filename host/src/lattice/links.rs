@@ -6,7 +6,10 @@ use std::sync::Mutex;
 
 use async_nats::jetstream::{self, kv};
 use tokio::sync::OnceCell;
-use trellis_lattice::{LINKS_BUCKET, Link, LinkedBinding, Subjects, links_bucket, open_bucket};
+use anyhow::Context as _;
+use trellis_lattice::{
+    BucketError, LINKS_BUCKET, Link, LinkedBinding, Subjects, links_bucket, open_bucket,
+};
 use trellis_manifest::{BindingTarget, Workload};
 
 /// The link entries this host holds.
@@ -30,7 +33,7 @@ impl Links {
         }
     }
 
-    async fn store(&self) -> Result<&kv::Store, String> {
+    async fn store(&self) -> Result<&kv::Store, BucketError> {
         self.store
             .get_or_try_init(|| open_bucket(&self.js, links_bucket(&self.bucket)))
             .await
@@ -80,22 +83,23 @@ impl Links {
         if links.is_empty() && stale.is_empty() {
             return;
         }
+        // Only logged, never returned: anyhow carries the context.
         let result = async {
             let store = self.store().await?;
             for link in &links {
-                let json = serde_json::to_vec(link).map_err(|e| e.to_string())?;
+                let json = serde_json::to_vec(link)?;
                 store
                     .put(link.key(), json.into())
                     .await
-                    .map_err(|e| format!("cannot put link `{}`: {e}", link.key()))?;
+                    .with_context(|| format!("cannot put link `{}`", link.key()))?;
             }
             for key in stale {
                 let _ = store.delete(&key).await;
             }
-            Ok::<_, String>(())
+            Ok::<_, anyhow::Error>(())
         };
         if let Err(e) = result.await {
-            tracing::warn!(workload = %manifest.name, error = %e, "providers were not told of this workload's bindings");
+            tracing::warn!(workload = %manifest.name, error = format!("{e:#}"), "providers were not told of this workload's bindings");
         }
     }
 

@@ -44,9 +44,17 @@ pub enum LatticeError {
         /// Why it could not be read.
         reason: String,
     },
-    /// NATS failed.
-    #[error("NATS: {0}")]
-    Nats(String),
+    /// Setting up a wRPC client or server on NATS failed.
+    #[error("cannot {what} over wRPC: {source:#}")]
+    Wrpc {
+        /// What was being set up ("serve the control API", …).
+        what: &'static str,
+        /// What wRPC said (the wRPC traits speak anyhow).
+        source: anyhow::Error,
+    },
+    /// A NATS request failed.
+    #[error("NATS request failed: {0}")]
+    Request(#[from] async_nats::RequestError),
 }
 
 /// A host's lattice connection.
@@ -105,7 +113,10 @@ impl Lattice {
         }
         let client = wrpc_transport_nats::Client::new(self.nats.clone(), prefix, None)
             .await
-            .map_err(|e| LatticeError::Nats(format!("{e:#}")))?;
+            .map_err(|source| LatticeError::Wrpc {
+                what: "make a client",
+                source,
+            })?;
         clients.insert(prefix.to_string(), client.clone());
         Ok(client)
     }
@@ -132,7 +143,7 @@ impl Lattice {
                 Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
                     return Err(missing());
                 }
-                Ok(Err(e)) => return Err(LatticeError::Nats(e.to_string())),
+                Ok(Err(e)) => return Err(e.into()),
                 Err(_) => return Err(missing()),
             };
         serde_json::from_slice(&reply.payload).map_err(|e| LatticeError::BadInfo {

@@ -150,7 +150,10 @@ impl LoadedWorkload {
             Some(prefix.as_str().into()),
         )
         .await
-        .map_err(|e| LatticeError::Nats(format!("{e:#}")))?;
+        .map_err(|source| LatticeError::Wrpc {
+            what: "make the exports' server",
+            source,
+        })?;
         let client = DualServer::new(
             BoundedServer::new(standard, IDLE_LIMIT),
             lattice.nats().clone(),
@@ -164,7 +167,10 @@ impl LoadedWorkload {
                 let invocations = client
                     .serve(&export.instance, &function.name, no_async_params)
                     .await
-                    .map_err(|e| LatticeError::Nats(format!("{e:#}")))?;
+                    .map_err(|source| LatticeError::Wrpc {
+                        what: "serve an export",
+                        source,
+                    })?;
                 let workload = self.clone();
                 tasks.push(tokio::spawn(async move {
                     let mut invocations = std::pin::pin!(invocations);

@@ -159,8 +159,7 @@ impl store::HandlerBucket<NatsContext> for Handler {
                         .collect()
                         .await
                 }
-                // An empty bucket has no keys to list.
-                Err(e) if e.to_string().contains("no keys") => Vec::new(),
+                // An empty bucket gives an empty stream (async-nats 0.49), not an error.
                 Err(e) => return Err(other(e)),
             };
             keys.sort();

@@ -21,9 +21,7 @@ impl Provider {
     pub async fn links(&self) -> anyhow::Result<impl Stream<Item = LinkChange> + Send + 'static> {
         let js = jetstream::new(self.nats().clone());
         let bucket = self.subjects().bucket(trellis_lattice::LINKS_BUCKET);
-        let store = open_bucket(&js, links_bucket(&bucket))
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let store = open_bucket(&js, links_bucket(&bucket)).await?;
         let watch = store
             .watch_with_history(provider_links(self.name()))
             .await

@@ -10,7 +10,11 @@ fn the_sdk_depends_on_the_lattice_only() -> Result<(), Box<dyn std::error::Error
         .args(["--prefix", "none", "--locked", "--offline"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tree = String::from_utf8(out.stdout)?;
     assert!(tree.contains("trellis-lattice"), "{tree}");
     for forbidden in [
@@ -20,7 +24,10 @@ fn the_sdk_depends_on_the_lattice_only() -> Result<(), Box<dyn std::error::Error
         "trellis-control-api",
         "wasmtime",
     ] {
-        assert!(!tree.contains(forbidden), "the SDK pulls in {forbidden}:\n{tree}");
+        assert!(
+            !tree.contains(forbidden),
+            "the SDK pulls in {forbidden}:\n{tree}"
+        );
     }
     Ok(())
 }
