@@ -362,7 +362,10 @@ fn print_value<T: Serialize>(format: Format, value: &T) -> Outcome {
         Err(e) => return Outcome::Refused(e.to_string()),
     };
     match format {
-        Format::Yaml => print!("{}", yaml(&json, 0)),
+        Format::Yaml => match serde_yaml_ng::to_string(&json) {
+            Ok(text) => print!("{text}"),
+            Err(e) => return Outcome::Refused(format!("cannot write YAML: {e}")),
+        },
         _ => println!(
             "{}",
             serde_json::to_string_pretty(&json).unwrap_or_default()
@@ -372,63 +375,73 @@ fn print_value<T: Serialize>(format: Format, value: &T) -> Outcome {
 }
 
 fn table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) {
-    let rows: Vec<Vec<String>> = rows.collect();
-    let widths: Vec<usize> = headers
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            rows.iter()
-                .map(|r| r[i].len())
-                .max()
-                .unwrap_or(0)
-                .max(h.len())
-        })
-        .collect();
-    let line = |cells: Vec<String>| {
-        let text: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", text.join("   ").trim_end());
-    };
-    line(headers.iter().map(|h| h.to_string()).collect());
+    print!("{}", render_table(headers, rows));
+}
+
+/// Columns as kubectl prints them: no borders, three spaces apart, widths by
+/// display width (comfy-table), never wrapped to the terminal.
+fn render_table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header(headers.iter().copied());
     for row in rows {
-        line(row);
+        table.add_row(row);
     }
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 3));
+    }
+    table
+        .lines()
+        .map(|line| format!("{}\n", line.trim_end()))
+        .collect()
 }
 
-/// A small YAML writer for JSON values (block style; strings quoted as JSON).
-fn yaml(value: &serde_json::Value, indent: usize) -> String {
-    use serde_json::Value;
-    let pad = " ".repeat(indent);
-    match value {
-        Value::Object(map) if !map.is_empty() => map
-            .iter()
-            .map(|(k, v)| match v {
-                Value::Object(m) if !m.is_empty() => format!("{pad}{k}:\n{}", yaml(v, indent + 2)),
-                Value::Array(a) if !a.is_empty() => format!("{pad}{k}:\n{}", yaml(v, indent)),
-                _ => format!("{pad}{k}: {}\n", scalar(v)),
-            })
-            .collect(),
-        Value::Array(items) if !items.is_empty() => items
-            .iter()
-            .map(|v| match v {
-                Value::Object(m) if !m.is_empty() => {
-                    let inner = yaml(v, indent + 2);
-                    format!("{pad}- {}", inner.trim_start())
-                }
-                _ => format!("{pad}- {}\n", scalar(v)),
-            })
-            .collect(),
-        other => format!("{pad}{}\n", scalar(other)),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn scalar(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::Object(_) => "{}".into(),
-        serde_json::Value::Array(_) => "[]".into(),
-        other => other.to_string(),
+    #[test]
+    fn yaml_output_round_trips_awkward_keys() -> Result<(), Box<dyn std::error::Error>> {
+        let value = serde_json::json!({
+            "labels": {"a: b": "x", "#c": "y", "*d": "&e", "zone": "edge: 1"},
+            "replicas": [{"id": "H1:shop@0a1b", "state": "running"}],
+            "empty": [],
+        });
+        let text = serde_yaml_ng::to_string(&value)?;
+        let back: serde_json::Value = serde_yaml_ng::from_str(&text)?;
+        assert_eq!(back, value, "{text}");
+        Ok(())
+    }
+
+    #[test]
+    fn table_columns_align_by_display_width() {
+        let text = render_table(
+            &["NAME", "STATE"],
+            [
+                vec!["zürich".to_string(), "running".to_string()],
+                vec!["東京".to_string(), "failed".to_string()],
+            ]
+            .into_iter(),
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        // The second column starts at the same display column on every line:
+        // "zürich" is 6 wide (7 bytes), "東京" 4 wide (6 bytes).
+        let starts: Vec<usize> = lines
+            .iter()
+            .map(|l| {
+                let gap = l.find("  ").unwrap_or(l.len());
+                let start = l[gap..]
+                    .find(|c: char| c != ' ')
+                    .map_or(l.len(), |i| gap + i);
+                l[..start]
+                    .chars()
+                    .map(|c| if c == '東' || c == '京' { 2 } else { 1 })
+                    .sum::<usize>()
+            })
+            .collect();
+        assert_eq!(starts, [9, 9, 9], "{text}");
     }
 }

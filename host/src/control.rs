@@ -168,7 +168,7 @@ impl ControlAgent {
         &self,
         id: &str,
         name: &str,
-        result: Result<(), String>,
+        result: Result<(), StartError>,
     ) -> Result<WorkloadStatus, Refusal> {
         let mut entries = self.lock();
         let Some(entry) = entries.get_mut(id) else {
@@ -192,7 +192,8 @@ impl ControlAgent {
                 entries.retain(|other, e| other == id || e.name != name);
                 Ok(status)
             }
-            Err(message) => {
+            Err(error) => {
+                let message = error.to_string();
                 entry.state = WorkloadState::Failed;
                 entry.last_error = Some(message.clone());
                 Err(Refusal::StartFailed(message))
@@ -203,14 +204,25 @@ impl ControlAgent {
 
 type Reply<T> = anyhow::Result<T>;
 
+/// Why a started workload did not come to serve.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    /// It did not compile or link.
+    #[error(transparent)]
+    Load(#[from] trellis_manifest::ManifestError),
+    /// A component did not instantiate.
+    #[error(transparent)]
+    Unhealthy(#[from] crate::ProbeError),
+    /// Its exports could not be served.
+    #[error(transparent)]
+    Serve(#[from] LatticeError),
+}
+
 /// The readiness check of a new version: every component instantiates on this
 /// host exactly as a request would make it.
-async fn healthy(loaded: &crate::LoadedWorkload) -> Result<(), String> {
+async fn healthy(loaded: &crate::LoadedWorkload) -> Result<(), crate::ProbeError> {
     for component in &loaded.manifest.components {
-        loaded
-            .probe(&component.name)
-            .await
-            .map_err(|e| e.to_string())?;
+        loaded.probe(&component.name).await?;
     }
     Ok(())
 }
@@ -247,14 +259,13 @@ impl api::Handler<NatsContext> for ControlAgent {
         }
         tracing::info!(workload = %workload.name, %id, "starting");
         let name = workload.name.clone();
-        let started = match self.host.load(workload, Path::new(&file)).await {
-            Ok(loaded) => match healthy(&loaded).await {
-                // Only a version that instantiates replaces the running one.
-                Ok(()) => self.host.run(loaded).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e.to_string()),
-        };
+        let started: Result<(), StartError> = async {
+            let loaded = self.host.load(workload, Path::new(&file)).await?;
+            // Only a version that instantiates replaces the running one.
+            healthy(&loaded).await?;
+            Ok(self.host.run(loaded).await?)
+        }
+        .await;
         if let Err(e) = &started {
             tracing::warn!(%id, "start failed: {e}");
         }

@@ -164,7 +164,7 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
     Ok((key.to_string(), value.to_string()))
 }
 
-fn parse_size(text: &str) -> Result<u64, String> {
+fn parse_size(text: &str) -> Result<u64, trellis_manifest::UnitError> {
     trellis_manifest::parse_size(text)
 }
 

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::support::{Dev, TestResult, get, repo};
+use std::time::Instant;
+
+use crate::support::{Dev, Reply, TestResult, get, repo};
 
 fn limits() -> std::path::PathBuf {
     repo().join("tests/manifests/limits.yaml")
@@ -44,14 +46,10 @@ async fn a_memory_hog_fails_at_its_limit() -> TestResult {
 #[tokio::test]
 async fn an_infinite_loop_times_out_while_others_are_served() -> TestResult {
     let dev = Dev::start(&limits())?;
-    let addr = dev.addr;
-    let looping = tokio::spawn(async move {
-        get(addr, "localhost", "/loop")
-            .await
-            .map_err(|e| e.to_string())
-    });
+    // Once one of two loop requests is refused, the other is surely spinning.
+    let (refused, _, looping) = two_loops(dev.addr).await?;
+    assert_eq!(refused.status, 503, "{}", refused.body);
     // While the loop spins, the healthy component answers every request.
-    tokio::time::sleep(Duration::from_millis(200)).await;
     for _ in 0..20 {
         assert_eq!(get(dev.addr, "localhost", "/hello").await?.status, 200);
     }
@@ -65,28 +63,54 @@ async fn an_infinite_loop_times_out_while_others_are_served() -> TestResult {
     Ok(())
 }
 
+/// Sends two requests to the `loop` component (one instance at a time) at
+/// once: whichever arrives second is refused. Returns (refused, held), the held
+/// one still running, with the time the refusal took.
+pub async fn two_loops(
+    addr: std::net::SocketAddr,
+) -> Result<
+    (
+        Reply,
+        Duration,
+        tokio::task::JoinHandle<Result<Reply, String>>,
+    ),
+    String,
+> {
+    let call = move || {
+        tokio::spawn(async move {
+            get(addr, "localhost", "/loop")
+                .await
+                .map_err(|e| e.to_string())
+        })
+    };
+    let start = Instant::now();
+    let (mut a, mut b) = (call(), call());
+    // The refusal comes first; the other request holds the slot until its timeout.
+    tokio::select! {
+        refused = &mut a => Ok((refused.map_err(|e| e.to_string())??, start.elapsed(), b)),
+        refused = &mut b => Ok((refused.map_err(|e| e.to_string())??, start.elapsed(), a)),
+    }
+}
+
 #[tokio::test]
 async fn requests_past_the_concurrency_limit_get_503_at_once() -> TestResult {
     let dev = Dev::start(&limits())?;
-    let addr = dev.addr;
-    let first = tokio::spawn(async move {
-        get(addr, "localhost", "/loop")
-            .await
-            .map_err(|e| e.to_string())
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
     // The loop component allows one instance; the second request is refused, not queued.
-    let second = get(dev.addr, "localhost", "/loop").await?;
+    let (refused, took, held) = two_loops(dev.addr).await?;
+    assert_eq!(refused.status, 503, "{}", refused.body);
     assert!(
-        !first.is_finished(),
-        "the refusal must come while the first request still runs"
-    );
-    assert_eq!(second.status, 503);
-    assert!(
-        second.body.contains("is at its concurrency limit of 1"),
+        refused.body.contains("is at its concurrency limit of 1"),
         "{}",
-        second.body
+        refused.body
     );
-    assert_eq!(first.await??.status, 504);
+    assert!(
+        took < Duration::from_millis(900),
+        "the refusal took {took:?}"
+    );
+    assert!(
+        !held.is_finished(),
+        "the refusal must come while the other still runs"
+    );
+    assert_eq!(held.await??.status, 504);
     Ok(())
 }

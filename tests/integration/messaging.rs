@@ -8,7 +8,7 @@ use futures::StreamExt as _;
 
 use crate::lattice::{Nats, host, provider};
 use crate::python::python_component;
-use crate::support::{Reply, TestResult, post, scratch};
+use crate::support::{Reply, TestResult, eventually, post, scratch};
 
 async fn send(
     addr: std::net::SocketAddr,
@@ -126,22 +126,19 @@ async fn subscribed_subjects_reach_the_handler_once_each() -> TestResult {
     let client = nats.client().await?;
 
     // The providers learn of the binding through its link; wait until one answers.
-    let mut answered = None;
-    for _ in 0..100 {
-        match tokio::time::timeout(
-            Duration::from_millis(200),
-            client.request("greet.world", "trellis".into()),
-        )
-        .await
-        {
-            Ok(Ok(reply)) => {
-                answered = Some(reply.payload);
-                break;
-            }
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let answered = answered.ok_or("no handler answered greet.world")?;
+    let answered = eventually(
+        Duration::from_secs(30),
+        "a handler answers greet.world",
+        async || {
+            let reply = tokio::time::timeout(
+                Duration::from_millis(200),
+                client.request("greet.world", "trellis".into()),
+            )
+            .await;
+            Some(reply.ok()?.ok()?.payload)
+        },
+    )
+    .await?;
     assert_eq!(&answered[..], b"hello, trellis (world)");
 
     // Both replicas subscribe in one queue group: each message is handled once.
@@ -233,8 +230,16 @@ async fn jetstream_consumers_ack_redeliver_and_replay() -> TestResult {
     for m in &first[..2] {
         assert_eq!(js(h.addr, "/js/ack", &m.3, 200).await?, "acked");
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let again = fetched(&js(h.addr, "/js/fetch/ORDERS/proc", "", 200).await?);
+    // Redelivered once its 1 s ack wait has passed; nothing comes back before.
+    let again = eventually(
+        Duration::from_secs(10),
+        "the unacked message comes again",
+        async || {
+            let again = fetched(&js(h.addr, "/js/fetch/ORDERS/proc", "", 200).await.ok()?);
+            (!again.is_empty()).then_some(again)
+        },
+    )
+    .await?;
     assert_eq!(
         again.iter().map(|m| (m.0, m.1)).collect::<Vec<_>>(),
         [(3, 2)]

@@ -155,12 +155,15 @@ async fn garbage_on_provider_subjects_does_not_stop_it() -> TestResult {
     // Invocations that never send their parameters hold their function for at most
     // the SDK's idle limit each (wrpc-transport decodes a function's calls in order);
     // then the provider serves again.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut reply = visit(h.addr).await?;
-    while reply.status != 200 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        reply = visit(h.addr).await?;
-    }
+    let reply = eventually(
+        Duration::from_secs(30),
+        "the provider serves again",
+        async || {
+            let reply = visit(h.addr).await.ok()?;
+            (reply.status == 200).then_some(reply)
+        },
+    )
+    .await?;
     assert!(
         reply.status == 200 && reply.body.starts_with("Hello, trellis! You are visitor #"),
         "{} {}; provider stderr:\n{}",

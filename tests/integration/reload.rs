@@ -60,14 +60,10 @@ async fn edits_reload_and_broken_versions_keep_the_old_one() -> TestResult {
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish() -> TestResult {
     let dev = Dev::start(&repo().join("tests/manifests/limits.yaml"))?;
-    let addr = dev.addr;
-    // The loop request takes its whole 1s timeout; SIGTERM arrives in the middle.
-    let in_flight = tokio::spawn(async move {
-        get(addr, "localhost", "/loop")
-            .await
-            .map_err(|e| e.to_string())
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The loop request takes its whole 1s timeout; SIGTERM arrives in the middle,
+    // once a second one has been refused (so the first surely holds the slot).
+    let (refused, _, in_flight) = crate::limits::two_loops(dev.addr).await?;
+    assert_eq!(refused.status, 503, "{}", refused.body);
     let status = tokio::task::spawn_blocking(move || dev.terminate()).await??;
     assert!(status.success(), "trellis exited with {status}");
     assert_eq!(in_flight.await??.status, 504);

@@ -111,9 +111,24 @@ impl<'a> ImportName<'a> {
     }
 }
 
+/// A binding key that cannot be an import pattern; the message says what to write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// Not a name, namespace, package, interface or exact import.
+    #[error(
+        "`{0}` is not an import pattern; write `ns:*`, `ns:pkg`, `ns:pkg/interface`, `ns:pkg/interface@version` or a plain import name"
+    )]
+    NotAPattern(String),
+    /// A `#name` on something that is not one interface, or a bad name.
+    #[error(
+        "`{0}` is not a named interface; write `ns:pkg/interface#name` with a name of letters, digits, `-`, `.` or `_`"
+    )]
+    BadName(String),
+}
+
 impl ImportPattern {
-    /// Parses a binding key; returns a message for keys that cannot be patterns.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    /// Parses a binding key, or says why it cannot be a pattern.
+    pub fn parse(raw: &str) -> Result<Self, PatternError> {
         let Some((pattern, name)) = raw.split_once('#') else {
             return Self::parse_unnamed(raw);
         };
@@ -127,9 +142,7 @@ impl ImportPattern {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
         if !named_kind || !valid_name {
-            return Err(format!(
-                "`{raw}` is not a named interface; write `ns:pkg/interface#name` with a name of letters, digits, `-`, `.` or `_`"
-            ));
+            return Err(PatternError::BadName(raw.to_string()));
         }
         Ok(ImportPattern {
             raw: raw.to_string(),
@@ -138,7 +151,7 @@ impl ImportPattern {
         })
     }
 
-    fn parse_unnamed(raw: &str) -> Result<Self, String> {
+    fn parse_unnamed(raw: &str) -> Result<Self, PatternError> {
         let valid = |s: &str| {
             !s.is_empty()
                 && s.chars()
@@ -163,12 +176,7 @@ impl ImportPattern {
             kind,
             name: None,
         })
-        .ok_or_else(|| {
-            format!(
-                "`{raw}` is not an import pattern; write `ns:*`, `ns:pkg`, `ns:pkg/interface`, \
-                 `ns:pkg/interface@version` or a plain import name"
-            )
-        })
+        .ok_or_else(|| PatternError::NotAPattern(raw.to_string()))
     }
 
     /// The interface this pattern names, without version (`wasi:keyvalue/store`);
@@ -250,7 +258,7 @@ pub fn find_named_binding<'b>(
 mod tests {
     use super::*;
 
-    fn binding(pattern: &str, target: BindingTarget) -> Result<Binding, String> {
+    fn binding(pattern: &str, target: BindingTarget) -> Result<Binding, PatternError> {
         Ok(Binding {
             import: ImportPattern::parse(pattern)?,
             target,
@@ -259,7 +267,7 @@ mod tests {
     }
 
     #[test]
-    fn most_specific_pattern_wins() -> Result<(), String> {
+    fn most_specific_pattern_wins() -> Result<(), PatternError> {
         let bindings = vec![
             binding("wasi:*", BindingTarget::Host)?,
             binding(
@@ -306,7 +314,7 @@ mod tests {
     }
 
     #[test]
-    fn named_bindings_cover_only_their_name() -> Result<(), String> {
+    fn named_bindings_cover_only_their_name() -> Result<(), PatternError> {
         let kv = "wasi:keyvalue/store@0.2.0-draft";
         let bindings = vec![
             binding("wasi:*", BindingTarget::Host)?,

@@ -41,7 +41,8 @@ mod validate;
 pub mod yaml;
 
 pub use binding::{
-    Binding, BindingTarget, ImportName, ImportPattern, find_binding, find_named_binding,
+    Binding, BindingTarget, ImportName, ImportPattern, PatternError, find_binding,
+    find_named_binding,
 };
 pub use diagnostics::{Diagnostic, ManifestError};
 pub use manifest::{
@@ -49,7 +50,7 @@ pub use manifest::{
     Export, GRANTS_FIELDS, Grants, LIMITS_FIELDS, Limits, PREOPEN_FIELDS, ROUTE_FIELDS, Route,
     WORKLOAD_FIELDS, Workload,
 };
-pub use units::{parse_duration, parse_size};
+pub use units::{UnitError, parse_duration, parse_size};
 
 #[cfg(test)]
 mod tests;

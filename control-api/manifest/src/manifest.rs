@@ -450,7 +450,7 @@ fn decode_bindings(d: &mut Decoder, node: &Node) -> Vec<Binding> {
             let import = match ImportPattern::parse(raw) {
                 Ok(p) => Some(p),
                 Err(message) => {
-                    d.error(key.pos, message);
+                    d.error(key.pos, message.to_string());
                     None
                 }
             };

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use anyhow::Context as _;
 use async_nats::jetstream::{self, kv};
 use tokio::sync::OnceCell;
-use anyhow::Context as _;
 use trellis_lattice::{
     BucketError, LINKS_BUCKET, Link, LinkedBinding, Subjects, links_bucket, open_bucket,
 };

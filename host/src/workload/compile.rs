@@ -1,6 +1,6 @@
 //! Reading and compiling a component file, with errors that say what the file is.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -9,30 +9,51 @@ use wasmtime::component::Component;
 /// module and `0d 00 01 00` for a component.
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 
+/// Why a component file did not compile; each says what the file is.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CompileError {
+    /// The file could not be read.
+    #[error("cannot read `{}`: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A core module where a component belongs.
+    #[error(
+        "`{}` is a core WebAssembly module, not a component (hint: wrap it with `wasm-tools component new`)",
+        path.display()
+    )]
+    CoreModule { path: PathBuf },
+    /// Neither a binary nor text.
+    #[error("`{}` is not WebAssembly: it has no `\\0asm` header", path.display())]
+    NotWasm { path: PathBuf },
+    /// wasmtime refused it.
+    #[error("`{}` is not a valid WebAssembly component: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
 /// Reads `path` and compiles it; binary components and component text are accepted.
-pub(crate) fn compile(engine: &Engine, path: &Path) -> Result<Component, String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+pub(crate) fn compile(engine: &Engine, path: &Path) -> Result<Component, CompileError> {
+    let bytes = std::fs::read(path).map_err(|source| CompileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     match bytes.get(..8) {
         Some(header) if header.starts_with(WASM_MAGIC) && header[4..8] == [1, 0, 0, 0] => {
-            return Err(format!(
-                "`{}` is a core WebAssembly module, not a component (hint: wrap it with `wasm-tools component new`)",
-                path.display()
-            ));
+            return Err(CompileError::CoreModule {
+                path: path.to_path_buf(),
+            });
         }
         Some(header) if header.starts_with(WASM_MAGIC) => {} // A binary component.
         _ if std::str::from_utf8(&bytes).is_err() => {
-            return Err(format!(
-                "`{}` is not WebAssembly: it has no `\\0asm` header",
-                path.display()
-            ));
+            return Err(CompileError::NotWasm {
+                path: path.to_path_buf(),
+            });
         }
         _ => {} // Text: let the component-text parser speak.
     }
-    Component::new(engine, &bytes).map_err(|e| {
-        format!(
-            "`{}` is not a valid WebAssembly component: {e:#}",
-            path.display()
-        )
+    Component::new(engine, &bytes).map_err(|e| CompileError::Invalid {
+        path: path.to_path_buf(),
+        message: format!("{e:#}"),
     })
 }

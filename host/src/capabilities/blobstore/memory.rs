@@ -232,3 +232,92 @@ impl BlobstoreBackend for MemoryBlobstore {
 
 /// The in-memory blobstores of every workload on a host.
 pub type MemoryBlobstores = crate::capabilities::PerWorkload<MemoryBlobstore>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult = Result<(), BlobstoreError>;
+
+    fn body(parts: Vec<Result<&'static [u8], BlobstoreError>>) -> ByteStream {
+        Box::pin(futures::stream::iter(
+            parts.into_iter().map(|p| p.map(Bytes::from_static)),
+        ))
+    }
+
+    async fn read_all(
+        store: &MemoryBlobstore,
+        c: &str,
+        o: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<u8>, BlobstoreError> {
+        let mut body = store.read_object(c, o, start, end).await?;
+        let mut out = Vec::new();
+        while let Some(chunk) = body.chunks.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+
+    fn id(container: &str, object: &str) -> ObjectId {
+        ObjectId {
+            container: container.into(),
+            object: object.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn objects_are_written_read_in_ranges_and_listed() -> TestResult {
+        let store = MemoryBlobstore::default();
+        store.create_container("c").await?;
+        assert!(store.create_container("c").await.is_err(), "created twice");
+        let size = store
+            .write_object("c", "o", body(vec![Ok(b"hello "), Ok(b"world")]))
+            .await?;
+        assert_eq!(size, 11);
+        assert_eq!(
+            read_all(&store, "c", "o", 0, u64::MAX).await?,
+            b"hello world"
+        );
+        assert_eq!(read_all(&store, "c", "o", 6, 7).await?, b"wo");
+        assert!(
+            store.read_object("c", "o", 12, 20).await.is_err(),
+            "a start past the end"
+        );
+        assert_eq!(store.list_objects("c").await?, ["o"]);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_write_that_fails_changes_nothing() -> TestResult {
+        let store = MemoryBlobstore::default();
+        store.create_container("c").await?;
+        store.write_object("c", "o", body(vec![Ok(b"old")])).await?;
+        let cut = body(vec![Ok(b"new"), Err(BlobstoreError("cut off".into()))]);
+        assert!(store.write_object("c", "o", cut).await.is_err());
+        assert_eq!(read_all(&store, "c", "o", 0, u64::MAX).await?, b"old");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn copies_and_moves_need_the_destination_container() -> TestResult {
+        let store = MemoryBlobstore::default();
+        store.create_container("a").await?;
+        store.write_object("a", "x", body(vec![Ok(b"1")])).await?;
+        assert!(
+            store
+                .copy_object(&id("a", "x"), &id("b", "x"))
+                .await
+                .is_err()
+        );
+        store.create_container("b").await?;
+        store.copy_object(&id("a", "x"), &id("b", "y")).await?;
+        store.move_object(&id("a", "x"), &id("b", "z")).await?;
+        assert!(store.list_objects("a").await?.is_empty());
+        assert_eq!(store.list_objects("b").await?, ["y", "z"]);
+        store.delete_container("b").await?;
+        assert!(!store.container_exists("b").await?);
+        Ok(())
+    }
+}

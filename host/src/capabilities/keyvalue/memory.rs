@@ -109,3 +109,62 @@ impl KeyValueBackend for MemoryKeyValue {
 
 /// The in-memory keyvalue stores of every workload on a host.
 pub type MemoryStores = crate::capabilities::PerWorkload<MemoryKeyValue>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult = Result<(), KeyValueError>;
+
+    #[tokio::test]
+    async fn values_live_in_their_bucket() -> TestResult {
+        let kv = MemoryKeyValue::default();
+        let (a, b) = (kv.open("a").await?, kv.open("b").await?);
+        kv.set(&a, "k", b"1".to_vec()).await?;
+        assert_eq!(kv.get(&a, "k").await?, Some(b"1".to_vec()));
+        assert_eq!(kv.get(&b, "k").await?, None);
+        assert!(kv.exists(&a, "k").await?);
+        kv.delete(&a, "k").await?;
+        kv.delete(&a, "never-there").await?;
+        assert!(!kv.exists(&a, "k").await?);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn keys_come_in_pages() -> TestResult {
+        let kv = MemoryKeyValue::default();
+        let bucket = kv.open("many").await?;
+        for i in 0..(PAGE + 5) {
+            kv.set(&bucket, &format!("{i:05}"), Vec::new()).await?;
+        }
+        let (first, cursor) = kv.list_keys(&bucket, None).await?;
+        assert_eq!((first.len(), cursor), (PAGE, Some(PAGE as u64)));
+        let (rest, end) = kv.list_keys(&bucket, cursor).await?;
+        assert_eq!((rest.len(), end), (5, None));
+        // A cursor from a guest is anything: past the end is an empty page.
+        assert_eq!(
+            kv.list_keys(&bucket, Some(u64::MAX)).await?,
+            (Vec::new(), None)
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn counters_are_little_endian_u64s() -> TestResult {
+        let kv = MemoryKeyValue::default();
+        let bucket = kv.open("c").await?;
+        assert_eq!(kv.increment(&bucket, "n", 2).await?, 2);
+        assert_eq!(kv.increment(&bucket, "n", 3).await?, 5);
+        assert_eq!(
+            kv.get(&bucket, "n").await?,
+            Some(5u64.to_le_bytes().to_vec())
+        );
+        kv.set(&bucket, "text", b"abc".to_vec()).await?;
+        let refused = kv.increment(&bucket, "text", 1).await;
+        assert!(
+            matches!(&refused, Err(KeyValueError::Other(m)) if m.contains("not a counter")),
+            "{refused:?}"
+        );
+        Ok(())
+    }
+}

@@ -341,3 +341,60 @@ const INTERFACES: &[BuiltinInterface] = &[
     })
     .provider_client(),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trellis_manifest::Workload;
+
+    /// A component whose keyvalue bindings are `bindings` (YAML flow mappings).
+    fn component(bindings: &str) -> Result<trellis_manifest::Component, String> {
+        let yaml = format!(
+            "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: shop\ncomponents:\n  web:\n    source: Cargo.toml\n    bindings: {{{bindings}}}\n"
+        );
+        let workload = Workload::from_yaml(
+            &yaml,
+            std::path::Path::new("w.yaml"),
+            std::path::Path::new("."),
+        )
+        .map_err(|e| e.to_string())?;
+        workload
+            .components
+            .into_iter()
+            .next()
+            .ok_or_else(|| "no component".into())
+    }
+
+    #[tokio::test]
+    async fn host_bindings_share_the_workloads_memory() -> Result<(), Box<dyn std::error::Error>> {
+        let memory = MemoryStores::default();
+        let spec = component("'wasi:keyvalue': host, 'wasi:keyvalue/store#cache': host")?;
+        let no_lattice = |_: &Binding| None;
+        let cx = PrepareContext {
+            workload: "shop",
+            component: &spec,
+            remote: &no_lattice,
+        };
+        let first = KeyValue::prepare(&memory, &cx)?;
+        let second = KeyValue::prepare(&memory, &cx)?;
+        // Both versions reach the same data; the named binding does too.
+        let bucket = first.for_bucket("visits").open("visits").await?;
+        first
+            .for_bucket("visits")
+            .set(&bucket, "n", b"1".to_vec())
+            .await?;
+        assert_eq!(
+            second.for_bucket("visits").get(&bucket, "n").await?,
+            Some(b"1".to_vec())
+        );
+        let cache = second.for_bucket("cache").open("visits").await?;
+        assert_eq!(
+            second.for_bucket("cache").get(&cache, "n").await?,
+            Some(b"1".to_vec())
+        );
+        assert_eq!(memory.len(), 1);
+        drop((first, second));
+        assert!(memory.is_empty(), "the data outlived its last version");
+        Ok(())
+    }
+}
