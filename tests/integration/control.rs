@@ -4,9 +4,8 @@
 use std::time::{Duration, Instant};
 
 use trellis_control_api::{ControlClient, ControlError, Refusal, WorkloadState, WorkloadStatus};
-use trellis_lattice::Subjects;
 
-use crate::lattice::{LatticeHost, Nats, host};
+use crate::lattice::{LatticeHost, Nats, control_client, host};
 use crate::python::python_component;
 use crate::support::{TestResult, eventually, example_manifest, get};
 
@@ -21,13 +20,7 @@ fn refusal(result: Result<impl std::fmt::Debug, ControlError>) -> Result<Refusal
 async fn the_control_api_starts_inspects_and_stops_workloads() -> TestResult {
     let nats = Nats::start("control")?;
     let h = host(&nats, &[], &["--id", "H1", "--label", "zone=a"])?;
-    let control = ControlClient::new(
-        nats.client().await?,
-        &Subjects::new("default"),
-        "H1",
-        Duration::from_secs(120),
-    )
-    .await?;
+    let control = control_client(&nats, "H1", Duration::from_secs(120)).await?;
 
     // The heartbeat: JSON that any NATS client (the `nats` CLI too) can read.
     let watcher = nats.client().await?;
@@ -128,13 +121,7 @@ async fn the_control_api_starts_inspects_and_stops_workloads() -> TestResult {
     assert_eq!(ids, vec!["H1:broken-1".to_string()]);
 
     // A call to a host that is not there is an error, not a hang.
-    let nobody = ControlClient::new(
-        nats.client().await?,
-        &Subjects::new("default"),
-        "H9",
-        Duration::from_secs(5),
-    )
-    .await?;
+    let nobody = control_client(&nats, "H9", Duration::from_secs(5)).await?;
     match nobody.describe().await {
         Err(ControlError::NoHost { .. }) => {}
         other => return Err(format!("expected NoHost, got {other:?}").into()),
@@ -158,13 +145,7 @@ async fn slow_start(
     let wasm = python_component("hello")?;
     let nats = Nats::start(name)?;
     let h = host(&nats, &[], &["--id", "H1"])?;
-    let control = ControlClient::new(
-        nats.client().await?,
-        &Subjects::new("default"),
-        "H1",
-        Duration::from_secs(300),
-    )
-    .await?;
+    let control = control_client(&nats, "H1", Duration::from_secs(300)).await?;
     let manifest = format!(
         "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: py\ncomponents:\n  app:\n    source: {}\n    bindings: {{wasi:*: host}}\nroutes:\n  - component: app\n",
         wasm.display()

@@ -252,6 +252,22 @@ pub fn host(nats: &Nats, manifests: &[&Path], extra: &[&str]) -> Result<LatticeH
     }
 }
 
+/// A control API client of host `id` on `nats`'s default lattice, each call
+/// bounded by `timeout`.
+pub async fn control_client(
+    nats: &Nats,
+    id: &str,
+    timeout: Duration,
+) -> Result<trellis_control_api::ControlClient, Box<dyn std::error::Error>> {
+    Ok(trellis_control_api::ControlClient::new(
+        nats.client().await?,
+        &trellis_lattice::Subjects::new("default"),
+        id,
+        timeout,
+    )
+    .await?)
+}
+
 /// A `trellis scheduler` process, killed on drop.
 pub struct SchedulerProcess {
     /// The process.

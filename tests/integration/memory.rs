@@ -4,23 +4,14 @@
 
 use std::time::Duration;
 
-use trellis_control_api::ControlClient;
-use trellis_lattice::Subjects;
-
-use crate::lattice::{Nats, host};
+use crate::lattice::{Nats, control_client, host};
 use crate::support::{TestResult, example_manifest, get};
 
 #[tokio::test]
 async fn in_memory_data_lives_as_long_as_its_workload_name() -> TestResult {
     let nats = Nats::start("memory-data")?;
     let h = host(&nats, &[], &["--id", "H1"])?;
-    let control = ControlClient::new(
-        nats.client().await?,
-        &Subjects::new("default"),
-        "H1",
-        Duration::from_secs(120),
-    )
-    .await?;
+    let control = control_client(&nats, "H1", Duration::from_secs(120)).await?;
     let visit = async || -> Result<String, Box<dyn std::error::Error>> {
         Ok(get(h.addr, "localhost", "/").await?.body)
     };

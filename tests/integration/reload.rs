@@ -69,3 +69,37 @@ async fn sigterm_lets_in_flight_requests_finish() -> TestResult {
     assert_eq!(in_flight.await??.status, 504);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_reload_keeps_the_workloads_in_memory_data() -> TestResult {
+    let dir = scratch("reload-data")?;
+    let examples = repo().join("examples/counter");
+    for file in ["workload.yaml", "api.wat", "greeter.wat"] {
+        std::fs::copy(examples.join(file), dir.join(file))?;
+    }
+    let file = dir.join("workload.yaml");
+    let dev = Dev::start(&file)?;
+    for n in 1..=2 {
+        let reply = get(dev.addr, "localhost", "/").await?;
+        assert_eq!(
+            reply.body,
+            format!("Hello, trellis! You are visitor #{n}.\n")
+        );
+    }
+    // A new version of the same workload: the count goes on.
+    let text = std::fs::read_to_string(&file)?;
+    std::fs::write(&file, text.replace("memory: 16MiB", "memory: 17MiB"))?;
+    let mut seen = String::new();
+    eventually(
+        Duration::from_secs(10),
+        "the edit is reloaded",
+        async || {
+            seen.push_str(&dev.stderr());
+            seen.contains("reloaded").then_some(())
+        },
+    )
+    .await?;
+    let reply = get(dev.addr, "localhost", "/").await?;
+    assert_eq!(reply.body, "Hello, trellis! You are visitor #3.\n");
+    Ok(())
+}

@@ -132,10 +132,7 @@ impl Capability for Wasi {
     }
 
     fn instantiate(component: &Component) -> Result<WasiCtx, CapabilityError> {
-        context(component).map_err(|message| CapabilityError {
-            capability: "wasi",
-            message,
-        })
+        context(component)
     }
 }
 
@@ -150,7 +147,7 @@ impl WasiView for InstanceState {
 }
 
 /// Builds a component's WASI context: its env, its grants, the host's stdio.
-fn context(component: &Component) -> Result<WasiCtx, String> {
+fn context(component: &Component) -> Result<WasiCtx, CapabilityError> {
     let mut builder = WasiCtxBuilder::new();
     builder
         .inherit_stdout()
@@ -167,7 +164,10 @@ fn context(component: &Component) -> Result<WasiCtx, String> {
         };
         builder
             .preopened_dir(&preopen.host, &preopen.guest, dirs, files)
-            .map_err(|e| format!("cannot open preopen `{}`: {e}", preopen.host.display()))?;
+            .map_err(|e| CapabilityError {
+                capability: "wasi",
+                message: format!("cannot open preopen `{}`: {e}", preopen.host.display()),
+            })?;
     }
     if component.grants.network {
         builder.inherit_network().allow_ip_name_lookup(true);

@@ -34,11 +34,12 @@ pub(crate) async fn invoke(target: Target, req: Request<Incoming>) -> Response<H
     let workload = &target.workload;
     let component = &workload.components[target.component];
     let span = tracing::info_span!("http.request", workload = workload.name(), component = %component.name, method = %req.method(), path = %req.uri().path());
-    let who = workload.who(target.component);
+    // Named only on failure: formatting is not free on every request's path.
+    let who = || workload.who(target.component);
     let Some(proxy) = component.proxy.clone() else {
         return text(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{who} is not an HTTP handler"),
+            format!("{} is not an HTTP handler", who()),
         );
     };
     let timeout = component.limits.timeout;
@@ -88,22 +89,25 @@ pub(crate) async fn invoke(target: Target, req: Request<Incoming>) -> Response<H
         Ok(Ok(Ok(response))) => response,
         Ok(Ok(Err(code))) => text(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{who} answered with an error: {code:?}"),
+            format!("{} answered with an error: {code:?}", who()),
         ),
         Ok(Err(_)) => match task.await {
-            Ok(Err(e)) => failure(&InvokeError::from_guest(&who, timeout, &e)),
+            Ok(Err(e)) => failure(&InvokeError::from_guest(&who(), timeout, &e)),
             Ok(Ok(())) => text(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{who} returned without setting a response"),
+                format!("{} returned without setting a response", who()),
             ),
             Err(e) => text(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{who} failed: {e}"),
+                format!("{} failed: {e}", who()),
             ),
         },
         Err(_) => {
             task.abort();
-            failure(&InvokeError::TimedOut { who, timeout })
+            failure(&InvokeError::TimedOut {
+                who: who(),
+                timeout,
+            })
         }
     }
 }

@@ -180,7 +180,7 @@ impl LoadedWorkload {
     ) -> Result<T, InvokeError> {
         let c = &self.components[component];
         let timeout = c.limits.timeout;
-        let who = self.who(component);
+        // Names are formatted only on failure: this is every export call's path.
         let run = async {
             let Admitted { permit, mut store } = self.admit(component).await?;
             let outcome = async {
@@ -188,14 +188,14 @@ impl LoadedWorkload {
                 call(&mut store, instance).await
             }
             .await
-            .map_err(|e| InvokeError::from_guest(&who, timeout, &e));
+            .map_err(|e| InvokeError::from_guest(&self.who(component), timeout, &e));
             drop(permit);
             outcome
         };
         match tokio::time::timeout(timeout, run).await {
             Ok(outcome) => outcome,
             Err(_) => Err(InvokeError::TimedOut {
-                who: who.clone(),
+                who: self.who(component),
                 timeout,
             }),
         }

@@ -44,7 +44,8 @@ pub(crate) async fn connect(
     let Some(lattice) = &services.lattice else {
         return remotes; // `trellis dev`: the resolver explains.
     };
-    let mut infos: HashMap<String, Result<ProviderInfo, String>> = HashMap::new();
+    let mut infos: HashMap<String, Result<ProviderInfo, crate::lattice::LatticeError>> =
+        HashMap::new();
     for component in &manifest.components {
         for binding in &component.bindings {
             if let BindingTarget::Workload { name, timeout } = &binding.target {
@@ -81,16 +82,16 @@ pub(crate) async fn connect(
                 continue;
             };
             if !infos.contains_key(name) {
-                let info = lattice.provider_info(name).await.map_err(|e| e.to_string());
+                let info = lattice.provider_info(name).await;
                 infos.insert(name.clone(), info);
             }
             let info = match infos.get(name) {
                 Some(Ok(info)) => info.clone(),
-                Some(Err(message)) => {
+                Some(Err(error)) => {
                     diagnostics.push(
                         Diagnostic::new(
                             binding.pos,
-                            format!("component `{}`: {message}", component.name),
+                            format!("component `{}`: {error}", component.name),
                         )
                         .with_hint(format!(
                             "start the provider, or bind `{}` elsewhere",

@@ -89,7 +89,8 @@ pub(crate) fn linker_for(
                         target,
                         t,
                     )
-                    .err(),
+                    .err()
+                    .map(|e| e.to_string()),
                     None => Some(format!("component `{target}` does not exist")),
                 }
             }

@@ -33,7 +33,9 @@ impl Containers {
 
     /// The object store name of the caller's container.
     pub fn bucket(&self, caller: &Caller, container: &str) -> Result<String, String> {
-        self.scope.resource(caller, "container", container)
+        self.scope
+            .resource(caller, "container", container)
+            .map_err(|e| e.to_string())
     }
 
     /// The caller's container `name`; a missing one is an error.

@@ -34,7 +34,9 @@ impl Buckets {
             .get("bucket")
             .map(String::as_str)
             .unwrap_or(identifier);
-        self.scope.resource(caller, "bucket", bucket)
+        self.scope
+            .resource(caller, "bucket", bucket)
+            .map_err(|e| e.to_string())
     }
 
     /// Whether the bucket `name` (from a handle) belongs to `caller`'s workload.

@@ -46,7 +46,7 @@ fn admit(cx: &NatsContext, stream: &str) -> std::result::Result<Caller, String> 
 
 /// The JetStream name of `caller`'s consumer `name`.
 fn durable(caller: &Caller, name: &str) -> std::result::Result<String, String> {
-    check_name("consumer", name)?;
+    check_name("consumer", name).map_err(|e| e.to_string())?;
     Ok(format!("{}-{name}", caller.workload))
 }
 

@@ -1,17 +1,23 @@
 //! Write a Trellis capability provider: a standalone wRPC server for WIT interfaces
 //! on a NATS lattice, shared by many workloads.
 //!
-//! A provider generates its server with `wit_bindgen_wrpc::generate!`, then:
+//! A provider generates its server with `wit_bindgen_wrpc::generate!`, then
+//! hands its handler to [`Provider::main`], which does what every provider
+//! process does alike: logging, arguments, the connection, serving, and a
+//! drain on SIGTERM:
 //!
 //! ```no_run
-//! # async fn run(invocations: trellis_provider_sdk::Invocations) -> anyhow::Result<()> {
-//! use clap::Parser;
-//! use trellis_provider_sdk::{Provider, ProviderArgs};
+//! # async fn serve(_: &trellis_lattice::lean::DualServer) -> anyhow::Result<trellis_provider_sdk::Invocations> { Ok(Vec::new()) }
+//! use trellis_provider_sdk::Provider;
 //!
-//! let args = ProviderArgs::parse();
-//! let provider = Provider::connect(&args, "kv", env!("CARGO_PKG_VERSION"), &["wasi:keyvalue/store@0.2.0-draft"]).await?;
-//! // let invocations = bindings::serve(provider.wrpc(), handler).await?;
-//! provider.run(invocations).await
+//! # async fn run() -> anyhow::Result<()> {
+//! Provider::main(
+//!     "kv",
+//!     env!("CARGO_PKG_VERSION"),
+//!     &["wasi:keyvalue/store@0.2.0-draft"],
+//!     async |provider, _args| serve(provider.wrpc()).await, // bindings::serve(provider.wrpc(), handler)
+//! )
+//! .await
 //! # }
 //! ```
 //!
@@ -26,7 +32,7 @@ mod scope;
 pub use caller::{Caller, CallerError};
 pub use links::LinkChange;
 pub use provider::{Invocations, Provider, ProviderArgs};
-pub use scope::{WorkloadScope, check_name};
+pub use scope::{NameError, WorkloadScope, check_name};
 pub use trellis_lattice as lattice;
 pub use trellis_lattice::{BoundedIncoming, BoundedServer, IDLE_LIMIT};
 pub use trellis_process::init_logging;

@@ -20,7 +20,7 @@ impl WorkloadScope {
 
     /// The resource `caller`'s workload means by `name`; `what` ("bucket",
     /// "container") names it in the error when `name` is not a valid one.
-    pub fn resource(&self, caller: &Caller, what: &str, name: &str) -> Result<String, String> {
+    pub fn resource(&self, caller: &Caller, what: &str, name: &str) -> Result<String, NameError> {
         check_name(what, name)?;
         Ok(format!("{}{}_{name}", self.prefix, caller.workload))
     }
@@ -33,9 +33,19 @@ impl WorkloadScope {
     }
 }
 
+/// A name a guest chose that cannot name a JetStream resource.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} `{name}` is not a valid name: use letters, digits, `-` and `_`")]
+pub struct NameError {
+    /// What it was to name ("bucket", "consumer").
+    pub what: String,
+    /// The name given.
+    pub name: String,
+}
+
 /// Whether `name` may name a JetStream resource (letters, digits, `-`, `_`);
 /// `what` ("bucket", "consumer") names it in the error.
-pub fn check_name(what: &str, name: &str) -> Result<(), String> {
+pub fn check_name(what: &str, name: &str) -> Result<(), NameError> {
     let valid = !name.is_empty()
         && name
             .chars()
@@ -43,9 +53,10 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!(
-            "{what} `{name}` is not a valid name: use letters, digits, `-` and `_`"
-        ))
+        Err(NameError {
+            what: what.to_string(),
+            name: name.to_string(),
+        })
     }
 }
 
@@ -75,7 +86,7 @@ mod tests {
         assert_eq!(scope.local(&caller("shop-2"), &full), None);
         let bad = scope.resource(&caller("shop"), "container", "a.b");
         assert_eq!(
-            bad,
+            bad.map_err(|e| e.to_string()),
             Err("container `a.b` is not a valid name: use letters, digits, `-` and `_`".into())
         );
     }
