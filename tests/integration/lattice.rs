@@ -60,6 +60,19 @@ impl Process {
         ))
     }
 
+    /// Everything it wrote to stderr, once it has exited and its stderr
+    /// closed (at most `limit` of waiting).
+    pub fn all_stderr(&mut self, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => break, // closed, or out of time
+            }
+        }
+        self.seen.join("\n")
+    }
+
     /// Everything written to stderr so far.
     pub fn stderr_text(&mut self) -> String {
         self.seen.extend(self.stderr.try_iter());
@@ -246,8 +259,7 @@ pub fn host(nats: &Nats, manifests: &[&Path], extra: &[&str]) -> Result<LatticeH
         }),
         Err(_) => {
             process.kill();
-            std::thread::sleep(Duration::from_millis(200));
-            Err(process.stderr_text())
+            Err(process.all_stderr(Duration::from_secs(5)))
         }
     }
 }

@@ -63,7 +63,7 @@ async fn keyvalue_goes_through_the_provider_and_survives_its_crash() -> TestResu
 
     // The count lives in JetStream, not in the host: a new host continues it.
     drop(h);
-    let h = host(&nats, &[&counter()], &[])?;
+    let mut h = host(&nats, &[&counter()], &[])?;
     let reply = visit(h.addr).await?;
     assert_eq!(reply.body, "Hello, trellis! You are visitor #4.\n");
 
@@ -73,11 +73,14 @@ async fn keyvalue_goes_through_the_provider_and_survives_its_crash() -> TestResu
     assert!(reply.status >= 500, "{} {}", reply.status, reply.body);
 
     // It comes back: the same host recovers without a restart.
-    let _provider = keyvalue_provider(&nats, "keyvalue")?;
+    let mut back = keyvalue_provider(&nats, "keyvalue")?;
     let reply = visit(h.addr).await?;
     assert_eq!(
-        (reply.status, reply.body),
-        (200, "Hello, trellis! You are visitor #5.\n".to_string())
+        (reply.status, reply.body.as_str()),
+        (200, "Hello, trellis! You are visitor #5.\n"),
+        "host:\n{}\nprovider:\n{}",
+        h.stderr_text(),
+        back.stderr_text()
     );
     Ok(())
 }

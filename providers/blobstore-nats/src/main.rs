@@ -35,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         INTERFACES,
         async |provider, args| {
+            provider.require_jetstream().await?;
             let handler = handler::Handler::new(provider.nats().clone(), &args.nats.lattice);
             bindings::serve(provider.wrpc(), handler).await
         },

@@ -31,6 +31,7 @@ async fn main() -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         INTERFACES,
         async |provider, args| {
+            provider.require_jetstream().await?;
             let handler = handler::Handler::new(provider.nats().clone(), &args.nats.lattice);
             bindings::serve(provider.wrpc(), handler).await
         },

@@ -33,6 +33,8 @@ pub type Invocations = Vec<(
 
 /// How often a provider publishes its heartbeat.
 const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long [`Provider::require_jetstream`] waits for JetStream.
+const JETSTREAM_CHECK: Duration = Duration::from_secs(10);
 /// How long a drain waits for calls in flight.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -131,6 +133,23 @@ impl Provider {
         })
     }
 
+    /// Checks that JetStream answers on this connection, for providers whose
+    /// data lives there: call it before serving, so a provider never announces
+    /// itself before its backend is reachable, and its first call does not pay
+    /// for setting up the JetStream request path.
+    pub async fn require_jetstream(&self) -> anyhow::Result<()> {
+        let js = async_nats::jetstream::new(self.nats.clone());
+        match tokio::time::timeout(JETSTREAM_CHECK, js.query_account()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(anyhow::anyhow!(
+                "JetStream is not available on this NATS account: {e}"
+            )),
+            Err(_) => Err(anyhow::anyhow!(
+                "JetStream did not answer within {JETSTREAM_CHECK:?}"
+            )),
+        }
+    }
+
     /// The wRPC server to hand to the generated `serve`: it takes calls over
     /// wrpc-transport-nats and `trellis-rr/1` alike.
     pub fn wrpc(&self) -> &DualServer {
@@ -174,6 +193,11 @@ impl Provider {
                 .into_iter()
                 .map(|(instance, name, stream)| stream.map(move |call| (instance, name, call))),
         );
+        // Announced as serving only once the server has every subscription.
+        self.nats
+            .flush()
+            .await
+            .context("cannot reach NATS to start serving")?;
         let mut info_sub = futures::stream::select(info_sub, ping_sub);
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         let mut tasks = JoinSet::new();
