@@ -119,33 +119,21 @@ impl Nats {
         let mut command = Command::new(nats_server()?);
         command
             .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
-            .arg(dir.join("js"))
-            .arg("--ports_file_dir")
-            .arg(&dir);
-        let (process, _) = Process::spawn(command)?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ports = std::fs::read_dir(&dir)
-                .map_err(|e| e.to_string())?
-                .filter_map(Result::ok)
-                .find(|e| e.file_name().to_string_lossy().ends_with(".ports"));
-            if let Some(ports) = ports
-                && let Ok(text) = std::fs::read_to_string(ports.path())
-                && let Some(url) = serde_json::from_str::<serde_json::Value>(&text)
-                    .ok()
-                    .and_then(|v| v["nats"][0].as_str().map(String::from))
-            {
-                return Ok(Nats {
-                    _process: process,
-                    url,
-                    _dir: dir,
-                });
-            }
-            if Instant::now() > deadline {
-                return Err("nats-server wrote no ports file".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            .arg(dir.join("js"));
+        let (mut process, _) = Process::spawn(command)?;
+        // nats-server says where it listens, then that it is ready (JetStream too).
+        process.wait_for("Server is ready", Duration::from_secs(20))?;
+        let text = process.stderr_text();
+        let url = text
+            .lines()
+            .find_map(|l| l.split("Listening for client connections on ").nth(1))
+            .map(|addr| format!("nats://{}", addr.trim()))
+            .ok_or_else(|| format!("nats-server named no client address:\n{text}"))?;
+        Ok(Nats {
+            _process: process,
+            url,
+            _dir: dir,
+        })
     }
 
     /// A client of this server.
