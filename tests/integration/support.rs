@@ -223,8 +223,16 @@ pub fn example_manifest(file: &str) -> Result<String, std::io::Error> {
     Ok(text)
 }
 
-/// How often [`eventually`] and [`holds_for`] look again.
+/// How often [`eventually`] and [`holds_for`] look again: the states they
+/// watch (HTTP answers, CLI output, KV entries) send no notice of change.
 const POLL: Duration = Duration::from_millis(20);
+
+/// A steady cadence of looks, however long each look takes.
+fn looks() -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval(POLL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks
+}
 
 /// Waits until `condition` gives a value, looking every 20 ms for at most
 /// `limit`: the way to wait for something to happen, never a bare sleep.
@@ -234,14 +242,15 @@ pub async fn eventually<T>(
     mut condition: impl AsyncFnMut() -> Option<T>,
 ) -> Result<T, String> {
     let deadline = tokio::time::Instant::now() + limit;
+    let mut looks = looks();
     loop {
+        looks.tick().await;
         if let Ok(Some(value)) = tokio::time::timeout_at(deadline, condition()).await {
             return Ok(value);
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(format!("{what}: not within {limit:?}"));
         }
-        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -253,13 +262,14 @@ pub async fn holds_for(
     mut condition: impl AsyncFnMut() -> bool,
 ) -> Result<(), String> {
     let end = tokio::time::Instant::now() + period;
+    let mut looks = looks();
     loop {
+        looks.tick().await;
         if !condition().await {
             return Err(format!("{what}: stopped holding within {period:?}"));
         }
         if tokio::time::Instant::now() >= end {
             return Ok(());
         }
-        tokio::time::sleep(POLL).await;
     }
 }

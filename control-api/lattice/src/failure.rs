@@ -89,13 +89,10 @@ impl CallErrorKind {
         CallErrorKind::Transport
     }
 
-    /// [`CallErrorKind::of`] for an `anyhow::Error`, as the wRPC traits return.
+    /// [`CallErrorKind::of`] for an `anyhow::Error`, as the wRPC traits return:
+    /// its outermost error's sources are the rest of its chain.
     pub fn of_anyhow(error: &anyhow::Error) -> Self {
-        error
-            .chain()
-            .map(Self::of)
-            .find(|kind| *kind != CallErrorKind::Transport)
-            .unwrap_or(CallErrorKind::Transport)
+        Self::of(error.as_ref())
     }
 
     /// The `io::ErrorKind` this kind travels as.
