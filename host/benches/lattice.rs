@@ -27,7 +27,8 @@ use futures::StreamExt as _;
 use support::{alternate, compare, keyvalue_provider, median, nats_server, setting, trellis_host};
 use tokio::time::Instant;
 use trellis_lattice::lean::{DualServer, LeanClient};
-use trellis_lattice::{BoundedServer, IDLE_LIMIT};
+use trellis_lattice::{BoundedServer, ServerLimits};
+use trellis_wire::{Param, Shape, Signature, Signatures};
 use wrpc_transport::{InvokeExt as _, ServeExt as _};
 
 const NO_PATHS: [&[Option<usize>]; 0] = [];
@@ -132,8 +133,15 @@ async fn transport(url: &str, size: usize, rounds: u64, seconds: u64) -> Result<
     let wrpc_server =
         wrpc_transport_nats::Client::new(server.clone(), "bench.wrpc", Some("bench.wrpc".into()))
             .await?;
+    // The echo's payload is checked as every server's is.
+    let mut signatures = Signatures::default();
+    signatures.insert(
+        "bench:echo/echo",
+        "echo",
+        Signature::new(vec![Param::new("payload", Shape::List(Box::new(Shape::U8)))]),
+    );
     let dual = DualServer::new(
-        BoundedServer::new(wrpc_server, IDLE_LIMIT),
+        BoundedServer::new(wrpc_server, signatures.into(), ServerLimits::default()),
         server.clone(),
         "bench.wrpc",
         "bench.wrpc",

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt as _;
 use trellis_control_api::{Refusal, WorkloadState, WorkloadStatus, host_of};
-use trellis_lattice::{BoundedServer, IDLE_LIMIT};
+use trellis_lattice::{BoundedServer, ServerLimits};
 use trellis_manifest::Workload;
 use wrpc_transport_nats::NatsContext;
 
@@ -98,7 +98,12 @@ impl ControlAgent {
                     what: "make the control API's client",
                     source,
                 })?;
-        let server = BoundedServer::new(client, IDLE_LIMIT);
+        let signatures =
+            trellis_control_api::host_signatures().map_err(|e| LatticeError::Wrpc {
+                what: "read the control API's signatures",
+                source: e.into(),
+            })?;
+        let server = BoundedServer::new(client, Arc::new(signatures), ServerLimits::default());
         let invocations =
             bindings::serve(&server, self)
                 .await

@@ -25,6 +25,12 @@ pub use bindings::trellis::control::types::{
     Error as Refusal, HostInfo, WorkloadState, WorkloadStatus,
 };
 
+/// The signatures of `trellis:control/host`, which a host serves: every
+/// control-API payload is checked against them before it is decoded.
+pub fn host_signatures() -> Result<trellis_wire::Signatures, serde_json::Error> {
+    trellis_wire::Signatures::from_json(include_str!(concat!(env!("OUT_DIR"), "/signatures.json")))
+}
+
 /// The host a workload ID is for: the part before the first `:`.
 pub fn host_of(id: &str) -> Option<&str> {
     id.split_once(':')

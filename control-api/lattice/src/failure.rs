@@ -25,6 +25,9 @@ pub enum CallErrorKind {
     Transport,
     /// The parameters or results do not fit where they must go.
     TooLarge,
+    /// The parameters do not match the function's types; the callee never
+    /// decoded them.
+    Invalid,
 }
 
 impl CallErrorKind {
@@ -37,6 +40,7 @@ impl CallErrorKind {
             CallErrorKind::Busy => "busy",
             CallErrorKind::Transport => "transport",
             CallErrorKind::TooLarge => "too-large",
+            CallErrorKind::Invalid => "invalid",
         }
     }
 
@@ -49,6 +53,7 @@ impl CallErrorKind {
             Some("busy") => CallErrorKind::Busy,
             Some("transport") => CallErrorKind::Transport,
             Some("too-large") => CallErrorKind::TooLarge,
+            Some("invalid") => CallErrorKind::Invalid,
             _ => CallErrorKind::Refused,
         }
     }
@@ -101,7 +106,8 @@ impl CallErrorKind {
             CallErrorKind::TimedOut => io::ErrorKind::TimedOut,
             CallErrorKind::NoResponders => io::ErrorKind::NotConnected,
             CallErrorKind::Busy => io::ErrorKind::WouldBlock,
-            CallErrorKind::TooLarge => io::ErrorKind::InvalidData,
+            CallErrorKind::TooLarge => io::ErrorKind::FileTooLarge,
+            CallErrorKind::Invalid => io::ErrorKind::InvalidData,
             CallErrorKind::Refused | CallErrorKind::Transport => io::ErrorKind::Other,
         }
     }
@@ -152,6 +158,7 @@ mod tests {
             CallErrorKind::Busy,
             CallErrorKind::Transport,
             CallErrorKind::TooLarge,
+            CallErrorKind::Invalid,
         ] {
             let io: io::Error = Failure::new(kind, "x").into();
             assert_eq!(CallErrorKind::of(&io), kind);

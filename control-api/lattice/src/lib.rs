@@ -27,7 +27,7 @@ mod links;
 mod subjects;
 
 pub use announce::{HostHeartbeat, ProviderInfo};
-pub use bounded::{BoundedIncoming, BoundedServer, IDLE_LIMIT};
+pub use bounded::{BoundedIncoming, BoundedServer, Held, ServerLimits};
 pub use buckets::{BucketError, open_bucket};
 pub use connect::{ConnectError, NatsArgs};
 pub use failure::{CallErrorKind, Failure};

@@ -146,7 +146,10 @@ impl CallError {
             CallErrorKind::NoResponders | CallErrorKind::Busy => {
                 http::StatusCode::SERVICE_UNAVAILABLE
             }
-            CallErrorKind::Refused | CallErrorKind::Transport | CallErrorKind::TooLarge => {
+            CallErrorKind::Refused
+            | CallErrorKind::Transport
+            | CallErrorKind::TooLarge
+            | CallErrorKind::Invalid => {
                 http::StatusCode::BAD_GATEWAY
             }
         }
@@ -180,6 +183,7 @@ impl std::fmt::Display for CallError {
             ),
             CallErrorKind::Refused => write!(f, "{target} refused `{what}`: {detail}"),
             CallErrorKind::TooLarge => write!(f, "`{what}` to {target} is too large: {detail}"),
+            CallErrorKind::Invalid => write!(f, "{target} refused `{what}` as invalid: {detail}"),
             CallErrorKind::Transport => write!(f, "{target} failed on `{what}`: {detail}"),
         }
     }

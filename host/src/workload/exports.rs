@@ -17,7 +17,7 @@ use super::LoadedWorkload;
 use crate::lattice::{Lattice, LatticeError};
 use crate::trace::{CURRENT, TraceContext};
 use trellis_lattice::lean::{DualServer, LeanOutgoing};
-use trellis_lattice::{BoundedServer, IDLE_LIMIT, headers};
+use trellis_lattice::{BoundedServer, ServerLimits, headers};
 use trellis_manifest::{Diagnostic, ImportName, Workload};
 
 /// One exported interface, resolved against its component when the workload loads.
@@ -31,6 +31,7 @@ pub(crate) struct ServedExport {
 struct ServedFunction {
     name: String,
     index: ComponentExportIndex,
+    signature: trellis_wire::Signature,
     params: Vec<Type>,
     results: Vec<Type>,
 }
@@ -113,6 +114,7 @@ fn served_function(
     ServedFunction {
         name: name.to_string(),
         index,
+        signature: super::shapes::signature(func),
         params: func.params().map(|(_, ty)| ty).collect(),
         results: func.results().collect(),
     }
@@ -154,8 +156,14 @@ impl LoadedWorkload {
             what: "make the exports' server",
             source,
         })?;
+        let mut signatures = trellis_wire::Signatures::default();
+        for export in &self.exports {
+            for function in &export.functions {
+                signatures.insert(&export.instance, &function.name, function.signature.clone());
+            }
+        }
         let client = DualServer::new(
-            BoundedServer::new(standard, IDLE_LIMIT),
+            BoundedServer::new(standard, Arc::new(signatures), ServerLimits::default()),
             lattice.nats().clone(),
             &prefix,
             &prefix,

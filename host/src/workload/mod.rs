@@ -9,6 +9,7 @@ mod exports;
 mod links;
 mod remote;
 mod resolve;
+mod shapes;
 
 use std::path::Path;
 use std::sync::Arc;

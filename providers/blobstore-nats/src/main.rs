@@ -31,9 +31,7 @@ const INTERFACES: &[&str] = &[
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     Provider::main(
-        "blobstore",
-        env!("CARGO_PKG_VERSION"),
-        INTERFACES,
+        trellis_provider_sdk::describe!("blobstore", INTERFACES),
         async |provider, args| {
             provider.require_jetstream().await?;
             let handler = handler::Handler::new(provider.nats().clone(), &args.nats.lattice);

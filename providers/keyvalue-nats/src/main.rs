@@ -27,9 +27,7 @@ const INTERFACES: &[&str] = &[
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     Provider::main(
-        "keyvalue",
-        env!("CARGO_PKG_VERSION"),
-        INTERFACES,
+        trellis_provider_sdk::describe!("keyvalue", INTERFACES),
         async |provider, args| {
             provider.require_jetstream().await?;
             let handler = handler::Handler::new(provider.nats().clone(), &args.nats.lattice);

@@ -34,9 +34,7 @@ const INTERFACES: &[&str] = &[
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     Provider::main(
-        "messaging",
-        env!("CARGO_PKG_VERSION"),
-        INTERFACES,
+        trellis_provider_sdk::describe!("messaging", INTERFACES),
         async |provider, _args| {
             let links = provider.links().await?;
             tokio::spawn(delivery::run(

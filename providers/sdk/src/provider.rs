@@ -12,7 +12,39 @@ use tokio::task::JoinSet;
 use trellis_lattice::{NatsArgs, ProviderInfo, Subjects};
 
 use trellis_lattice::lean::{self, DualServer};
-use trellis_lattice::{BoundedServer, IDLE_LIMIT};
+use trellis_lattice::{BoundedServer, ServerLimits};
+use trellis_wire::Signatures;
+
+/// What a provider is, fixed when it is built: its default name, version,
+/// the interfaces it announces and the signatures of the functions it
+/// serves (from its WIT, by its build script). [`describe!`](crate::describe)
+/// fills in the version and signatures.
+#[derive(Debug, Clone, Copy)]
+pub struct Description {
+    /// The name bindings use unless `--name` says otherwise.
+    pub name: &'static str,
+    /// The provider's version, announced in its info.
+    pub version: &'static str,
+    /// The interfaces announced; a host refuses a binding to any other.
+    pub interfaces: &'static [&'static str],
+    /// `trellis_wire::Signatures` as JSON: every payload is checked against them.
+    pub signatures: &'static str,
+}
+
+/// A provider's [`Description`]: its name and interfaces, with the crate's
+/// version and the signatures its build script wrote
+/// (`trellis_wire::build_script(WIT_DIR, WORLD)` in `build.rs`).
+#[macro_export]
+macro_rules! describe {
+    ($name:expr, $interfaces:expr $(,)?) => {
+        $crate::Description {
+            name: $name,
+            version: env!("CARGO_PKG_VERSION"),
+            interfaces: $interfaces,
+            signatures: include_str!(concat!(env!("OUT_DIR"), "/signatures.json")),
+        }
+    };
+}
 
 /// What `wit_bindgen_wrpc::generate!`'s `serve` returns: per function, a stream of
 /// invocations to run.
@@ -63,34 +95,27 @@ impl Provider {
     /// A provider process from start to end: logging, arguments, the
     /// connection, then `serve` (which builds the handler and calls the
     /// generated `serve`), then [`Provider::run`] until SIGINT or SIGTERM.
-    pub async fn main<F>(
-        default_name: &str,
-        version: &str,
-        interfaces: &[&str],
-        serve: F,
-    ) -> anyhow::Result<()>
+    pub async fn main<F>(description: Description, serve: F) -> anyhow::Result<()>
     where
         F: AsyncFnOnce(&Provider, &ProviderArgs) -> anyhow::Result<Invocations>,
     {
         trellis_process::init_logging();
         let args = <ProviderArgs as clap::Parser>::parse();
-        let provider = Provider::connect(&args, default_name, version, interfaces).await?;
+        let provider = Provider::connect(&args, description).await?;
         let invocations = serve(&provider, &args).await?;
         provider.run(invocations).await
     }
 
-    /// Connects, and prepares to serve `interfaces` under the name from `args`
-    /// (else `default_name`) in a queue group shared by its replicas.
-    pub async fn connect(
-        args: &ProviderArgs,
-        default_name: &str,
-        version: &str,
-        interfaces: &[&str],
-    ) -> anyhow::Result<Provider> {
+    /// Connects, and prepares to serve the described interfaces under the
+    /// name from `args` (else the description's) in a queue group shared by
+    /// its replicas.
+    pub async fn connect(args: &ProviderArgs, description: Description) -> anyhow::Result<Provider> {
+        let signatures = Signatures::from_json(description.signatures)
+            .context("the provider's built-in signatures do not parse")?;
         let name = args
             .name
             .clone()
-            .unwrap_or_else(|| default_name.to_string());
+            .unwrap_or_else(|| description.name.to_string());
         let nats = args
             .nats
             .connect(&format!("trellis-provider-{name}"), true)
@@ -105,7 +130,7 @@ impl Provider {
         .await
         .context("cannot set up the wRPC client")?;
         let wrpc = DualServer::new(
-            BoundedServer::new(wrpc, IDLE_LIMIT),
+            BoundedServer::new(wrpc, Arc::new(signatures), ServerLimits::default()),
             nats.clone(),
             prefix.as_str(),
             prefix.as_str(),
@@ -119,8 +144,8 @@ impl Provider {
                     .next()
                     .unwrap_or_default()
                     .to_string(),
-                version: version.to_string(),
-                interfaces: interfaces.iter().map(|s| s.to_string()).collect(),
+                version: description.version.to_string(),
+                interfaces: description.interfaces.iter().map(|s| s.to_string()).collect(),
                 uptime_seconds: 0,
                 in_flight: 0,
                 transports: vec![lean::PROTOCOL.to_string()],

@@ -10,6 +10,7 @@ use wrpc_transport::Serve;
 use wrpc_transport_nats::NatsContext;
 
 use super::{ERROR_HEADER, ERROR_KIND_HEADER, LeanIncoming, LeanOutgoing, subject};
+use crate::bounded::invalid;
 use crate::{BoundedIncoming, BoundedServer};
 use crate::{CallErrorKind, Failure};
 
@@ -18,7 +19,9 @@ type StandardIn = <BoundedServer as Serve>::Incoming;
 
 /// A wRPC server that takes each call the way its caller makes it: over
 /// wrpc-transport-nats, or as one `trellis-rr/1` request (functions without
-/// async parameters), in the same queue group.
+/// async parameters), in the same queue group. Both ways go through the same
+/// checks and in-flight bound as [`BoundedServer`]; a lean call refused by
+/// them gets a typed error reply (`invalid`, `busy`).
 #[derive(Clone)]
 pub struct DualServer {
     standard: BoundedServer,
@@ -79,6 +82,24 @@ fn send_reply(nats: async_nats::Client, reply: Subject, results: Result<Bytes, F
     });
 }
 
+/// A place among the calls in flight for a lean call whose parameters check.
+fn admit_lean(
+    server: &BoundedServer,
+    signature: &trellis_wire::Signature,
+    payload: &[u8],
+) -> Result<tokio::sync::OwnedSemaphorePermit, Failure> {
+    trellis_wire::check(signature, payload).map_err(invalid)?;
+    server.admit().ok_or_else(|| {
+        Failure::new(
+            CallErrorKind::Busy,
+            format!(
+                "the callee is answering {} calls already",
+                server.limits().max_in_flight
+            ),
+        )
+    })
+}
+
 type Invocation = anyhow::Result<(
     NatsContext,
     LeanOutgoing<StandardOut>,
@@ -98,6 +119,7 @@ impl Serve for DualServer {
     ) -> anyhow::Result<impl Stream<Item = Invocation> + Send + 'static> {
         let paths: Arc<[Box<[Option<usize>]>]> = paths.into();
         let lean_too = paths.is_empty();
+        let signature = self.standard.signature(instance, func)?;
         let standard: BoxStream<'static, Invocation> = self
             .standard
             .serve(instance, func, paths)
@@ -121,18 +143,30 @@ impl Serve for DualServer {
         // Served once `serve` returns, as wrpc-transport-nats does.
         self.nats.flush().await?;
         let nats = self.nats.clone();
+        let server = self.standard.clone();
         let lean: BoxStream<'static, Invocation> = requests
             .filter_map(move |message| {
+                let reply = message.reply.clone();
+                let admitted = admit_lean(&server, &signature, &message.payload);
                 let nats = nats.clone();
-                async move {
-                    let reply = message.reply?;
-                    let cx = NatsContext {
-                        headers: message.headers,
-                        subject: message.subject,
-                    };
-                    let out = LeanOutgoing::lean(move |results| send_reply(nats, reply, results));
-                    Some(Ok((cx, out, LeanIncoming::ready(message.payload))))
-                }
+                std::future::ready(match (reply, admitted) {
+                    (None, _) => None,
+                    (Some(reply), Err(failure)) => {
+                        send_reply(nats, reply, Err(failure));
+                        None
+                    }
+                    (Some(reply), Ok(permit)) => {
+                        let cx = NatsContext {
+                            headers: message.headers,
+                            subject: message.subject,
+                        };
+                        let out = LeanOutgoing::lean(move |results| {
+                            drop(permit);
+                            send_reply(nats, reply, results)
+                        });
+                        Some(Ok((cx, out, LeanIncoming::ready(message.payload))))
+                    }
+                })
             })
             .boxed();
         Ok(stream::select(standard, lean))
