@@ -21,6 +21,7 @@ pub mod capabilities;
 pub mod control;
 pub mod dev;
 mod engine;
+pub mod files;
 mod ingress;
 pub mod lattice;
 mod state;
@@ -82,6 +83,13 @@ impl Host {
             exports: Mutex::default(),
             routes: Arc::new(RwLock::new(Arc::new(RouteTable::default()))),
         })
+    }
+
+    /// Lets workloads name only the host files `files` allows (component
+    /// sources and preopens); by default they may name any.
+    pub fn reading_files(mut self, files: files::FileAccess) -> Self {
+        self.services.files = files;
+        self
     }
 
     /// Compiles and links `manifest` without running it; `file` names it in errors.

@@ -13,13 +13,14 @@ mod cli;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use trellis_host::control::{ControlAgent, Identity};
 use trellis_host::lattice::{Lattice, publish_heartbeats};
+use trellis_host::files::FileAccess;
 use trellis_host::{EngineSettings, Host, dev};
 use trellis_lattice::NatsArgs;
 
@@ -64,6 +65,11 @@ enum Command {
         /// Address for HTTP.
         #[arg(long, default_value = "127.0.0.1:8000")]
         listen: SocketAddr,
+        /// A directory workloads may read component sources and preopens from
+        /// (repeatable); default: the working directory. The folders of
+        /// `--manifest` files are allowed too.
+        #[arg(long = "allow-dir", value_name = "DIR")]
+        allow_dirs: Vec<PathBuf>,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -235,6 +241,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             manifests,
             id,
             listen,
+            allow_dirs,
             engine,
         } => runtime.block_on(run_host(
             HostOptions {
@@ -243,6 +250,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 manifests,
                 id,
                 listen,
+                allow_dirs,
             },
             engine.into(),
         )),
@@ -257,9 +265,26 @@ struct HostOptions {
     manifests: Vec<PathBuf>,
     id: Option<String>,
     listen: SocketAddr,
+    allow_dirs: Vec<PathBuf>,
+}
+
+/// What workloads on this host may read: the allowed directories (the
+/// working directory unless some are given) and the folders of the
+/// operator's own `--manifest` files.
+fn file_access(options: &HostOptions) -> anyhow::Result<FileAccess> {
+    let mut dirs = options.allow_dirs.clone();
+    if dirs.is_empty() {
+        dirs.push(std::env::current_dir().context("cannot read the working directory")?);
+    }
+    for file in &options.manifests {
+        let folder = file.parent().filter(|p| !p.as_os_str().is_empty());
+        dirs.push(folder.unwrap_or(Path::new(".")).to_path_buf());
+    }
+    Ok(FileAccess::under(&dirs)?)
 }
 
 async fn run_host(options: HostOptions, settings: EngineSettings) -> anyhow::Result<()> {
+    let files = file_access(&options)?;
     let id = match options.id {
         Some(id) => id,
         None => options
@@ -272,7 +297,7 @@ async fn run_host(options: HostOptions, settings: EngineSettings) -> anyhow::Res
         .connect(&format!("trellis-host-{id}"), true)
         .await?;
     let lattice = Arc::new(Lattice::new(nats, &options.nats.lattice));
-    let host = Arc::new(Host::with_lattice(settings, Some(lattice.clone()))?);
+    let host = Arc::new(Host::with_lattice(settings, Some(lattice.clone()))?.reading_files(files));
     let agent = ControlAgent::new(
         host.clone(),
         Identity {

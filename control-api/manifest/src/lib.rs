@@ -47,7 +47,8 @@ pub use binding::{
 pub use diagnostics::{Diagnostic, ManifestError};
 pub use manifest::{
     API_VERSION, BINDING_FIELDS, COMPONENT_FIELDS, Component, ComponentSource, EXPORT_FIELDS,
-    Export, GRANTS_FIELDS, Grants, LIMITS_FIELDS, Limits, PREOPEN_FIELDS, ROUTE_FIELDS, Route,
+    Export, GRANTS_FIELDS, Grants, LIMITS_FIELDS, Limits, MAX_MANIFEST_BYTES, PREOPEN_FIELDS,
+    ROUTE_FIELDS, Route,
     WORKLOAD_FIELDS, Workload,
 };
 pub use units::{UnitError, parse_duration, parse_size};

@@ -174,10 +174,26 @@ pub struct Route {
     pub pos: Pos,
 }
 
+/// The largest manifest taken, in bytes: well below NATS's default
+/// `max_payload` (1 MiB), since desired state and a control-API `start`
+/// carry a manifest inside a larger message.
+pub const MAX_MANIFEST_BYTES: usize = 256 << 10;
+
+fn too_large(file: &Path, size: u64) -> ManifestError {
+    ManifestError::new(
+        file,
+        vec![Diagnostic::new(
+            Pos { line: 1, column: 1 },
+            format!("the manifest is {size} bytes; at most {MAX_MANIFEST_BYTES} are taken"),
+        )],
+    )
+}
+
 impl Workload {
     /// Reads and validates a manifest file; component paths are resolved against its folder.
+    /// A file over [`MAX_MANIFEST_BYTES`] is refused without being read whole.
     pub fn from_file(path: &Path) -> Result<Workload, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let unreadable = |e: std::io::Error| {
             ManifestError::new(
                 path,
                 vec![Diagnostic::new(
@@ -185,13 +201,28 @@ impl Workload {
                     format!("cannot read the manifest: {e}"),
                 )],
             )
-        })?;
+        };
+        let mut text = String::new();
+        let file = std::fs::File::open(path).map_err(unreadable)?;
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(file, MAX_MANIFEST_BYTES as u64 + 1),
+            &mut text,
+        )
+        .map_err(unreadable)?;
+        if text.len() > MAX_MANIFEST_BYTES {
+            let size = std::fs::metadata(path).map_or(text.len() as u64, |m| m.len());
+            return Err(too_large(path, size));
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         Workload::from_yaml(&text, path, base)
     }
 
     /// Parses and validates manifest text; `file` names it in errors, `base` resolves paths.
+    /// Text over [`MAX_MANIFEST_BYTES`] is refused before it is parsed.
     pub fn from_yaml(text: &str, file: &Path, base: &Path) -> Result<Workload, ManifestError> {
+        if text.len() > MAX_MANIFEST_BYTES {
+            return Err(too_large(file, text.len() as u64));
+        }
         let root = yaml::parse(text).map_err(|e| {
             ManifestError::new(
                 file,

@@ -127,7 +127,15 @@ pub struct SyntaxError {
     pub message: String,
 }
 
+/// The most nodes a document may hold once its aliases are expanded: a
+/// few hundred bytes of nested aliases would otherwise expand to billions.
+pub const MAX_NODES: usize = 100_000;
+
+/// The deepest a document may nest mappings and sequences.
+pub const MAX_DEPTH: usize = 64;
+
 /// Parses the first document of `text`; an empty text is a null node.
+/// Aliases are expanded within [`MAX_NODES`], nesting within [`MAX_DEPTH`].
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     let mut builder = TreeBuilder::default();
     let mut parser = Parser::new_from_str(text);
@@ -163,13 +171,56 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
 #[derive(Default)]
 struct TreeBuilder {
     stack: Vec<(Node, usize)>,
-    anchors: HashMap<usize, Node>,
+    /// Each anchored node with the number of nodes it holds.
+    anchors: HashMap<usize, (Node, usize)>,
     root: Option<Node>,
+    /// Nodes built so far, aliases counted at their expanded size.
+    nodes: usize,
+}
+
+/// How many nodes `node` holds, itself included.
+fn count(node: &Node) -> usize {
+    1 + match &node.value {
+        Value::Scalar { .. } => 0,
+        Value::Seq(items) => items.iter().map(count).sum(),
+        Value::Map(entries) => entries.iter().map(|(k, v)| count(k) + count(v)).sum(),
+    }
 }
 
 impl TreeBuilder {
+    /// Counts `n` more nodes against the budget.
+    fn spend(&mut self, n: usize, pos: Pos) -> Result<(), SyntaxError> {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > MAX_NODES {
+            return Err(SyntaxError {
+                pos,
+                message: format!(
+                    "the document holds more than {MAX_NODES} nodes once its aliases are expanded"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, node: Node, anchor: usize) -> Result<(), SyntaxError> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(SyntaxError {
+                pos: node.pos,
+                message: format!("the document nests deeper than {MAX_DEPTH} levels"),
+            });
+        }
+        self.stack.push((node, anchor));
+        Ok(())
+    }
+
     fn push(&mut self, event: Event<'_>, span: &Span) -> Result<(), SyntaxError> {
         let pos = Pos::from_span(span);
+        if matches!(
+            event,
+            Event::Scalar(..) | Event::SequenceStart(..) | Event::MappingStart(..)
+        ) {
+            self.spend(1, pos)?;
+        }
         match event {
             Event::Scalar(text, style, anchor, _) => {
                 let plain = matches!(style, ScalarStyle::Plain);
@@ -182,31 +233,36 @@ impl TreeBuilder {
                 };
                 self.finish(node, anchor);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push((
+            Event::SequenceStart(anchor, _) => self.open(
                 Node {
                     value: Value::Seq(Vec::new()),
                     pos,
                 },
                 anchor,
-            )),
-            Event::MappingStart(anchor, _) => self.stack.push((
+            )?,
+            Event::MappingStart(anchor, _) => self.open(
                 Node {
                     value: Value::Map(Vec::new()),
                     pos,
                 },
                 anchor,
-            )),
+            )?,
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some((node, anchor)) = self.stack.pop() {
                     self.finish(node, anchor);
                 }
             }
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().ok_or(SyntaxError {
+                let size = self.anchors.get(&id).map(|(_, size)| *size).ok_or(SyntaxError {
                     pos,
                     message: "alias to an unknown anchor".into(),
                 })?;
-                self.finish(node, 0);
+                // Counted before it is copied, so a copy never outgrows the budget.
+                self.spend(size, pos)?;
+                if let Some((node, _)) = self.anchors.get(&id) {
+                    let node = node.clone();
+                    self.finish(node, 0);
+                }
             }
             _ => {}
         }
@@ -215,7 +271,7 @@ impl TreeBuilder {
 
     fn finish(&mut self, node: Node, anchor: usize) {
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), count(&node)));
         }
         match self.stack.last_mut() {
             None => self.root = Some(node),
@@ -260,6 +316,34 @@ mod tests {
         let err = parse("a: [1, 2\nb: 3").err();
         assert!(
             matches!(err, Some(SyntaxError { pos, .. }) if pos.line >= 1),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn nested_aliases_are_refused_at_the_budget() {
+        // Nine levels of nine aliases each: 9^9 nodes if expanded.
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let prev = format!("*a{}", i - 1);
+            let items = vec![prev.as_str(); 9].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{items}]\n"));
+        }
+        let started = std::time::Instant::now();
+        let err = parse(&text).err();
+        assert!(
+            matches!(&err, Some(SyntaxError { message, pos }) if message.contains("100000 nodes") && pos.line > 1),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let text = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        let err = parse(&text).err();
+        assert!(
+            matches!(&err, Some(SyntaxError { message, pos }) if message.contains("deeper than 64") && pos.column == 65),
             "{err:?}"
         );
     }

@@ -230,6 +230,8 @@ pub struct HostServices {
     pub lattice: Option<Arc<crate::lattice::Lattice>>,
     /// Every capability's host-wide state.
     pub(crate) capabilities: Arc<CapabilityHosts>,
+    /// The host files workloads may name.
+    pub files: crate::files::FileAccess,
 }
 
 #[cfg(test)]

@@ -32,8 +32,10 @@ pub(crate) enum CompileError {
     Invalid { path: PathBuf, message: String },
 }
 
-/// Reads `path` and compiles it; binary components and component text are accepted.
-pub(crate) fn compile(engine: &Engine, path: &Path) -> Result<Component, CompileError> {
+/// Reads `path` and compiles it; binary components and component text are
+/// accepted. Unless `quote` is set, an error in component text gives its
+/// message and position but never the line it is on.
+pub(crate) fn compile(engine: &Engine, path: &Path, quote: bool) -> Result<Component, CompileError> {
     let bytes = std::fs::read(path).map_err(|source| CompileError::Read {
         path: path.to_path_buf(),
         source,
@@ -54,6 +56,19 @@ pub(crate) fn compile(engine: &Engine, path: &Path) -> Result<Component, Compile
     }
     Component::new(engine, &bytes).map_err(|e| CompileError::Invalid {
         path: path.to_path_buf(),
-        message: format!("{e:#}"),
+        message: if quote {
+            format!("{e:#}")
+        } else {
+            without_snippets(&format!("{e:#}"))
+        },
     })
+}
+
+/// An error's message and position lines, without the source lines the
+/// component-text parser quotes beneath them (`  12 | (text…)`).
+fn without_snippets(message: &str) -> String {
+    let mut lines = message.lines();
+    let mut kept: Vec<&str> = lines.next().into_iter().collect();
+    kept.extend(lines.filter(|l| l.trim_start().starts_with("-->")));
+    kept.join(" ")
 }

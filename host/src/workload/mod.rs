@@ -207,7 +207,17 @@ fn prepare(
             )));
         }
         let ComponentSource::File(path) = &spec.source;
-        match compile::compile(engine.engine(), path) {
+        let mut allowed = services.files.check(path).map_err(|e| e.to_string());
+        for preopen in &spec.grants.preopens {
+            if let Err(e) = services.files.check(&preopen.host) {
+                allowed = Err(format!("preopen {e}"));
+            }
+        }
+        let compiled_one = allowed.and_then(|path| {
+            compile::compile(engine.engine(), &path, services.files.may_quote())
+                .map_err(|e| e.to_string())
+        });
+        match compiled_one {
             Ok(component) => compiled.push(resolve::Compiled { spec, component }),
             Err(message) => diagnostics.push(Diagnostic::new(
                 spec.pos,
