@@ -138,7 +138,10 @@ async fn transport(url: &str, size: usize, rounds: u64, seconds: u64) -> Result<
     signatures.insert(
         "bench:echo/echo",
         "echo",
-        Signature::new(vec![Param::new("payload", Shape::List(Box::new(Shape::U8)))]),
+        Signature::new(vec![Param::new(
+            "payload",
+            Shape::List(Box::new(Shape::U8)),
+        )]),
     );
     let dual = DualServer::new(
         BoundedServer::new(wrpc_server, signatures.into(), ServerLimits::default()),

@@ -105,7 +105,10 @@ mod tests {
         assert!(access.check(&inside).is_ok());
         // `..` and symlinks are resolved before the check.
         let escape = inside.join("..");
-        assert!(matches!(access.check(&escape), Err(FileError::Outside { .. })));
+        assert!(matches!(
+            access.check(&escape),
+            Err(FileError::Outside { .. })
+        ));
         assert!(matches!(
             access.check(Path::new("/etc/hostname")),
             Err(FileError::Outside { .. }) | Err(FileError::Missing { .. })

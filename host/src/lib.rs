@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! use std::path::Path;
-//! use trellis_host::{Host, EngineSettings};
+//! use trellis_host::{Host, EngineSettings, HttpLimits};
 //! use trellis_manifest::Workload;
 //!
 //! # async fn run() -> anyhow::Result<()> {
@@ -12,7 +12,7 @@
 //! let loaded = host.load(Workload::from_file(file)?, file).await?;
 //! host.run(loaded).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
-//! host.serve(listener, std::future::pending()).await;
+//! host.serve(listener, HttpLimits::default(), std::future::pending()).await;
 //! # Ok(()) }
 //! ```
 #![deny(rustdoc::broken_intra_doc_links)]
@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 pub use engine::{EngineError, EngineSettings, HostEngine};
-pub use ingress::RouteInfo;
+pub use ingress::{HttpLimits, RouteInfo};
 pub use state::{InstanceState, MemoryLimitExceeded};
 pub use workload::{InvokeError, LoadedWorkload, ProbeError};
 
@@ -177,13 +177,15 @@ impl Host {
             .routes()
     }
 
-    /// Serves HTTP on `listener` until `shutdown` resolves, then drains in-flight requests.
+    /// Serves HTTP on `listener` under `limits` until `shutdown` resolves,
+    /// then drains in-flight requests (within `limits.drain_timeout`).
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
+        limits: HttpLimits,
         shutdown: impl Future<Output = ()>,
     ) {
-        ingress::serve(listener, self.routes.clone(), shutdown).await
+        ingress::serve(listener, self.routes.clone(), limits, shutdown).await
     }
 
     fn publish(&self, workloads: &BTreeMap<String, Arc<LoadedWorkload>>) {

@@ -15,13 +15,14 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use trellis_host::control::{ControlAgent, Identity};
-use trellis_host::lattice::{Lattice, publish_heartbeats};
 use trellis_host::files::FileAccess;
-use trellis_host::{EngineSettings, Host, dev};
+use trellis_host::lattice::{Lattice, publish_heartbeats};
+use trellis_host::{EngineSettings, Host, HttpLimits, dev};
 use trellis_lattice::NatsArgs;
 
 /// Trellis: a distributed WebAssembly platform.
@@ -46,6 +47,8 @@ enum Command {
         listen: SocketAddr,
         #[command(flatten)]
         engine: EngineArgs,
+        #[command(flatten)]
+        http: HttpArgs,
     },
     /// Join a lattice: run workloads whose bindings may call providers and other
     /// workloads over NATS, serve the control API, and announce this host with heartbeats.
@@ -66,12 +69,14 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8000")]
         listen: SocketAddr,
         /// A directory workloads may read component sources and preopens from
-        /// (repeatable); default: the working directory. The folders of
-        /// `--manifest` files are allowed too.
+        /// (repeatable); default: the working directory. What `--manifest`
+        /// files name (their components' folders, their preopens) is allowed too.
         #[arg(long = "allow-dir", value_name = "DIR")]
         allow_dirs: Vec<PathBuf>,
         #[command(flatten)]
         engine: EngineArgs,
+        #[command(flatten)]
+        http: HttpArgs,
     },
     /// Record a workload's desired state in the lattice (idempotent); the
     /// scheduler places it. Exit codes: 0 done, 1 refused, 2 invalid, 3 unreachable.
@@ -160,6 +165,46 @@ impl From<EngineArgs> for EngineSettings {
     }
 }
 
+/// The HTTP ingress's bounds (see `trellis_host::HttpLimits`).
+#[derive(Debug, Clone, clap::Args)]
+struct HttpArgs {
+    /// How long a client may take to send a request's headers.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    header_timeout: Duration,
+    /// How long a connection may sit idle before it is closed.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// HTTP connections open at once; more are closed as they arrive.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+    /// HTTP/2 streams per connection.
+    #[arg(long, default_value_t = 200)]
+    max_streams: u32,
+    /// The largest request header block, e.g. `64KiB`.
+    #[arg(long, default_value = "64KiB", value_parser = parse_size)]
+    max_header_size: u64,
+    /// How long a SIGTERM waits for requests and calls in flight.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+}
+
+impl From<HttpArgs> for HttpLimits {
+    fn from(args: HttpArgs) -> Self {
+        HttpLimits {
+            header_timeout: args.header_timeout,
+            idle_timeout: args.idle_timeout,
+            max_connections: args.max_connections,
+            max_streams: args.max_streams,
+            max_header_bytes: usize::try_from(args.max_header_size).unwrap_or(usize::MAX),
+            drain_timeout: args.drain_timeout,
+        }
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    trellis_manifest::parse_duration(text).map_err(|e| e.to_string())
+}
+
 fn parse_label(text: &str) -> Result<(String, String), String> {
     let (key, value) = text
         .split_once('=')
@@ -234,7 +279,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             target,
             listen,
             engine,
-        } => runtime.block_on(run_dev(target, listen, engine.into())),
+            http,
+        } => runtime.block_on(run_dev(target, listen, engine.into(), http.into())),
         Command::Host {
             nats,
             labels,
@@ -243,6 +289,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             allow_dirs,
             engine,
+            http,
         } => runtime.block_on(run_host(
             HostOptions {
                 nats: *nats,
@@ -251,6 +298,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 id,
                 listen,
                 allow_dirs,
+                http: http.into(),
             },
             engine.into(),
         )),
@@ -266,19 +314,26 @@ struct HostOptions {
     id: Option<String>,
     listen: SocketAddr,
     allow_dirs: Vec<PathBuf>,
+    http: HttpLimits,
 }
 
 /// What workloads on this host may read: the allowed directories (the
-/// working directory unless some are given) and the folders of the
-/// operator's own `--manifest` files.
+/// working directory unless some are given), and what the operator's own
+/// `--manifest` files name (the folders of their component sources and
+/// their preopens).
 fn file_access(options: &HostOptions) -> anyhow::Result<FileAccess> {
     let mut dirs = options.allow_dirs.clone();
     if dirs.is_empty() {
         dirs.push(std::env::current_dir().context("cannot read the working directory")?);
     }
     for file in &options.manifests {
-        let folder = file.parent().filter(|p| !p.as_os_str().is_empty());
-        dirs.push(folder.unwrap_or(Path::new(".")).to_path_buf());
+        let workload = trellis_manifest::Workload::from_file(file)?;
+        for component in &workload.components {
+            let trellis_manifest::ComponentSource::File(source) = &component.source;
+            let folder = source.parent().filter(|p| !p.as_os_str().is_empty());
+            dirs.push(folder.unwrap_or(Path::new(".")).to_path_buf());
+            dirs.extend(component.grants.preopens.iter().map(|p| p.host.clone()));
+        }
     }
     Ok(FileAccess::under(&dirs)?)
 }
@@ -292,6 +347,7 @@ async fn run_host(options: HostOptions, settings: EngineSettings) -> anyhow::Res
             .nkey_public_key()?
             .unwrap_or_else(|| format!("H{}", uuid::Uuid::new_v4().simple()).to_uppercase()),
     };
+    trellis_lattice::check_name(trellis_lattice::NameKind::Host, &id)?;
     let nats = options
         .nats
         .connect(&format!("trellis-host-{id}"), true)
@@ -343,11 +399,12 @@ async fn run_host(options: HostOptions, settings: EngineSettings) -> anyhow::Res
         options.labels,
         Some(addr.to_string()),
     ));
-    host.serve(listener, trellis_process::shutdown_signal())
+    host.serve(listener, options.http, trellis_process::shutdown_signal())
         .await;
     heartbeats.abort();
     control.abort();
-    let _ = lattice.nats().flush().await;
+    // NATS may be gone: the last flush is bounded like the drain.
+    let _ = tokio::time::timeout(options.http.drain_timeout, lattice.nats().flush()).await;
     Ok(())
 }
 
@@ -355,6 +412,7 @@ async fn run_dev(
     target: PathBuf,
     listen: SocketAddr,
     settings: EngineSettings,
+    limits: HttpLimits,
 ) -> anyhow::Result<()> {
     let host = Arc::new(Host::new(settings)?);
     let workload = dev::load_into(&host, &target).await?;
@@ -368,7 +426,7 @@ async fn run_dev(
     );
     dev::print_routes(&host);
     tokio::spawn(dev::watch(host.clone(), target, Some(workload)));
-    host.serve(listener, trellis_process::shutdown_signal())
+    host.serve(listener, limits, trellis_process::shutdown_signal())
         .await;
     Ok(())
 }

@@ -26,6 +26,7 @@ name: {name}
 components:
   app:
     source: {}
+    limits: {{request-body: 128MiB}}    # the large-object test uploads 100 MiB
     bindings:
       wasi:blobstore: {{provider: blobstore, timeout: 3s}}
       wasi:*: host

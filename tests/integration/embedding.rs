@@ -22,7 +22,7 @@ async fn two_workloads_share_a_host_and_one_failing_does_not_disturb_the_other()
     let server = {
         let host = host.clone();
         tokio::spawn(async move {
-            host.serve(listener, async {
+            host.serve(listener, trellis_host::HttpLimits::default(), async {
                 let _ = stopped.await;
             })
             .await

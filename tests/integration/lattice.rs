@@ -234,6 +234,9 @@ pub fn host(nats: &Nats, manifests: &[&Path], extra: &[&str]) -> Result<LatticeH
     let mut command = Command::new(env!("CARGO_BIN_EXE_trellis"));
     command
         .args(["host", "--nats", &nats.url, "--listen", "127.0.0.1:0"])
+        // Test manifests name components anywhere in the repository.
+        .arg("--allow-dir")
+        .arg(crate::support::repo())
         .args(extra);
     for m in manifests {
         command.arg("--manifest").arg(m);

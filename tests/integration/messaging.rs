@@ -206,7 +206,7 @@ fn fetched(lines: &str) -> Vec<(u64, u64, String, String)> {
 async fn jetstream_consumers_ack_redeliver_and_replay() -> TestResult {
     let nats = Nats::start("jetstream")?;
     let _messaging = provider(&nats, "trellis-messaging-nats", "messaging")?;
-    let h = host(&nats, &[&messenger("jetstream", "{}")?], &[])?;
+    let h = host(&nats, &[&messenger("jetstream", "{streams: ORDERS}")?], &[])?;
     let client = nats.client().await?;
     let js_ctx = async_nats::jetstream::new(client.clone());
     js_ctx
@@ -262,16 +262,24 @@ async fn jetstream_consumers_ack_redeliver_and_replay() -> TestResult {
     );
 
     // Other workloads' consumers and the lattice's own streams are out of reach.
-    let forged = js(
-        h.addr,
-        "/js/ack",
-        "$JS.ACK.ORDERS.other-proc.1.1.1.1.0",
-        502,
-    )
-    .await?;
+    // Tokens are read field by field: a consumer of workload `messenger-x`
+    // is not this workload's, though its name starts with `messenger-`.
+    for forged in [
+        "$JS.ACK.ORDERS.other_proc.1.1.1.1.0",
+        "$JS.ACK.ORDERS.messenger-x_proc.1.1.1.1.0",
+        "$JS.ACK.ORDERS.x.messenger_proc.1.1.1.0",
+    ] {
+        let refused = js(h.addr, "/js/ack", forged, 502).await?;
+        assert!(
+            refused.contains("is not an ack token of this workload"),
+            "{forged}: {refused}"
+        );
+    }
+    // A stream the binding does not grant is out of reach.
+    let other = js(h.addr, "/js/create/BILLING/x", "", 502).await?;
     assert!(
-        forged.contains("is not an ack token of this workload"),
-        "{forged}"
+        other.contains("not among this binding's `streams`"),
+        "{other}"
     );
     let kv = js(h.addr, "/js/create/KV_trellis_default_links/x", "", 502).await?;
     assert!(kv.contains("holds a key-value bucket"), "{kv}");

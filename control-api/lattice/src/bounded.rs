@@ -85,7 +85,9 @@ impl BoundedServer {
             .cloned()
             .map(Arc::new)
             .ok_or_else(|| {
-                anyhow::anyhow!("no signature for `{instance}.{func}`: refusing to serve it unchecked")
+                anyhow::anyhow!(
+                    "no signature for `{instance}.{func}`: refusing to serve it unchecked"
+                )
             })
     }
 
@@ -184,8 +186,9 @@ impl<T: Index<T>> Index<Held<T>> for Held<T> {
 
 /// The parameters of a call, checked before they are handed on.
 enum Check {
-    /// Still arriving, held here until the signature is satisfied.
-    Holding(Arc<Signature>, Vec<u8>),
+    /// Still arriving, held here until the signature is satisfied; the
+    /// number is how many bytes must be here before a check can progress.
+    Holding(Arc<Signature>, Vec<u8>, usize),
     /// Checked; being handed to the reader.
     Releasing(bytes::Bytes),
     /// Passed through as they come (sub-streams, and the root after its parameters).
@@ -204,7 +207,7 @@ pub struct BoundedIncoming<T> {
 impl<T> BoundedIncoming<T> {
     fn checked(inner: T, limits: ServerLimits, signature: Arc<Signature>) -> Self {
         BoundedIncoming {
-            check: Check::Holding(signature, Vec::new()),
+            check: Check::Holding(signature, Vec::new(), 0),
             ..Self::through(inner, limits)
         }
     }
@@ -263,31 +266,51 @@ impl<T: AsyncRead + Unpin> AsyncRead for BoundedIncoming<T> {
                     out.put_slice(&held.split_to(n));
                     return Poll::Ready(Ok(()));
                 }
-                Check::Holding(..) => {
-                    let mut chunk = [0u8; 16 << 10];
-                    let mut read = ReadBuf::new(&mut chunk);
-                    ready!(this.poll_inner(cx, &mut read))?;
-                    let Check::Holding(signature, held) = &mut this.check else {
-                        continue;
-                    };
-                    let arrived = read.filled();
-                    let verdict = if arrived.is_empty() {
-                        trellis_wire::check(signature, held).map(|()| held.len())
+                Check::Holding(signature, held, needed) => {
+                    // Checked before a read once enough has come to progress:
+                    // parameters may be complete already (a function without
+                    // any takes no bytes), and a large value is walked once.
+                    let verdict = if held.len() < *needed {
+                        None
                     } else {
-                        held.extend_from_slice(arrived);
                         match trellis_wire::check_prefix(signature, held, this.limits.max_params) {
-                            Ok(Progress::Incomplete) => continue,
-                            Ok(Progress::Complete(n)) if n < held.len() => Err(trellis_wire::PayloadError {
-                                offset: n,
-                                path: Vec::new(),
-                                problem: trellis_wire::Problem::Trailing(held.len() - n),
-                            }),
-                            Ok(Progress::Complete(n)) => Ok(n),
-                            Err(e) => Err(e),
+                            Ok(Progress::Incomplete(more)) => {
+                                *needed = more;
+                                None
+                            }
+                            Ok(Progress::Complete(n)) if n < held.len() => {
+                                Some(Err(trellis_wire::PayloadError {
+                                    offset: n,
+                                    path: Vec::new(),
+                                    problem: trellis_wire::Problem::Trailing(held.len() - n),
+                                }))
+                            }
+                            Ok(Progress::Complete(_)) => Some(Ok(())),
+                            Err(e) => Some(Err(e)),
                         }
                     };
+                    let verdict = match verdict {
+                        Some(verdict) => verdict,
+                        None => {
+                            let mut chunk = [0u8; 16 << 10];
+                            let mut read = ReadBuf::new(&mut chunk);
+                            ready!(this.poll_inner(cx, &mut read))?;
+                            let Check::Holding(signature, held, _) = &mut this.check else {
+                                continue;
+                            };
+                            if !read.filled().is_empty() {
+                                held.extend_from_slice(read.filled());
+                                continue;
+                            }
+                            // The caller ended its parameters: they must be whole.
+                            trellis_wire::check(signature, held)
+                        }
+                    };
+                    let Check::Holding(_, held, _) = &mut this.check else {
+                        continue;
+                    };
                     match verdict {
-                        Ok(_) => {
+                        Ok(()) => {
                             let held = std::mem::take(held);
                             this.check = Check::Releasing(held.into());
                         }
@@ -304,6 +327,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for BoundedIncoming<T> {
 
 impl<T: Index<T>> Index<BoundedIncoming<T>> for BoundedIncoming<T> {
     fn index(&self, path: &[usize]) -> anyhow::Result<BoundedIncoming<T>> {
-        Ok(BoundedIncoming::through(self.inner.index(path)?, self.limits))
+        Ok(BoundedIncoming::through(
+            self.inner.index(path)?,
+            self.limits,
+        ))
     }
 }

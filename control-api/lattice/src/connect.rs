@@ -60,9 +60,9 @@ pub enum ConnectError {
     /// Options that exclude each other were given together.
     #[error("{0}")]
     Conflict(String),
-    /// The lattice name cannot be a NATS subject token.
-    #[error("lattice name `{0}` is not valid: use letters, digits, `-` and `_`")]
-    BadLattice(String),
+    /// The lattice name cannot be a subject token and bucket name part.
+    #[error(transparent)]
+    BadLattice(#[from] crate::InvalidName),
     /// The server refused us or could not be reached.
     #[error("cannot connect to NATS at {url}: {source}")]
     Connect {
@@ -98,9 +98,7 @@ impl NatsArgs {
         name: &str,
         wait: bool,
     ) -> Result<async_nats::Client, ConnectError> {
-        if !valid_token(&self.lattice) {
-            return Err(ConnectError::BadLattice(self.lattice.clone()));
-        }
+        crate::check_name(crate::NameKind::Lattice, &self.lattice)?;
         let mut options = self.options().await?.name(name);
         if !wait {
             options = options.retry_on_initial_connect();
@@ -192,11 +190,4 @@ fn read(option: &'static str, path: &std::path::Path) -> Result<String, ConnectE
         path: path.to_path_buf(),
         source,
     })
-}
-
-/// Whether `s` can be one token of a subject.
-pub(crate) fn valid_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }

@@ -24,6 +24,7 @@ mod failure;
 pub mod headers;
 pub mod lean;
 mod links;
+mod names;
 mod subjects;
 
 pub use announce::{HostHeartbeat, ProviderInfo};
@@ -32,4 +33,5 @@ pub use buckets::{BucketError, open_bucket};
 pub use connect::{ConnectError, NatsArgs};
 pub use failure::{CallErrorKind, Failure};
 pub use links::{LINKS_BUCKET, Link, LinkedBinding, links_bucket, provider_links};
+pub use names::{InvalidName, NameKind, check_name};
 pub use subjects::{DEFAULT_LATTICE, Subjects};

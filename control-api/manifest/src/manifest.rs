@@ -32,7 +32,7 @@ pub const DEPLOY_FIELDS: &[&str] = &["replicas", "selector", "spread"];
 /// Fields of one component.
 pub const COMPONENT_FIELDS: &[&str] = &["source", "config", "env", "limits", "grants", "bindings"];
 /// Fields of `limits`.
-pub const LIMITS_FIELDS: &[&str] = &["memory", "timeout", "concurrency"];
+pub const LIMITS_FIELDS: &[&str] = &["memory", "timeout", "concurrency", "request-body"];
 /// Fields of `grants`.
 pub const GRANTS_FIELDS: &[&str] = &["preopens", "network"];
 /// Fields of one preopened directory.
@@ -129,6 +129,8 @@ pub struct Limits {
     pub timeout: Duration,
     /// Instances that may run at once; excess requests are refused with 503.
     pub concurrency: u32,
+    /// The largest HTTP request body the component takes; larger ones get 413.
+    pub request_body: u64,
 }
 
 impl Default for Limits {
@@ -137,6 +139,7 @@ impl Default for Limits {
             memory: 128 << 20,
             timeout: Duration::from_secs(30),
             concurrency: 100,
+            request_body: 16 << 20,
         }
     }
 }
@@ -422,6 +425,16 @@ fn decode_limits(d: &mut Decoder, node: &Node) -> Limits {
         }
         limits.concurrency = c;
     }
+    if let Some(n) = fields.get("request-body")
+        && let Some(size) = d.parsed(
+            n,
+            "limits.request-body",
+            "write a size such as `1MiB`",
+            parse_size,
+        )
+    {
+        limits.request_body = size;
+    }
     limits
 }
 
@@ -525,9 +538,11 @@ fn decode_target(d: &mut Decoder, key: &str, node: &Node) -> Option<BindingTarge
         );
         return None;
     };
-    let name = f
-        .get(kind)
-        .and_then(|n| d.string(n, &format!("{what} target")))?;
+    // Provider and workload names go into NATS subjects: DNS labels only.
+    let name = f.get(kind).and_then(|n| match *kind {
+        "component" => d.string(n, &format!("{what} target")),
+        _ => dns_label(d, n, &format!("{what} target")),
+    })?;
     let timeout = decode_timeout(d, &f, &what);
     let config = f
         .get("config")

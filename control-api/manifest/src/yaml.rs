@@ -253,10 +253,14 @@ impl TreeBuilder {
                 }
             }
             Event::Alias(id) => {
-                let size = self.anchors.get(&id).map(|(_, size)| *size).ok_or(SyntaxError {
-                    pos,
-                    message: "alias to an unknown anchor".into(),
-                })?;
+                let size = self
+                    .anchors
+                    .get(&id)
+                    .map(|(_, size)| *size)
+                    .ok_or(SyntaxError {
+                        pos,
+                        message: "alias to an unknown anchor".into(),
+                    })?;
                 // Counted before it is copied, so a copy never outgrows the budget.
                 self.spend(size, pos)?;
                 if let Some((node, _)) = self.anchors.get(&id) {

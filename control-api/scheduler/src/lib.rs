@@ -26,12 +26,14 @@ pub use lease::Lease;
 use placement::{Copy, HostView};
 pub use store::{Applied, Desired, LEASE_TTL, Replica, Status, Store, parse_id};
 use trellis_control_api::{ControlClient, WorkloadState};
-use trellis_lattice::{HostHeartbeat, Subjects};
+use trellis_lattice::{HostHeartbeat, NameKind, Subjects};
 
 /// A host is gone when no heartbeat came for this long.
 pub const HOST_DEAD_AFTER: Duration = Duration::from_secs(3);
 /// How often the leader reconciles.
 pub const TICK: Duration = Duration::from_millis(500);
+/// The most hosts tracked at once; heartbeats of more are ignored.
+const MAX_HOSTS: usize = 100_000;
 /// How long the leader lets a burst of desired-state changes gather before acting.
 const SETTLE: Duration = Duration::from_millis(50);
 /// Bound on one control call to a host (a start may compile).
@@ -132,10 +134,25 @@ impl Scheduler {
         let hosts = self.hosts.clone();
         let watcher = tokio::spawn(async move {
             while let Some(message) = beats.next().await {
-                if let Ok(beat) = serde_json::from_slice::<HostHeartbeat>(&message.payload) {
-                    let mut hosts = hosts.lock().unwrap_or_else(|p| p.into_inner());
-                    hosts.insert(beat.id.clone(), (Instant::now(), beat));
+                // A heartbeat counts only for the host its subject names, with
+                // an ID that is one valid subject token.
+                let Ok(beat) = serde_json::from_slice::<HostHeartbeat>(&message.payload) else {
+                    continue;
+                };
+                let named = message.subject.split('.').nth(4) == Some(beat.id.as_str());
+                if !named || trellis_lattice::check_name(NameKind::Host, &beat.id).is_err() {
+                    tracing::debug!(subject = %message.subject, "ignoring a heartbeat whose ID does not match its subject");
+                    continue;
                 }
+                let mut hosts = hosts.lock().unwrap_or_else(|p| p.into_inner());
+                if hosts.len() >= MAX_HOSTS && !hosts.contains_key(&beat.id) {
+                    hosts.retain(|_, (seen, _)| seen.elapsed() < HOST_DEAD_AFTER);
+                    if hosts.len() >= MAX_HOSTS {
+                        tracing::warn!(max = MAX_HOSTS, "ignoring a heartbeat: too many hosts");
+                        continue;
+                    }
+                }
+                hosts.insert(beat.id.clone(), (Instant::now(), beat));
             }
         });
         // The desired state is held in memory and kept current by a KV watch, so a

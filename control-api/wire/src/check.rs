@@ -11,8 +11,9 @@ pub const ZERO_SIZED_LIMIT: u64 = 1 << 16;
 pub enum Progress {
     /// Every parameter is there, in the first `n` bytes.
     Complete(usize),
-    /// Valid so far; more bytes are needed.
-    Incomplete,
+    /// Valid so far; nothing more can be checked before the payload holds
+    /// at least this many bytes.
+    Incomplete(usize),
 }
 
 /// Checks a whole payload: every length against the bytes present, nothing
@@ -23,7 +24,7 @@ pub fn check(signature: &Signature, payload: &[u8]) -> Result<(), PayloadError> 
         Ok(()) if walk.pos == payload.len() => Ok(()),
         Ok(()) => Err(walk.refuse(Problem::Trailing(payload.len() - walk.pos))),
         Err(Stop::Bad(e)) => Err(e),
-        Err(Stop::More) => Err(walk.refuse(Problem::Truncated)),
+        Err(Stop::More(_)) => Err(walk.refuse(Problem::Truncated)),
     }
 }
 
@@ -41,14 +42,15 @@ pub fn check_prefix(
     }
     match walk.params(signature) {
         Ok(()) => Ok(Progress::Complete(walk.pos)),
-        Err(Stop::More) => Ok(Progress::Incomplete),
+        Err(Stop::More(needed)) => Ok(Progress::Incomplete(needed)),
         Err(Stop::Bad(e)) => Err(e),
     }
 }
 
 enum Stop {
-    /// The bytes so far end inside a value, and more may come.
-    More,
+    /// The bytes so far end inside a value, and more may come: this many in all
+    /// are needed before the walk can go on.
+    More(usize),
     Bad(PayloadError),
 }
 
@@ -101,7 +103,9 @@ impl<'a, 's> Walk<'a, 's> {
 
     /// Bytes that are here or may still come.
     fn available(&self) -> usize {
-        self.cap.unwrap_or(self.bytes.len()).saturating_sub(self.pos)
+        self.cap
+            .unwrap_or(self.bytes.len())
+            .saturating_sub(self.pos)
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], Stop> {
@@ -111,7 +115,7 @@ impl<'a, 's> Walk<'a, 's> {
                 Ok(taken)
             }
             None => match self.cap {
-                Some(_) if n <= self.available() => Err(Stop::More),
+                Some(_) if n <= self.available() => Err(Stop::More(self.pos + n)),
                 Some(cap) => Err(self.bad(Problem::OverCap(cap))),
                 None => Err(self.bad(Problem::Truncated)),
             },
@@ -264,6 +268,11 @@ impl<'a, 's> Walk<'a, 's> {
             }
             Shape::List(element) => {
                 let n = self.count(element.min_size())?;
+                // Elements any bytes are valid for are skipped whole.
+                if let Some(size) = element.opaque_size() {
+                    self.take(n as usize * size)?;
+                    return Ok(());
+                }
                 for i in 0..n {
                     self.path.push(Step::Element(i));
                     self.value(element)?;
@@ -378,13 +387,16 @@ mod tests {
         );
         assert_eq!(
             check_prefix(&s, &payload[..4], 1024),
-            Ok(Progress::Incomplete)
+            Ok(Progress::Incomplete(6))
         );
     }
 
     #[test]
     fn a_huge_count_is_refused_before_anything_is_read() {
-        let s = sig(vec![list(Shape::Tuple(vec![Shape::String, list(Shape::U8)]))]);
+        let s = sig(vec![list(Shape::Tuple(vec![
+            Shape::String,
+            list(Shape::U8),
+        ]))]);
         let e = check(&s, &[0xff, 0xff, 0xff, 0xff, 0x0f]).unwrap_err();
         assert_eq!(e.offset, 0);
         assert_eq!(
@@ -415,10 +427,16 @@ mod tests {
         let e = check(&s, &[2, 1, 1, 1, 5]).unwrap_err();
         assert_eq!(e.offset, 4);
         assert_eq!(e.problem, Problem::NoSuchCase { index: 5, cases: 2 });
-        assert_eq!(e.to_string(), "invalid parameters at byte 4 (in parameter `p0`, element 1): case 5 does not exist (there are 2)");
+        assert_eq!(
+            e.to_string(),
+            "invalid parameters at byte 4 (in parameter `p0`, element 1): case 5 does not exist (there are 2)"
+        );
         let e = check(&s, &[1, 2]).unwrap_err();
         assert_eq!(e.problem, Problem::BadStatus(2));
-        assert_eq!(check(&s, &[0, 0]).unwrap_err().problem, Problem::Trailing(1));
+        assert_eq!(
+            check(&s, &[0, 0]).unwrap_err().problem,
+            Problem::Trailing(1)
+        );
         assert_eq!(check(&s, &[1, 1]).unwrap_err().problem, Problem::Truncated);
     }
 
@@ -443,8 +461,14 @@ mod tests {
     fn strings_and_chars_must_be_utf8() {
         let s = sig(vec![Shape::String, Shape::Char]);
         assert_eq!(check(&s, &[1, b'a', 0xc3, 0xa9]), Ok(()));
-        assert_eq!(check(&s, &[1, 0xff, b'a']).unwrap_err().problem, Problem::BadUtf8);
-        assert_eq!(check(&s, &[0, 0xc3, 0x28]).unwrap_err().problem, Problem::BadUtf8);
+        assert_eq!(
+            check(&s, &[1, 0xff, b'a']).unwrap_err().problem,
+            Problem::BadUtf8
+        );
+        assert_eq!(
+            check(&s, &[0, 0xc3, 0x28]).unwrap_err().problem,
+            Problem::BadUtf8
+        );
     }
 
     #[test]
@@ -452,6 +476,9 @@ mod tests {
         let s = sig(vec![list(Shape::U8)]);
         let e = check_prefix(&s, &[0x80, 0x08], 100).unwrap_err();
         assert!(matches!(e.problem, Problem::TooLong { .. }), "{e}");
-        assert_eq!(check_prefix(&s, &[50, 1, 2], 100), Ok(Progress::Incomplete));
+        assert_eq!(
+            check_prefix(&s, &[50, 1, 2], 100),
+            Ok(Progress::Incomplete(51))
+        );
     }
 }

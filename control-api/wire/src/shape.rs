@@ -78,6 +78,20 @@ impl Shape {
         }
     }
 
+    /// The size of this shape's values if it is fixed and every byte string
+    /// of that size is one (`u8`, floats, flags, tuples of them), so a list
+    /// of them is checked by its length alone.
+    pub fn opaque_size(&self) -> Option<usize> {
+        match self {
+            Shape::U8 | Shape::S8 => Some(1),
+            Shape::F32 => Some(4),
+            Shape::F64 => Some(8),
+            Shape::Flags(n) => Some(n.div_ceil(8) as usize),
+            Shape::Tuple(fields) => fields.iter().map(Shape::opaque_size).sum(),
+            _ => None,
+        }
+    }
+
     /// Whether values of this shape can carry parts on sub-streams.
     pub fn is_async(&self) -> bool {
         match self {

@@ -101,7 +101,9 @@ fn shape(resolve: &Resolve, ty: &Type) -> Shape {
             TypeDefKind::Record(r) => {
                 Shape::Tuple(r.fields.iter().map(|f| shape(resolve, &f.ty)).collect())
             }
-            TypeDefKind::Tuple(t) => Shape::Tuple(t.types.iter().map(|t| shape(resolve, t)).collect()),
+            TypeDefKind::Tuple(t) => {
+                Shape::Tuple(t.types.iter().map(|t| shape(resolve, t)).collect())
+            }
             TypeDefKind::Variant(v) => Shape::Variant(
                 v.cases
                     .iter()

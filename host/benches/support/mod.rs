@@ -41,7 +41,12 @@ pub fn trellis_host(nats: &Server, manifests: &[&Path]) -> Result<Server> {
 
 /// Starts `trellis host` on the NATS at `url` with `extra` options.
 pub fn trellis_host_with(url: &str, extra: &[&std::ffi::OsStr]) -> Result<Server> {
+    // Bench manifests name components in the repository and in temp dirs.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tmp = std::env::temp_dir();
     let mut args: Vec<&std::ffi::OsStr> = vec!["host".as_ref(), "--nats".as_ref(), url.as_ref()];
+    args.extend(["--allow-dir".as_ref(), repo.as_os_str()]);
+    args.extend(["--allow-dir".as_ref(), tmp.as_os_str()]);
     args.extend(extra);
     trellis(&args)
 }

@@ -1,10 +1,10 @@
 //! Serving one HTTP request with a fresh instance of a component.
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tracing::Instrument;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::p2::{WasiHttpView, hyper_request_error};
 
@@ -43,6 +43,18 @@ pub(crate) async fn invoke(target: Target, req: Request<Incoming>) -> Response<H
         );
     };
     let timeout = component.limits.timeout;
+    let body_limit = component.limits.request_body;
+    if let Some(length) = declared_length(&req)
+        && length > body_limit
+    {
+        return text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is {length} bytes; {} takes at most {body_limit}",
+                who()
+            ),
+        );
+    }
     let Admitted { permit, mut store } = match workload
         .admit(target.component)
         .instrument(span.clone())
@@ -57,7 +69,14 @@ pub(crate) async fn invoke(target: Target, req: Request<Incoming>) -> Response<H
             .and_then(|v| v.to_str().ok()),
     );
     let (sender, receiver) = tokio::sync::oneshot::channel();
-    let req = req.map(|body| body.map_err(hyper_request_error));
+    // A body without a length is cut off at the limit: the guest's read fails.
+    let limit = usize::try_from(body_limit).unwrap_or(usize::MAX);
+    let req = req.map(|body| {
+        Limited::new(body, limit).map_err(move |e| match e.downcast::<hyper::Error>() {
+            Ok(e) => hyper_request_error(*e),
+            Err(_) => ErrorCode::HttpRequestBodySize(Some(body_limit)),
+        })
+    });
     let resources = store
         .data_mut()
         .http()
@@ -110,6 +129,16 @@ pub(crate) async fn invoke(target: Target, req: Request<Incoming>) -> Response<H
             })
         }
     }
+}
+
+/// The body length a request declares, if it declares one.
+fn declared_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(hyper::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// The response of a request that failed: the one place an [`InvokeError`]

@@ -149,9 +149,7 @@ impl CallError {
             CallErrorKind::Refused
             | CallErrorKind::Transport
             | CallErrorKind::TooLarge
-            | CallErrorKind::Invalid => {
-                http::StatusCode::BAD_GATEWAY
-            }
+            | CallErrorKind::Invalid => http::StatusCode::BAD_GATEWAY,
         }
     }
 

@@ -35,7 +35,11 @@ pub(crate) enum CompileError {
 /// Reads `path` and compiles it; binary components and component text are
 /// accepted. Unless `quote` is set, an error in component text gives its
 /// message and position but never the line it is on.
-pub(crate) fn compile(engine: &Engine, path: &Path, quote: bool) -> Result<Component, CompileError> {
+pub(crate) fn compile(
+    engine: &Engine,
+    path: &Path,
+    quote: bool,
+) -> Result<Component, CompileError> {
     let bytes = std::fs::read(path).map_err(|source| CompileError::Read {
         path: path.to_path_buf(),
         source,

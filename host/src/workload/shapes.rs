@@ -1,9 +1,9 @@
 //! The wire shapes of an export's parameters, from wasmtime's types, so the
 //! export server checks every payload before wrpc-runtime-wasmtime decodes it.
 
+use trellis_wire::{Param, Shape, Signature};
 use wasmtime::component::Type;
 use wasmtime::component::types::ComponentFunc;
-use trellis_wire::{Param, Shape, Signature};
 
 /// The signature a caller's payload must match.
 pub(crate) fn signature(func: &ComponentFunc) -> Signature {

@@ -39,13 +39,13 @@ fn subscriptions(link: &Link) -> HashSet<Subscription> {
         let Some(subjects) = binding.config.get("subscribe") else {
             continue;
         };
-        let queue = binding
-            .config
-            .get("queue")
-            .cloned()
-            .unwrap_or_else(|| link.workload.clone());
+        // A workload's queue groups are its own: `queue` names one of them.
+        let queue = match binding.config.get("queue") {
+            Some(queue) => format!("{}.{queue}", link.workload),
+            None => link.workload.clone(),
+        };
         for subject in subjects.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            if let Some(why) = refuse(subject) {
+            if let Some(why) = crate::subjects::refuse_subscription(subject) {
                 tracing::warn!(workload = %link.workload, %subject, "not subscribing: {why}");
                 continue;
             }
@@ -57,17 +57,6 @@ fn subscriptions(link: &Link) -> HashSet<Subscription> {
         }
     }
     wanted
-}
-
-/// Why a component may not subscribe to `subject`, if it may not.
-fn refuse(subject: &str) -> Option<String> {
-    let reserved = ["trellis.", "_INBOX.", "$"];
-    if let Some(prefix) = reserved.iter().find(|p| subject.starts_with(**p)) {
-        return Some(format!("`{prefix}…` belongs to the lattice or the server"));
-    }
-    let valid = !subject.contains([' ', '\t', '\r', '\n'])
-        && subject.split('.').all(|token| !token.is_empty());
-    (!valid).then(|| "not a subject: use dot-separated tokens without spaces".into())
 }
 
 /// Keeps one subscription task per subscription some link asks for, until
@@ -147,11 +136,15 @@ async fn deliver(nats: async_nats::Client, subjects: Subjects, to: Subscription)
             };
             let call = handler::handle_message(&wrpc, Some(identity), &delivered);
             match tokio::time::timeout(HANDLER_TIMEOUT, call).await {
-                Ok(Ok(Ok(Some(answer)))) => {
-                    if let Some(reply) = reply {
+                Ok(Ok(Ok(Some(answer)))) => match reply {
+                    Some(reply) if crate::subjects::may_answer(&reply) => {
                         let _ = nats.publish(reply, answer).await;
                     }
-                }
+                    Some(reply) => {
+                        tracing::warn!(workload = %to.workload, %reply, "not answering onto a reserved subject");
+                    }
+                    None => {}
+                },
                 Ok(Ok(Ok(None))) => {}
                 Ok(Ok(Err(why))) => {
                     tracing::warn!(workload = %to.workload, subject = %delivered.subject, %why, "the handler failed a message");
@@ -185,7 +178,7 @@ mod tests {
             host: "h1".into(),
             bindings: vec![
                 binding("orders.*, billing.>"),
-                binding("trellis.x,$JS.API.X"),
+                binding("trellis.x,$JS.API.X,>,*.>"),
             ],
         };
         let mut got: Vec<String> = subscriptions(&link)

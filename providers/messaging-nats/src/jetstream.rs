@@ -1,10 +1,11 @@
 //! `trellis:messaging/jetstream`: durable pull consumers for components.
 //!
-//! A consumer's JetStream name is `<workload>-<name>`, so workloads never share
-//! one, and an ack token is accepted only for the calling workload's consumers.
-//! The streams behind the lattice's KV buckets and object stores (`KV_…`,
-//! `OBJ_…`) are refused; a binding's `streams` config (comma separated) narrows
-//! the allowed streams further.
+//! A consumer's JetStream name is `<workload>_<name>`; workload names have no
+//! `_`, so workloads never share one. An ack token is accepted only when it
+//! names, field by field, a stream the binding grants and a consumer of the
+//! calling workload. A binding reaches only the streams its `streams` config
+//! lists (comma separated; none without it), and never the streams behind the
+//! lattice's KV buckets and object stores (`KV_…`, `OBJ_…`).
 
 use std::time::Duration;
 
@@ -34,9 +35,12 @@ fn admit(cx: &NatsContext, stream: &str) -> std::result::Result<Caller, String> 
             "stream `{stream}` holds a key-value bucket or an object store; consume your own streams"
         ));
     }
-    if let Some(allowed) = caller.config.get("streams")
-        && !allowed.split(',').map(str::trim).any(|s| s == stream)
-    {
+    let Some(allowed) = caller.config.get("streams") else {
+        return Err(format!(
+            "stream `{stream}`: this binding grants no streams (list them in its `streams` config)"
+        ));
+    };
+    if !allowed.split(',').map(str::trim).any(|s| s == stream) {
         return Err(format!(
             "stream `{stream}` is not among this binding's `streams` ({allowed})"
         ));
@@ -47,15 +51,42 @@ fn admit(cx: &NatsContext, stream: &str) -> std::result::Result<Caller, String> 
 /// The JetStream name of `caller`'s consumer `name`.
 fn durable(caller: &Caller, name: &str) -> std::result::Result<String, String> {
     check_name("consumer", name).map_err(|e| e.to_string())?;
-    Ok(format!("{}-{name}", caller.workload))
+    Ok(format!("{}_{name}", caller.workload))
 }
 
-/// Whether `token` acknowledges a message of one of `caller`'s consumers.
-fn owns_token(caller: &Caller, token: &str) -> bool {
-    let prefix = format!("{}-", caller.workload);
-    token.starts_with("$JS.ACK.")
-        && !token.contains(['*', '>', ' '])
-        && token.split('.').any(|t| t.starts_with(&prefix))
+/// The stream and consumer an ack token names: `$JS.ACK.<stream>.<consumer>.`
+/// then seven numbers, or with a domain and account hash before the stream
+/// (and a random token last) in the newer form.
+fn token_target(token: &str) -> Option<(&str, &str)> {
+    if token.contains(['*', '>', ' ']) {
+        return None;
+    }
+    let fields: Vec<&str> = token.split('.').collect();
+    let (names, numbers) = match fields.as_slice() {
+        ["$JS", "ACK", stream, consumer, rest @ ..] if rest.len() == 5 => {
+            ((*stream, *consumer), rest)
+        }
+        ["$JS", "ACK", _domain, _account, stream, consumer, rest @ ..] if rest.len() >= 5 => {
+            ((*stream, *consumer), &rest[..5])
+        }
+        _ => return None,
+    };
+    numbers
+        .iter()
+        .all(|n| n.parse::<u64>().is_ok())
+        .then_some(names)
+}
+
+/// Whether `token` acknowledges a message of one of `caller`'s consumers, on
+/// a stream the binding grants.
+fn owns_token(cx: &NatsContext, token: &str) -> std::result::Result<Caller, String> {
+    let not_ours = || format!("`{token}` is not an ack token of this workload's consumers");
+    let (stream, consumer) = token_target(token).ok_or_else(not_ours)?;
+    let caller = admit(cx, stream)?;
+    match consumer.split_once('_') {
+        Some((workload, _)) if workload == caller.workload => Ok(caller),
+        _ => Err(not_ours()),
+    }
 }
 
 impl Handler {
@@ -73,12 +104,7 @@ impl Handler {
         token: &str,
         kind: &'static str,
     ) -> std::result::Result<(), String> {
-        let caller = Caller::from_context(cx).map_err(|e| format!("refused: {e}"))?;
-        if !owns_token(&caller, token) {
-            return Err(format!(
-                "`{token}` is not an ack token of this workload's consumers"
-            ));
-        }
+        owns_token(cx, token)?;
         let confirmed = self.nats.request(token.to_string(), kind.into());
         match tokio::time::timeout(ACK_TIMEOUT, confirmed).await {
             Ok(Ok(_)) => Ok(()),
@@ -212,5 +238,31 @@ impl wit::Handler<NatsContext> for Handler {
 
     async fn nak(&self, cx: NatsContext, ack_token: String) -> Result<()> {
         Ok(self.acknowledge(&cx, &ack_token, "-NAK").await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_target;
+
+    #[test]
+    fn ack_tokens_are_read_field_by_field() {
+        assert_eq!(
+            token_target("$JS.ACK.ORDERS.shop_proc.1.2.3.4.0"),
+            Some(("ORDERS", "shop_proc"))
+        );
+        assert_eq!(
+            token_target("$JS.ACK.hub.ACCHASH.ORDERS.shop_proc.1.2.3.4.0.xyz"),
+            Some(("ORDERS", "shop_proc"))
+        );
+        for bad in [
+            "$JS.ACK.ORDERS.shop_proc.1.2.3.4",
+            "$JS.ACK.ORDERS.shop_proc.1.2.3.4.x",
+            "$JS.ACK.*.shop_proc.1.2.3.4.0",
+            "$JS.API.ORDERS.shop_proc.1.2.3.4.0",
+            "orders.new",
+        ] {
+            assert_eq!(token_target(bad), None, "{bad}");
+        }
     }
 }

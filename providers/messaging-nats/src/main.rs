@@ -14,6 +14,7 @@
 mod delivery;
 mod jetstream;
 mod producer;
+mod subjects;
 
 use trellis_provider_sdk::Provider;
 

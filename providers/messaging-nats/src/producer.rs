@@ -11,27 +11,11 @@ use crate::bindings::exports::trellis::messaging::producer;
 /// The longest a `request` may wait, whatever the component asks.
 const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Why `subject` may not be used by a component, if it may not.
-pub fn refuse(subject: &str) -> Option<String> {
-    let reserved = ["trellis.", "_INBOX.", "$"];
-    if let Some(prefix) = reserved.iter().find(|p| subject.starts_with(**p)) {
-        return Some(format!(
-            "subject `{subject}` is reserved (`{prefix}…` belongs to the lattice or the server)"
-        ));
-    }
-    let valid = !subject.is_empty()
-        && !subject.contains(['*', '>', ' ', '\t', '\r', '\n'])
-        && subject.split('.').all(|token| !token.is_empty());
-    (!valid).then(|| {
-        format!("`{subject}` is not a subject to send to: use dot-separated tokens without wildcards or spaces")
-    })
-}
-
 /// The calling workload, if it may send to `subject`: a call without host headers,
 /// or to a subject components may not use, is refused.
 pub fn admit(cx: &NatsContext, subject: &str) -> Result<Caller, String> {
     let caller = Caller::from_context(cx).map_err(|e| format!("refused: {e}"))?;
-    match refuse(subject) {
+    match crate::subjects::refuse_send(subject) {
         Some(why) => Err(why),
         None => Ok(caller),
     }
@@ -81,29 +65,5 @@ impl producer::Handler<NatsContext> for Handler {
             Ok(Err(e)) => Err(format!("request on `{subject}` failed: {e}")),
             Err(_) => Err(format!("no reply on `{subject}` within {timeout:?}")),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::refuse;
-
-    #[test]
-    fn lattice_and_malformed_subjects_are_refused() {
-        for ok in ["orders.new", "a", "svc.upper.v1"] {
-            assert_eq!(refuse(ok), None, "{ok}");
-        }
-        for bad in [
-            "trellis.default.provider.kv.info",
-            "_INBOX.x",
-            "$JS.API.INFO",
-            "",
-            "a..b",
-            "orders.*",
-            "orders.>",
-            "has space",
-        ] {
-            assert!(refuse(bad).is_some(), "{bad}");
-        }
     }
 }

@@ -109,13 +109,17 @@ impl Provider {
     /// Connects, and prepares to serve the described interfaces under the
     /// name from `args` (else the description's) in a queue group shared by
     /// its replicas.
-    pub async fn connect(args: &ProviderArgs, description: Description) -> anyhow::Result<Provider> {
+    pub async fn connect(
+        args: &ProviderArgs,
+        description: Description,
+    ) -> anyhow::Result<Provider> {
         let signatures = Signatures::from_json(description.signatures)
             .context("the provider's built-in signatures do not parse")?;
         let name = args
             .name
             .clone()
             .unwrap_or_else(|| description.name.to_string());
+        trellis_lattice::check_name(trellis_lattice::NameKind::Provider, &name)?;
         let nats = args
             .nats
             .connect(&format!("trellis-provider-{name}"), true)
@@ -145,7 +149,11 @@ impl Provider {
                     .unwrap_or_default()
                     .to_string(),
                 version: description.version.to_string(),
-                interfaces: description.interfaces.iter().map(|s| s.to_string()).collect(),
+                interfaces: description
+                    .interfaces
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
                 uptime_seconds: 0,
                 in_flight: 0,
                 transports: vec![lean::PROTOCOL.to_string()],
