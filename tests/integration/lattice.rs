@@ -96,6 +96,11 @@ impl Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Whether it is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
 }
 
 impl Drop for Process {
@@ -216,6 +221,11 @@ impl LatticeHost {
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         self.process.kill();
+    }
+
+    /// Whether it is still running.
+    pub fn alive(&mut self) -> bool {
+        self.process.alive()
     }
 
     /// Everything it wrote to stderr so far.

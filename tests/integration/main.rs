@@ -6,6 +6,7 @@ mod blobstore_nats;
 mod busy;
 mod control;
 mod embedding;
+mod fuzz;
 mod lattice;
 mod limits;
 mod memory;
