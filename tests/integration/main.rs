@@ -7,6 +7,7 @@ mod busy;
 mod control;
 mod embedding;
 mod fuzz;
+mod hostile;
 mod lattice;
 mod limits;
 mod memory;

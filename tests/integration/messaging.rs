@@ -86,7 +86,10 @@ async fn components_publish_and_request_through_the_provider() -> TestResult {
 /// The messenger component as workload `messenger`, its messaging binding's
 /// config `config` (YAML flow mapping), its handler exported; `test` names the
 /// scratch folder the manifest is written to.
-fn messenger(test: &str, config: &str) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+pub(crate) fn messenger(
+    test: &str,
+    config: &str,
+) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
     let wasm = python_component("messenger")?;
     let dir = scratch(test)?;
     let file = dir.join("messenger.yaml");

@@ -28,8 +28,14 @@ pub struct Dev {
 impl Dev {
     /// Starts `trellis dev TARGET --listen 127.0.0.1:0` and waits until it serves.
     pub fn start(target: &Path) -> Result<Dev, String> {
+        Self::start_with(target, &[])
+    }
+
+    /// [`Dev::start`] with `extra` options.
+    pub fn start_with(target: &Path, extra: &[&str]) -> Result<Dev, String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_trellis"))
             .args(["dev", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .arg(target)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
