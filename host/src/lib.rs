@@ -85,10 +85,14 @@ impl Host {
         })
     }
 
-    /// Lets workloads name only the host files `files` allows (component
-    /// sources and preopens); by default they may name any.
-    pub fn reading_files(mut self, files: files::FileAccess) -> Self {
+    /// A host that runs manifests it did not write (`trellis host`):
+    /// workloads name only the host files `files` allows (component sources
+    /// and preopens), errors never quote those files, and outgoing HTTP
+    /// reaches only the hosts a component's `grants.http` lists. By default
+    /// (`trellis dev`) files and outgoing HTTP are open.
+    pub fn serving_others(mut self, files: files::FileAccess) -> Self {
         self.services.files = files;
+        self.services.outgoing_http_by_default = false;
         self
     }
 

@@ -353,7 +353,7 @@ async fn run_host(options: HostOptions, settings: EngineSettings) -> anyhow::Res
         .connect(&format!("trellis-host-{id}"), true)
         .await?;
     let lattice = Arc::new(Lattice::new(nats, &options.nats.lattice));
-    let host = Arc::new(Host::with_lattice(settings, Some(lattice.clone()))?.reading_files(files));
+    let host = Arc::new(Host::with_lattice(settings, Some(lattice.clone()))?.serving_others(files));
     let agent = ControlAgent::new(
         host.clone(),
         Identity {

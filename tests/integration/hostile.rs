@@ -310,3 +310,58 @@ async fn slow_idle_and_oversized_http_clients_are_cut_off() -> TestResult {
     assert_eq!(get(dev.addr, "localhost", "/").await?.status, 200);
     Ok(())
 }
+
+/// A plain HTTP server on loopback that answers every request with 204.
+fn loopback_server() -> Result<std::net::SocketAddr, std::io::Error> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+        }
+    });
+    Ok(addr)
+}
+
+fn fetcher(dir: &std::path::Path, name: &str, grants: &str) -> Result<std::path::PathBuf, String> {
+    let wasm = crate::python::python_component("fetcher")?;
+    let file = dir.join(format!("{name}.yaml"));
+    let text = format!(
+        "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: {name}\ncomponents:\n  app:\n    source: {}\n{grants}    bindings: {{wasi:*: host}}\nroutes:\n  - component: app\n    host: {name}\n",
+        wasm.display()
+    );
+    std::fs::write(&file, text).map_err(|e| e.to_string())?;
+    Ok(file)
+}
+
+#[tokio::test]
+async fn outgoing_http_reaches_only_granted_hosts() -> TestResult {
+    let target = loopback_server()?;
+    let dir = scratch("outgoing-http")?;
+    let closed = fetcher(&dir, "closed", "")?;
+    let granted = fetcher(&dir, "granted", "    grants: {http: [\"127.0.0.1\"]}\n")?;
+    let elsewhere = fetcher(
+        &dir,
+        "elsewhere",
+        "    grants: {http: [\"api.example.com\"]}\n",
+    )?;
+    let path = format!("/{target}");
+
+    // Under `trellis host`, no grant means no outgoing HTTP: loopback is out of reach.
+    let nats = Nats::start("outgoing-http")?;
+    let h = host(&nats, &[&closed, &granted, &elsewhere], &[])?;
+    let denied = get(h.addr, "closed", &path).await?;
+    assert_eq!(denied.body, "error: ErrorCode_HttpRequestDenied\n");
+    let denied = get(h.addr, "elsewhere", &path).await?;
+    assert_eq!(denied.body, "error: ErrorCode_HttpRequestDenied\n");
+    let allowed = get(h.addr, "granted", &path).await?;
+    assert_eq!(allowed.body, "status 204\n");
+
+    // `trellis dev` runs the developer's own manifest: open by default.
+    let dev = Dev::start(&closed)?;
+    let open = get(dev.addr, "closed", &path).await?;
+    assert_eq!(open.body, "status 204\n");
+    Ok(())
+}

@@ -34,7 +34,7 @@ pub const COMPONENT_FIELDS: &[&str] = &["source", "config", "env", "limits", "gr
 /// Fields of `limits`.
 pub const LIMITS_FIELDS: &[&str] = &["memory", "timeout", "concurrency", "request-body"];
 /// Fields of `grants`.
-pub const GRANTS_FIELDS: &[&str] = &["preopens", "network"];
+pub const GRANTS_FIELDS: &[&str] = &["preopens", "network", "http"];
 /// Fields of one preopened directory.
 pub const PREOPEN_FIELDS: &[&str] = &["host", "guest", "readonly"];
 /// Fields of one route.
@@ -151,6 +151,34 @@ pub struct Grants {
     pub preopens: Vec<Preopen>,
     /// Whether `wasi:sockets` may open connections and resolve names.
     pub network: bool,
+    /// The hosts `wasi:http/outgoing-handler` may reach (`api.example.com`,
+    /// `*.example.com`, `example.com:8443`, `*` for any); `None` leaves it
+    /// to the runner: any under `trellis dev`, none under `trellis host`.
+    pub http: Option<Vec<String>>,
+}
+
+impl Grants {
+    /// Whether outgoing HTTP may reach `host` (with `port`, if the URL gave one)
+    /// under these grants, with `default` standing for a missing `http` list.
+    pub fn allows_http(&self, host: &str, port: Option<u16>, default: bool) -> bool {
+        let Some(patterns) = &self.http else {
+            return default;
+        };
+        let host = host.to_ascii_lowercase();
+        patterns.iter().any(|pattern| {
+            let (name, wanted_port) = match pattern.rsplit_once(':') {
+                Some((name, p)) => (name, p.parse::<u16>().ok()),
+                None => (pattern.as_str(), None),
+            };
+            let port_ok = wanted_port.is_none() || wanted_port == port;
+            let name_ok = match name.strip_prefix("*.") {
+                _ if name == "*" => true,
+                Some(suffix) => host.ends_with(&format!(".{suffix}")),
+                None => host == name,
+            };
+            port_ok && name_ok
+        })
+    }
 }
 
 /// A host directory mapped into the guest.
@@ -446,6 +474,9 @@ fn decode_grants(d: &mut Decoder, node: &Node, base: &Path) -> Grants {
     if let Some(n) = fields.get("network") {
         grants.network = d.bool(n, "grants.network").unwrap_or(false);
     }
+    if let Some(n) = fields.get("http") {
+        grants.http = Some(decode_http_grant(d, n));
+    }
     if let Some(n) = fields.get("preopens") {
         let crate::yaml::Value::Seq(items) = &n.value else {
             d.error(
@@ -481,6 +512,40 @@ fn decode_grants(d: &mut Decoder, node: &Node, base: &Path) -> Grants {
         }
     }
     grants
+}
+
+/// `grants.http`: host patterns, lowercase, `*` only whole or as `*.` first.
+fn decode_http_grant(d: &mut Decoder, node: &Node) -> Vec<String> {
+    let crate::yaml::Value::Seq(items) = &node.value else {
+        d.error(
+            node.pos,
+            format!("grants.http must be a list of hosts, found {}", node.kind()),
+        );
+        return Vec::new();
+    };
+    let mut patterns = Vec::new();
+    for item in items {
+        let Some(pattern) = d.string(item, "grants.http host") else {
+            continue;
+        };
+        let (name, port) = pattern.rsplit_once(':').unwrap_or((&pattern, "0"));
+        let name_ok = name == "*"
+            || (!name.is_empty()
+                && name
+                    .trim_start_matches("*.")
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'));
+        if !name_ok || port.parse::<u16>().is_err() {
+            d.report(
+                Diagnostic::new(item.pos, format!("`{pattern}` is not a host to grant")).with_hint(
+                    "write `api.example.com`, `*.example.com`, `api.example.com:8443` or `*`",
+                ),
+            );
+            continue;
+        }
+        patterns.push(pattern);
+    }
+    patterns
 }
 
 fn decode_bindings(d: &mut Decoder, node: &Node) -> Vec<Binding> {

@@ -1,40 +1,89 @@
 //! `wasi:http` types and outgoing requests, from wasmtime-wasi-http.
 //!
-//! Incoming requests are the ingress's job (`crate::ingress`); this module only
-//! links the interfaces a component imports.
+//! Incoming requests are the ingress's job (`crate::ingress`); this module
+//! links the interfaces a component imports, and sends its outgoing requests
+//! only to the hosts its `grants.http` lists (by default any under `trellis
+//! dev` and none under `trellis host`), so a component cannot reach
+//! loopback or a metadata address unless granted.
+
+use std::sync::Arc;
 
 use wasmtime_wasi_http::WasiHttpCtx;
 use wasmtime_wasi_http::p2::bindings::http as wasi_http;
-use wasmtime_wasi_http::p2::{WasiHttp, WasiHttpCtxView, WasiHttpView, default_hooks};
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, OutgoingRequestConfig};
+use wasmtime_wasi_http::p2::{
+    HttpResult, WasiHttp, WasiHttpCtxView, WasiHttpHooks, WasiHttpView, default_send_request,
+};
 
 use super::{BuiltinInterface, Capability, CapabilityError, PrepareContext};
 use crate::state::InstanceState;
 
-/// `wasi:http`: a context per store; nothing to prepare.
+/// `wasi:http`: a context per store, and the component's outgoing grant.
 pub(crate) struct Http;
+
+/// Which hosts one component's outgoing requests may reach.
+#[derive(Clone)]
+pub(crate) struct Gate {
+    grants: Arc<trellis_manifest::Grants>,
+    by_default: bool,
+}
+
+impl WasiHttpHooks for Gate {
+    fn send_request(
+        &mut self,
+        request: hyper::Request<HyperOutgoingBody>,
+        config: OutgoingRequestConfig,
+    ) -> HttpResult<HostFutureIncomingResponse> {
+        let uri = request.uri();
+        let allowed = uri.host().is_some_and(|host| {
+            self.grants
+                .allows_http(host, uri.port_u16(), self.by_default)
+        });
+        if !allowed {
+            tracing::warn!(authority = ?uri.authority().map(|a| a.as_str()), "outgoing HTTP denied: not in grants.http");
+            return Err(ErrorCode::HttpRequestDenied.into());
+        }
+        Ok(default_send_request(request, config))
+    }
+}
+
+/// A store's `wasi:http` state.
+pub(crate) struct HttpState {
+    ctx: WasiHttpCtx,
+    gate: Gate,
+}
 
 impl Capability for Http {
     const INTERFACES: &'static [BuiltinInterface] = INTERFACES;
     type Host = ();
-    type Prepared = ();
-    type State = WasiHttpCtx;
+    type Prepared = Gate;
+    type State = HttpState;
 
-    fn prepare(_: &(), _: &PrepareContext<'_>) -> Result<(), CapabilityError> {
-        Ok(())
+    fn prepare(_: &(), cx: &PrepareContext<'_>) -> Result<Gate, CapabilityError> {
+        Ok(Gate {
+            grants: Arc::new(cx.component.grants.clone()),
+            by_default: cx.outgoing_http_by_default,
+        })
     }
 
-    fn instantiate(_: &()) -> Result<WasiHttpCtx, CapabilityError> {
-        Ok(WasiHttpCtx::new())
+    fn instantiate(gate: &Gate) -> Result<HttpState, CapabilityError> {
+        Ok(HttpState {
+            ctx: WasiHttpCtx::new(),
+            gate: gate.clone(),
+        })
     }
 }
 
 impl WasiHttpView for InstanceState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         let (caps, table) = self.caps_and_table();
+        let HttpState { ctx, gate } = &mut caps.http;
         WasiHttpCtxView {
-            ctx: &mut caps.http,
+            ctx,
             table,
-            hooks: default_hooks(),
+            hooks: gate,
         }
     }
 }

@@ -104,6 +104,8 @@ pub(crate) struct PrepareContext<'a> {
     pub(crate) component: &'a Component,
     /// The call target of a binding that goes over the lattice, if it does.
     pub(crate) remote: &'a dyn Fn(&Binding) -> Option<CallTarget>,
+    /// Whether outgoing HTTP may go anywhere when the component lists no `grants.http`.
+    pub(crate) outgoing_http_by_default: bool,
 }
 
 /// Why a capability could not make a store's state.
@@ -224,7 +226,7 @@ impl<T: Default> PerWorkload<T> {
 }
 
 /// Host-wide services the built-in capabilities draw on.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct HostServices {
     /// The lattice that `provider` bindings call over; none in `trellis dev`.
     pub lattice: Option<Arc<crate::lattice::Lattice>>,
@@ -232,6 +234,20 @@ pub struct HostServices {
     pub(crate) capabilities: Arc<CapabilityHosts>,
     /// The host files workloads may name.
     pub files: crate::files::FileAccess,
+    /// Whether outgoing HTTP goes anywhere for components without `grants.http`
+    /// (true until [`crate::Host::serving_others`]).
+    pub outgoing_http_by_default: bool,
+}
+
+impl Default for HostServices {
+    fn default() -> Self {
+        HostServices {
+            lattice: None,
+            capabilities: Arc::default(),
+            files: crate::files::FileAccess::Any,
+            outgoing_http_by_default: true,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -274,6 +274,7 @@ fn prepare(
             workload: &manifest.name,
             component: c.spec,
             remote: &remote,
+            outgoing_http_by_default: services.outgoing_http_by_default,
         };
         let caps = match ComponentCapabilities::prepare(&services.capabilities, &cx) {
             Ok(caps) => caps,

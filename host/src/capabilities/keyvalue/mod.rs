@@ -374,6 +374,7 @@ mod tests {
             workload: "shop",
             component: &spec,
             remote: &no_lattice,
+            outgoing_http_by_default: true,
         };
         let first = KeyValue::prepare(&memory, &cx)?;
         let second = KeyValue::prepare(&memory, &cx)?;
