@@ -12,7 +12,7 @@ use futures::StreamExt as _;
 use serde::Serialize;
 use trellis_host::lattice::HEARTBEAT_INTERVAL;
 use trellis_lattice::{HostHeartbeat, NatsArgs, ProviderInfo, Subjects};
-use trellis_scheduler::{Applied, Desired, Scheduler, Status, Store, show_labels};
+use trellis_scheduler::{Applied, Desired, Scheduler, SchedulerError, Status, Store, show_labels};
 
 /// How a command ended, as a process exit code.
 pub enum Outcome {
@@ -67,9 +67,9 @@ async fn store(nats: &NatsArgs) -> Result<(async_nats::Client, Store), Outcome> 
 
 /// `trellis apply -f FILE`: records the manifest's desired state; idempotent.
 pub async fn apply(nats: &NatsArgs, file: &Path) -> Outcome {
-    let text = match std::fs::read_to_string(file) {
+    let text = match trellis_manifest::read_manifest(file) {
         Ok(text) => text,
-        Err(e) => return Outcome::Invalid(format!("cannot read {}: {e}", file.display())),
+        Err(e) => return Outcome::Invalid(e.to_string()),
     };
     let base = file.parent().unwrap_or(Path::new("."));
     let desired = match Desired::from_manifest(&text, file, base) {
@@ -93,6 +93,8 @@ pub async fn apply(nats: &NatsArgs, file: &Path) -> Outcome {
             );
             Outcome::Done
         }
+        Err(e @ SchedulerError::TooLarge { .. }) => Outcome::Invalid(e.to_string()),
+        Err(e @ SchedulerError::Contended { .. }) => Outcome::Refused(e.to_string()),
         Err(e) => Outcome::Unreachable(e.to_string()),
     }
 }
@@ -324,14 +326,18 @@ pub async fn get_providers(nats: &NatsArgs, format: Format) -> Outcome {
 }
 
 /// `trellis scheduler`: reconciles until SIGINT or SIGTERM.
-pub async fn scheduler(nats: &NatsArgs, shutdown: impl Future<Output = ()>) -> Outcome {
+pub async fn scheduler(
+    nats: &NatsArgs,
+    drain: std::time::Duration,
+    shutdown: impl Future<Output = ()>,
+) -> Outcome {
     let client = match nats.connect("trellis-scheduler", true).await {
         Ok(c) => c,
         Err(e) => return Outcome::Unreachable(e.to_string()),
     };
     let me = format!("scheduler-{}", uuid::Uuid::new_v4().simple());
     let scheduler = match Scheduler::new(client, Subjects::new(&nats.lattice), &me).await {
-        Ok(s) => s,
+        Ok(s) => s.drain_timeout(drain),
         Err(e) => return Outcome::Unreachable(e.to_string()),
     };
     tracing::info!(scheduler = %me, lattice = %nats.lattice, "scheduler started");

@@ -207,6 +207,25 @@ impl ControlAgent {
     }
 }
 
+/// The most failed entries a host keeps (for `inspect` and the scheduler);
+/// past it the oldest-named are forgotten, so failed starts cannot grow it
+/// without bound.
+const MAX_FAILED: usize = 256;
+
+fn forget_old_failures(entries: &mut BTreeMap<String, Entry>) {
+    let failed: Vec<String> = entries
+        .iter()
+        .filter(|(_, e)| e.state == WorkloadState::Failed)
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in failed
+        .iter()
+        .take(failed.len().saturating_sub(MAX_FAILED - 1))
+    {
+        entries.remove(id);
+    }
+}
+
 type Reply<T> = anyhow::Result<T>;
 
 /// Why a started workload did not come to serve.
@@ -249,10 +268,13 @@ impl api::Handler<NatsContext> for ControlAgent {
         };
         {
             let mut entries = self.lock();
-            if let Some(entry) = entries.get(&id) {
-                // A repeated start returns the existing state.
+            if let Some(entry) = entries.get(&id)
+                && entry.state != WorkloadState::Failed
+            {
+                // A repeated start returns the existing state; a failed one is tried again.
                 return Ok(Ok(self.status(&id, entry)));
             }
+            forget_old_failures(&mut entries);
             entries.insert(
                 id.clone(),
                 Entry {

@@ -124,6 +124,9 @@ enum Command {
     Scheduler {
         #[command(flatten)]
         nats: Box<NatsArgs>,
+        /// How long a SIGTERM may take, whatever NATS is doing.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        drain_timeout: Duration,
     },
 }
 
@@ -263,9 +266,16 @@ fn operate(cli: &Cli) -> Option<cli::Outcome> {
             name,
             nats,
         } => runtime.block_on(cli::delete(nats, name)),
-        Command::Scheduler { nats } => {
+        Command::Scheduler {
+            nats,
+            drain_timeout,
+        } => {
             trellis_process::init_logging();
-            runtime.block_on(cli::scheduler(nats, trellis_process::shutdown_signal()))
+            runtime.block_on(cli::scheduler(
+                nats,
+                *drain_timeout,
+                trellis_process::shutdown_signal(),
+            ))
         }
         Command::Dev { .. } | Command::Host { .. } => return None,
     })

@@ -101,6 +101,26 @@ impl Process {
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// Sends SIGTERM and waits at most `limit` for it to exit; how long it took.
+    pub fn terminate(&mut self, limit: Duration) -> Result<Duration, String> {
+        let started = Instant::now();
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .map_err(|e| e.to_string())?;
+        while started.elapsed() < limit {
+            match self.child.try_wait() {
+                Ok(Some(_)) => return Ok(started.elapsed()),
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err(format!(
+            "still running {limit:?} after SIGTERM:\n{}",
+            self.stderr_text()
+        ))
+    }
 }
 
 impl Drop for Process {
@@ -111,19 +131,24 @@ impl Drop for Process {
 
 /// A nats-server with JetStream on a free 127.0.0.1 port.
 pub struct Nats {
-    _process: Process,
+    process: Process,
     /// Its client URL.
     pub url: String,
-    _dir: PathBuf,
+    dir: PathBuf,
 }
 
 impl Nats {
     /// Starts one (installing nats-server through the project's script if needed).
     pub fn start(name: &str) -> Result<Nats, String> {
         let dir = crate::support::scratch(&format!("nats-{name}")).map_err(|e| e.to_string())?;
+        let (process, url) = Self::spawn(&dir, "-1")?;
+        Ok(Nats { process, url, dir })
+    }
+
+    fn spawn(dir: &Path, port: &str) -> Result<(Process, String), String> {
         let mut command = Command::new(nats_server()?);
         command
-            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+            .args(["-a", "127.0.0.1", "-p", port, "-js", "-sd"])
             .arg(dir.join("js"));
         let (mut process, _) = Process::spawn(command)?;
         // nats-server says where it listens, then that it is ready (JetStream too).
@@ -134,11 +159,21 @@ impl Nats {
             .find_map(|l| l.split("Listening for client connections on ").nth(1))
             .map(|addr| format!("nats://{}", addr.trim()))
             .ok_or_else(|| format!("nats-server named no client address:\n{text}"))?;
-        Ok(Nats {
-            _process: process,
-            url,
-            _dir: dir,
-        })
+        Ok((process, url))
+    }
+
+    /// Kills the server, as a crash would.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Kills the server and starts it again on the same port and store.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.process.kill();
+        let port = self.url.rsplit(':').next().unwrap_or("-1").to_string();
+        let (process, _) = Self::spawn(&self.dir, &port)?;
+        self.process = process;
+        Ok(())
     }
 
     /// A client of this server.
@@ -203,8 +238,20 @@ pub fn keyvalue_provider(nats: &Nats, name: &str) -> Result<Process, String> {
 
 /// Starts the provider binary `package` as `name` and waits until it serves.
 pub fn provider(nats: &Nats, package: &str, name: &str) -> Result<Process, String> {
+    provider_with(nats, package, name, &[])
+}
+
+/// [`provider`] with `extra` options.
+pub fn provider_with(
+    nats: &Nats,
+    package: &str,
+    name: &str,
+    extra: &[&str],
+) -> Result<Process, String> {
     let mut command = Command::new(workspace_binary(package)?);
-    command.args(["--nats", &nats.url, "--name", name]);
+    command
+        .args(["--nats", &nats.url, "--name", name])
+        .args(extra);
     let (mut process, _) = Process::spawn(command)?;
     process.wait_for("serving", Duration::from_secs(30))?;
     Ok(process)
@@ -226,6 +273,11 @@ impl LatticeHost {
     /// Whether it is still running.
     pub fn alive(&mut self) -> bool {
         self.process.alive()
+    }
+
+    /// Sends SIGTERM and waits at most `limit` for it to exit.
+    pub fn terminate(&mut self, limit: Duration) -> Result<Duration, String> {
+        self.process.terminate(limit)
     }
 
     /// Everything it wrote to stderr so far.
@@ -289,8 +341,13 @@ pub struct SchedulerProcess {
 
 /// Starts `trellis scheduler` and waits until it has joined the lattice.
 pub fn scheduler(nats: &Nats) -> Result<SchedulerProcess, String> {
+    scheduler_with(nats, &[])
+}
+
+/// [`scheduler`] with `extra` options.
+pub fn scheduler_with(nats: &Nats, extra: &[&str]) -> Result<SchedulerProcess, String> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_trellis"));
-    command.args(["scheduler", "--nats", &nats.url]);
+    command.args(["scheduler", "--nats", &nats.url]).args(extra);
     let (mut process, _) = Process::spawn(command)?;
     process.wait_for("scheduler started", Duration::from_secs(30))?;
     Ok(SchedulerProcess { process })

@@ -4,6 +4,7 @@ mod bad_input;
 mod blobstore;
 mod blobstore_nats;
 mod busy;
+mod chaos;
 mod control;
 mod embedding;
 mod fuzz;

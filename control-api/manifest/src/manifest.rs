@@ -220,30 +220,36 @@ fn too_large(file: &Path, size: u64) -> ManifestError {
     )
 }
 
+/// Reads a manifest file's text; a file over [`MAX_MANIFEST_BYTES`] is
+/// refused without being read whole (so `/dev/zero` is refused too).
+pub fn read_manifest(path: &Path) -> Result<String, ManifestError> {
+    let unreadable = |e: std::io::Error| {
+        ManifestError::new(
+            path,
+            vec![Diagnostic::new(
+                Pos::default(),
+                format!("cannot read the manifest: {e}"),
+            )],
+        )
+    };
+    let mut text = String::new();
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(file, MAX_MANIFEST_BYTES as u64 + 1),
+        &mut text,
+    )
+    .map_err(unreadable)?;
+    if text.len() > MAX_MANIFEST_BYTES {
+        let size = std::fs::metadata(path).map_or(text.len() as u64, |m| m.len());
+        return Err(too_large(path, size));
+    }
+    Ok(text)
+}
+
 impl Workload {
     /// Reads and validates a manifest file; component paths are resolved against its folder.
-    /// A file over [`MAX_MANIFEST_BYTES`] is refused without being read whole.
     pub fn from_file(path: &Path) -> Result<Workload, ManifestError> {
-        let unreadable = |e: std::io::Error| {
-            ManifestError::new(
-                path,
-                vec![Diagnostic::new(
-                    Pos::default(),
-                    format!("cannot read the manifest: {e}"),
-                )],
-            )
-        };
-        let mut text = String::new();
-        let file = std::fs::File::open(path).map_err(unreadable)?;
-        std::io::Read::read_to_string(
-            &mut std::io::Read::take(file, MAX_MANIFEST_BYTES as u64 + 1),
-            &mut text,
-        )
-        .map_err(unreadable)?;
-        if text.len() > MAX_MANIFEST_BYTES {
-            let size = std::fs::metadata(path).map_or(text.len() as u64, |m| m.len());
-            return Err(too_large(path, size));
-        }
+        let text = read_manifest(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         Workload::from_yaml(&text, path, base)
     }

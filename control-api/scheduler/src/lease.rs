@@ -2,15 +2,24 @@
 //! [`LEASE_TTL`](super::LEASE_TTL). The leader renews it every tick with a
 //! compare-and-set; when it stops, the key lapses and another `create` succeeds.
 
+use std::time::Duration;
+
 use async_nats::jetstream::kv;
+use tokio::time::Instant;
 
 const KEY: &str = "leader";
+
+/// How much of the lease's life a leader gives up to clock and message
+/// delays: it stops acting this long before the lease could lapse.
+const MARGIN: Duration = Duration::from_millis(750);
 
 /// This scheduler's hold on the lease.
 pub struct Lease {
     kv: kv::Store,
     me: String,
     revision: Option<u64>,
+    /// Until when this scheduler may act: the lease cannot have lapsed before.
+    until: Option<Instant>,
 }
 
 impl Lease {
@@ -20,11 +29,20 @@ impl Lease {
             kv,
             me: me.to_string(),
             revision: None,
+            until: None,
         }
+    }
+
+    /// Whether this scheduler still holds the lease now: a pass that
+    /// outlives it stops acting (fencing), so two leaders never act at once.
+    pub fn valid(&self) -> bool {
+        self.until.is_some_and(|until| Instant::now() < until)
     }
 
     /// Takes or renews the lease; true while this scheduler leads.
     pub async fn hold(&mut self) -> bool {
+        // The entry written now lives at least this long from now.
+        let asked = Instant::now();
         let renewed = match self.revision {
             Some(revision) => self
                 .kv
@@ -34,11 +52,13 @@ impl Lease {
             None => self.kv.create(KEY, self.me.clone().into()).await.ok(),
         };
         self.revision = renewed;
+        self.until = renewed.map(|_| asked + super::LEASE_TTL.saturating_sub(MARGIN));
         renewed.is_some()
     }
 
     /// Gives the lease up at once, so a successor need not wait for it to lapse.
     pub async fn release(&mut self) {
+        self.until = None;
         if let Some(revision) = self.revision.take() {
             let _ = self.kv.delete_expect_revision(KEY, Some(revision)).await;
         }

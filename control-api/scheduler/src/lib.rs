@@ -56,6 +56,29 @@ pub enum SchedulerError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A desired-state record would not fit one NATS message.
+    #[error(
+        "workload `{name}` is {size} bytes as desired state; this NATS server takes at most {max}"
+    )]
+    TooLarge {
+        /// The workload.
+        name: String,
+        /// Its record's size.
+        size: usize,
+        /// The most the server takes.
+        max: usize,
+    },
+    /// The pass outlived this scheduler's lease and stopped acting.
+    #[error("the scheduler lease may have lapsed; the pass stopped")]
+    LeaseLost,
+    /// Concurrent applies of one workload kept winning the compare-and-set.
+    #[error("workload `{name}` changed under {attempts} applies in a row; try again")]
+    Contended {
+        /// The workload.
+        name: String,
+        /// How many writes lost.
+        attempts: usize,
+    },
     /// A subscription the scheduler needs was refused.
     #[error("cannot subscribe to `{subject}`: {source}")]
     Subscribe {
@@ -82,6 +105,76 @@ pub enum SchedulerError {
     Encode(#[source] serde_json::Error),
 }
 
+/// What the desired-state follower reports.
+enum Followed {
+    /// The whole state, read afresh.
+    Snapshot(BTreeMap<String, (u64, Desired)>),
+    /// One change after the snapshot.
+    Change(kv::Entry),
+    /// The watch ended: what is held may be stale until the next snapshot.
+    Stale,
+}
+
+/// Keeps the desired state coming: a snapshot and a watch, again after any
+/// failure, with a backoff between attempts.
+async fn follow(store: Store, to: tokio::sync::mpsc::Sender<Followed>) {
+    let mut backoff = Backoff::default();
+    loop {
+        match store.follow_desired().await {
+            Ok((known, mut watch)) => {
+                if to.send(Followed::Snapshot(known)).await.is_err() {
+                    return;
+                }
+                backoff = Backoff::default();
+                loop {
+                    match watch.next().await {
+                        Some(Ok(entry)) => {
+                            if to.send(Followed::Change(entry)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!("the desired-state watch failed: {e}");
+                            break;
+                        }
+                        None => {
+                            tracing::warn!("the desired-state watch ended");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot read the desired state: {e}"),
+        }
+        if to.send(Followed::Stale).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(backoff.next()).await;
+    }
+}
+
+/// Doubling delays from 100 ms, at most 5 s.
+#[derive(Default)]
+struct Backoff(u32);
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        self.0 = (self.0 + 1).min(6);
+        Duration::from_millis(100 << (self.0 - 1)).min(Duration::from_secs(5))
+    }
+}
+
+/// When a copy that failed to start on a host is tried there again.
+struct Retry {
+    at: Instant,
+    delay: Duration,
+}
+
+/// The first retry of a failed start waits this long; each next one twice as long.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// The longest wait between retries of a failed start.
+const LAST_RETRY: Duration = Duration::from_secs(300);
+
 /// A scheduler process.
 pub struct Scheduler {
     nats: async_nats::Client,
@@ -96,6 +189,10 @@ pub struct Scheduler {
     desired: BTreeMap<String, (u64, Desired)>,
     /// The status last written for each workload, so unchanged ones are not rewritten.
     written: HashMap<String, Status>,
+    /// Failed copies, by ID, and when each is tried again.
+    retries: HashMap<String, Retry>,
+    /// How long a shutdown may take, whatever NATS is doing.
+    drain: Duration,
 }
 
 impl Scheduler {
@@ -118,7 +215,15 @@ impl Scheduler {
             errors: Arc::default(),
             desired: BTreeMap::new(),
             written: HashMap::new(),
+            retries: HashMap::new(),
+            drain: Duration::from_secs(10),
         })
+    }
+
+    /// Bounds the shutdown (giving up the lease) by `drain`; 10 s by default.
+    pub fn drain_timeout(mut self, drain: Duration) -> Self {
+        self.drain = drain;
+        self
     }
 
     /// Runs until `shutdown` resolves.
@@ -157,45 +262,73 @@ impl Scheduler {
         });
         // The desired state is held in memory and kept current by a KV watch, so a
         // tick reads nothing from JetStream and an apply is acted on at once.
-        let (known, mut watch) = self.store.follow_desired().await?;
-        self.desired = known;
-        let (changed_tx, mut changes) = tokio::sync::mpsc::channel::<kv::Entry>(1024);
-        let follower = tokio::spawn(async move {
-            while let Some(Ok(entry)) = watch.next().await {
-                if changed_tx.send(entry).await.is_err() {
-                    break;
-                }
-            }
-        });
+        // Whatever ends the watch, the follower reads the whole state again and
+        // watches anew; until it has, the state is stale and nobody acts on it.
+        let (changed_tx, mut changes) = tokio::sync::mpsc::channel::<Followed>(1024);
+        let follower = tokio::spawn(follow(self.store.clone(), changed_tx));
+        let mut fresh = false;
         let mut tick = tokio::time::interval(TICK);
         tokio::pin!(shutdown);
         let mut leading = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                Some(entry) = changes.recv() => {
-                    self.follow(entry);
+                Some(followed) = changes.recv() => {
+                    fresh = self.take(followed, fresh);
                     // A burst of applies becomes one pass, not one pass each.
                     tokio::time::sleep(SETTLE).await;
-                    while let Ok(entry) = changes.try_recv() {
-                        self.follow(entry);
+                    while let Ok(followed) = changes.try_recv() {
+                        fresh = self.take(followed, fresh);
                     }
                 }
                 () = &mut shutdown => break,
             }
-            let now_leading = self.lease.hold().await;
-            if now_leading != leading {
-                tracing::info!(leading = now_leading, "scheduler leadership changed");
-                leading = now_leading;
-            }
-            if leading && let Err(e) = self.reconcile().await {
-                tracing::warn!("reconcile failed: {e}");
+            // A pass waits on NATS; a shutdown does not wait for the pass.
+            let pass = async {
+                let now_leading = self.lease.hold().await;
+                if now_leading != leading {
+                    tracing::info!(leading = now_leading, "scheduler leadership changed");
+                    leading = now_leading;
+                }
+                if leading && !fresh {
+                    tracing::debug!("not acting: the desired state is being read again");
+                }
+                if leading
+                    && fresh
+                    && let Err(e) = self.reconcile().await
+                {
+                    tracing::warn!("reconcile failed: {e}");
+                }
+            };
+            tokio::select! {
+                () = pass => {}
+                () = &mut shutdown => break,
             }
         }
         watcher.abort();
         follower.abort();
-        self.lease.release().await;
+        if tokio::time::timeout(self.drain, self.lease.release())
+            .await
+            .is_err()
+        {
+            tracing::warn!(timeout = ?self.drain, "could not give up the lease in time; it lapses by itself");
+        }
         Ok(())
+    }
+
+    /// Takes what the follower sends; returns whether the state is fresh now.
+    fn take(&mut self, followed: Followed, fresh: bool) -> bool {
+        match followed {
+            Followed::Snapshot(known) => {
+                self.desired = known;
+                true
+            }
+            Followed::Change(entry) => {
+                self.follow(entry);
+                fresh
+            }
+            Followed::Stale => false,
+        }
     }
 
     /// Applies one change of the desired state, ignoring what the initial read
@@ -244,8 +377,12 @@ impl Scheduler {
 
     /// One level-triggered pass over every desired workload.
     async fn reconcile(&mut self) -> Result<(), SchedulerError> {
+        let live = self.live_hosts();
+        // Clients of hosts that went away go with them.
+        self.clients
+            .retain(|id, _| live.iter().any(|beat| &beat.id == id));
         let mut views = Vec::new();
-        for beat in self.live_hosts() {
+        for beat in live {
             let client = self.client(&beat.id).await?;
             views.push(async move {
                 let copies = tokio::time::timeout(LIST_TIMEOUT, client.workloads()).await;
@@ -268,11 +405,12 @@ impl Scheduler {
                 })
             });
         }
-        let views: Vec<HostView> = futures::future::join_all(views)
+        let mut views: Vec<HostView> = futures::future::join_all(views)
             .await
             .into_iter()
             .flatten()
             .collect();
+        self.due_retries(&mut views);
         let desired: Vec<Desired> = self.desired.values().map(|(_, d)| d.clone()).collect();
         let names: HashSet<&str> = desired.iter().map(|d| d.name.as_str()).collect();
         let pending = self
@@ -287,6 +425,7 @@ impl Scheduler {
             plans.push(placement::plan(d, &inventory, &mut placed));
         }
         for (d, plan) in desired.iter().zip(plans) {
+            self.fence()?;
             for (host, id) in plan.start {
                 self.start(&host, id, d).await?;
             }
@@ -305,6 +444,7 @@ impl Scheduler {
                 if let Some((_, name, _)) = parse_id(&copy.id)
                     && !names.contains(name)
                 {
+                    self.fence()?;
                     self.stop(&view.id, copy.id.clone()).await?;
                     self.store.forget_status(name).await;
                     self.written.remove(name);
@@ -312,6 +452,44 @@ impl Scheduler {
             }
         }
         Ok(())
+    }
+
+    /// Stops a pass whose lease may have lapsed: another scheduler may lead now.
+    fn fence(&self) -> Result<(), SchedulerError> {
+        if self.lease.valid() {
+            Ok(())
+        } else {
+            Err(SchedulerError::LeaseLost)
+        }
+    }
+
+    /// Failed copies whose retry is due are taken out of the views, so the
+    /// plan starts them again on the same host; the others wait, each twice
+    /// as long as before.
+    fn due_retries(&mut self, views: &mut [HostView]) {
+        let now = Instant::now();
+        let mut failed = HashSet::new();
+        for view in views.iter_mut() {
+            view.copies.retain(|copy| {
+                if copy.state != "failed" {
+                    return true;
+                }
+                failed.insert(copy.id.clone());
+                let retry = self.retries.entry(copy.id.clone()).or_insert(Retry {
+                    at: now + FIRST_RETRY,
+                    delay: FIRST_RETRY,
+                });
+                if now < retry.at {
+                    return true;
+                }
+                retry.delay = (retry.delay * 2).min(LAST_RETRY);
+                retry.at = now + retry.delay;
+                tracing::info!(id = %copy.id, next = ?retry.delay, "retrying a failed start");
+                false
+            });
+        }
+        // Copies that recovered or went away need no retry.
+        self.retries.retain(|id, _| failed.contains(id));
     }
 
     async fn start(

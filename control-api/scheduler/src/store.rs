@@ -156,7 +156,14 @@ pub struct Store {
     desired: kv::Store,
     status: kv::Store,
     lease: kv::Store,
+    /// For the server's `max_payload`, known once connected.
+    nats: async_nats::Client,
 }
+
+/// How many times an apply retries a compare-and-set that lost a race.
+const APPLY_RACES: usize = 16;
+/// Room kept for the KV message's headers and subject.
+const RECORD_HEADROOM: usize = 1024;
 
 impl Store {
     /// Opens (creating when missing) the buckets of `subjects`' lattice.
@@ -164,7 +171,7 @@ impl Store {
         nats: async_nats::Client,
         subjects: &Subjects,
     ) -> Result<Self, SchedulerError> {
-        let js = jetstream::new(nats);
+        let js = jetstream::new(nats.clone());
         let bucket = |what: &str, max_age: Duration| kv::Config {
             bucket: subjects.bucket(what),
             history: 1,
@@ -175,46 +182,62 @@ impl Store {
             desired: open_bucket(&js, bucket("desired", Duration::ZERO)).await?,
             status: open_bucket(&js, bucket("status", Duration::ZERO)).await?,
             lease: open_bucket(&js, bucket("scheduler", LEASE_TTL)).await?,
+            nats,
         })
     }
 
     /// Records `desired`; applying the same version again changes nothing.
+    /// A record larger than the server takes is refused at once; a write
+    /// that fails for any reason but a lost race is returned, not retried.
     pub async fn apply(&self, desired: &Desired) -> Result<Applied, SchedulerError> {
         let json = serde_json::to_vec(desired).map_err(SchedulerError::Encode)?;
-        loop {
-            match self
+        for _ in 0..APPLY_RACES {
+            let entry = self
                 .desired
                 .entry(&desired.name)
                 .await
-                .map_err(kv("entry"))?
-            {
+                .map_err(kv("entry"))?;
+            // Connected now, so the server's limit is known.
+            let max = self.nats.server_info().max_payload;
+            if json.len() + RECORD_HEADROOM > max {
+                return Err(SchedulerError::TooLarge {
+                    name: desired.name.clone(),
+                    size: json.len(),
+                    max: max.saturating_sub(RECORD_HEADROOM),
+                });
+            }
+            match entry {
                 Some(entry) if entry.operation == kv::Operation::Put => {
                     let known: Option<Desired> = serde_json::from_slice(&entry.value).ok();
                     if known.as_ref() == Some(desired) {
                         return Ok(Applied::Unchanged);
                     }
                     // Compare-and-set, so concurrent applies of one workload serialise.
-                    if self
+                    match self
                         .desired
                         .update(&desired.name, json.clone().into(), entry.revision)
                         .await
-                        .is_ok()
                     {
-                        return Ok(Applied::Configured);
+                        Ok(_) => return Ok(Applied::Configured),
+                        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {}
+                        Err(e) => return Err(kv("update")(e)),
                     }
                 }
-                _ => {
-                    if self
-                        .desired
-                        .create(&desired.name, json.clone().into())
-                        .await
-                        .is_ok()
-                    {
-                        return Ok(Applied::Created);
-                    }
-                }
+                _ => match self
+                    .desired
+                    .create(&desired.name, json.clone().into())
+                    .await
+                {
+                    Ok(_) => return Ok(Applied::Created),
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(kv("create")(e)),
+                },
             }
         }
+        Err(SchedulerError::Contended {
+            name: desired.name.clone(),
+            attempts: APPLY_RACES,
+        })
     }
 
     /// Removes the workload `name`; false if it was not there.

@@ -5,6 +5,10 @@ use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+/// The largest component file read: anything larger (or endless, like a
+/// device) is refused before it is read whole.
+const MAX_COMPONENT_BYTES: u64 = 256 << 20;
+
 /// Every binary starts with this; the next four bytes are `01 00 00 00` for a core
 /// module and `0d 00 01 00` for a component.
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
@@ -18,6 +22,9 @@ pub(crate) enum CompileError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Larger than [`MAX_COMPONENT_BYTES`].
+    #[error("`{}` is larger than {} MiB", path.display(), MAX_COMPONENT_BYTES >> 20)]
+    TooLarge { path: PathBuf },
     /// A core module where a component belongs.
     #[error(
         "`{}` is a core WebAssembly module, not a component (hint: wrap it with `wasm-tools component new`)",
@@ -40,10 +47,22 @@ pub(crate) fn compile(
     path: &Path,
     quote: bool,
 ) -> Result<Component, CompileError> {
-    let bytes = std::fs::read(path).map_err(|source| CompileError::Read {
+    let read = |source| CompileError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let mut bytes = Vec::new();
+    let file = std::fs::File::open(path).map_err(read)?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_COMPONENT_BYTES + 1),
+        &mut bytes,
+    )
+    .map_err(read)?;
+    if bytes.len() as u64 > MAX_COMPONENT_BYTES {
+        return Err(CompileError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
     match bytes.get(..8) {
         Some(header) if header.starts_with(WASM_MAGIC) && header[4..8] == [1, 0, 0, 0] => {
             return Err(CompileError::CoreModule {

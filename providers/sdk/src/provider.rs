@@ -67,8 +67,6 @@ pub type Invocations = Vec<(
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// How long [`Provider::require_jetstream`] waits for JetStream.
 const JETSTREAM_CHECK: Duration = Duration::from_secs(10);
-/// How long a drain waits for calls in flight.
-const DRAIN: Duration = Duration::from_secs(10);
 
 /// Command-line options every provider takes.
 #[derive(Debug, Clone, clap::Parser)]
@@ -79,11 +77,34 @@ pub struct ProviderArgs {
     /// The provider name bindings use (`provider: NAME`); replicas share it.
     #[arg(long, env = "TRELLIS_PROVIDER_NAME")]
     pub name: Option<String>,
+    /// How long a SIGTERM waits for calls in flight (and NATS) before the
+    /// process exits anyway.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as `10s`"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!(
+            "`{text}` is not a duration such as `10s` or `500ms`"
+        )),
+    }
 }
 
 /// A provider connected to its lattice.
 pub struct Provider {
     nats: async_nats::Client,
+    drain: Duration,
     wrpc: DualServer,
     subjects: Subjects,
     info: ProviderInfo,
@@ -159,6 +180,7 @@ impl Provider {
                 transports: vec![lean::PROTOCOL.to_string()],
             },
             nats,
+            drain: args.drain_timeout,
             wrpc,
             subjects,
             started: Instant::now(),
@@ -205,7 +227,8 @@ impl Provider {
     }
 
     /// Serves `invocations` until SIGINT or SIGTERM, then stops taking calls and
-    /// lets those in flight finish (at most 10 s).
+    /// lets those in flight finish, all within `--drain-timeout` whatever NATS
+    /// is doing.
     pub async fn run(self, invocations: Invocations) -> anyhow::Result<()> {
         let info_sub = self
             .nats
@@ -266,12 +289,16 @@ impl Provider {
         }
         tracing::info!(in_flight = tasks.len(), "draining");
         drop(calls);
-        let (mut info_sub, mut ping_sub) = info_sub.into_inner();
-        let _ = info_sub.unsubscribe().await;
-        let _ = ping_sub.unsubscribe().await;
-        let _ =
-            tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
-        let _ = self.nats.flush().await;
+        let drain = async {
+            let (mut info_sub, mut ping_sub) = info_sub.into_inner();
+            let _ = info_sub.unsubscribe().await;
+            let _ = ping_sub.unsubscribe().await;
+            while tasks.join_next().await.is_some() {}
+            let _ = self.nats.flush().await;
+        };
+        if tokio::time::timeout(self.drain, drain).await.is_err() {
+            tracing::warn!(timeout = ?self.drain, "drain timed out; exiting");
+        }
         Ok(())
     }
 
