@@ -144,7 +144,7 @@ async fn attack(
     let per_job = total.div_ceil(jobs.len());
     let mut tally = Tally::default();
     let mut calls = Vec::new();
-    let mut rng = fastrand::Rng::with_seed(0x7e11_15);
+    let mut rng = fastrand::Rng::with_seed(0x007e_1115);
     for (target, instance, func, signature, lean_call) in &jobs {
         let client = wrpc_transport_nats::Client::new(nats.clone(), target.prefix.as_str(), None)
             .await
