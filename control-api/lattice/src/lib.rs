@@ -32,6 +32,6 @@ pub use bounded::{BoundedIncoming, BoundedServer, Held, ServerLimits};
 pub use buckets::{BucketError, open_bucket};
 pub use connect::{ConnectError, NatsArgs};
 pub use failure::{CallErrorKind, Failure};
-pub use links::{LINKS_BUCKET, Link, LinkedBinding, links_bucket, provider_links};
+pub use links::{LINK_TTL, LINKS_BUCKET, Link, LinkedBinding, links_bucket, provider_links};
 pub use names::{InvalidName, NameKind, check_name};
 pub use subjects::{DEFAULT_LATTICE, Subjects};

@@ -5,14 +5,21 @@
 //!
 //! Each host running a workload puts one entry per provider the workload binds,
 //! under `<provider>.<workload>.<host instance>` in the lattice's `links` KV
-//! bucket, and deletes it when the workload stops there.
+//! bucket, and deletes it when the workload stops there. Entries expire after
+//! [`LINK_TTL`] unless their host puts them again (every third of it), so the
+//! links of a host that died go with it; the expiry reaches watchers as a
+//! removal (a JetStream limit marker, NATS 2.11 and later).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 /// The `links` bucket's name part (see [`super::Subjects::bucket`]).
 pub const LINKS_BUCKET: &str = "links";
+
+/// How long a link entry lives unless its host puts it again.
+pub const LINK_TTL: Duration = Duration::from_secs(60);
 
 /// One workload's bindings to one provider, as run by one host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +57,8 @@ pub fn links_bucket(name: &str) -> async_nats::jetstream::kv::Config {
     async_nats::jetstream::kv::Config {
         bucket: name.to_string(),
         history: 1,
+        max_age: LINK_TTL,
+        limit_markers: Some(Duration::from_secs(10)),
         ..Default::default()
     }
 }

@@ -24,8 +24,15 @@ pub async fn publish_heartbeats(
     let started = Instant::now();
     let subject = lattice.subjects().host_heartbeat(&id);
     let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+    let mut links = tokio::time::interval(trellis_lattice::LINK_TTL / 3);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = links.tick() => {
+                lattice.links().refresh().await;
+                continue;
+            }
+        }
         let beat = HostHeartbeat {
             id: id.clone(),
             labels: labels.clone(),

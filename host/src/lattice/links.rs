@@ -1,5 +1,6 @@
 //! This host's link entries (see `trellis_lattice::Link`): put
-//! when a workload starts here, deleted when it stops.
+//! when a workload starts here, put again every third of their TTL while it
+//! runs, deleted when it stops.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,7 +19,8 @@ pub struct Links {
     bucket: String,
     instance: String,
     store: OnceCell<kv::Store>,
-    held: Mutex<HashMap<String, Vec<String>>>,
+    /// The links put for each running workload, for refreshing and removal.
+    held: Mutex<HashMap<String, Vec<Link>>>,
 }
 
 impl Links {
@@ -74,9 +76,10 @@ impl Links {
         let keys: Vec<String> = links.iter().map(Link::key).collect();
         let stale: Vec<String> = {
             let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-            let old = held.insert(manifest.name.clone(), keys.clone());
+            let old = held.insert(manifest.name.clone(), links.clone());
             old.unwrap_or_default()
-                .into_iter()
+                .iter()
+                .map(Link::key)
                 .filter(|k| !keys.contains(k))
                 .collect()
         };
@@ -105,12 +108,15 @@ impl Links {
 
     /// Deletes the links of workload `name`.
     pub async fn remove(&self, name: &str) {
-        let keys = self
+        let keys: Vec<String> = self
             .held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name)
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .iter()
+            .map(Link::key)
+            .collect();
         if keys.is_empty() {
             return;
         }
@@ -123,6 +129,31 @@ impl Links {
                 }
             }
             Err(e) => tracing::warn!(workload = %name, error = %e, "cannot delete links"),
+        }
+    }
+
+    /// Puts every held link again, so none expires while its workload runs.
+    pub async fn refresh(&self) {
+        let links: Vec<Link> = self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .flatten()
+            .cloned()
+            .collect();
+        if links.is_empty() {
+            return;
+        }
+        let Ok(store) = self.store().await else {
+            return;
+        };
+        for link in links {
+            if let Ok(json) = serde_json::to_vec(&link)
+                && let Err(e) = store.put(link.key(), json.into()).await
+            {
+                tracing::debug!(key = %link.key(), error = %e, "link not refreshed");
+            }
         }
     }
 }
