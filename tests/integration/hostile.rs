@@ -240,6 +240,13 @@ async fn a_subscription_cannot_reach_the_lattice() -> TestResult {
         !matches!(lattice, Ok(Ok(_))),
         "a lattice subject reached the workload"
     );
+    // The link that told the provider expires unless its host refreshes it,
+    // and its expiry reaches the provider as a removal.
+    let js = async_nats::jetstream::new(client.clone());
+    let mut links = js.get_stream("KV_trellis_default_links").await?;
+    let config = &links.info().await?.config;
+    assert_eq!(config.max_age, trellis_lattice::LINK_TTL);
+    assert!(config.subject_delete_marker_ttl.is_some(), "{config:?}");
     Ok(())
 }
 
@@ -290,7 +297,9 @@ async fn slow_idle_and_oversized_http_clients_are_cut_off() -> TestResult {
     kept.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")?;
     kept.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut answer = Vec::new();
-    let _ = kept.read_to_end(&mut answer);
+    // read_to_end returns only when the host closes the connection (a read
+    // timeout would be an error).
+    kept.read_to_end(&mut answer)?;
     assert!(
         String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
         "{answer:?}"

@@ -140,7 +140,13 @@ pub struct Nats {
 impl Nats {
     /// Starts one (installing nats-server through the project's script if needed).
     pub fn start(name: &str) -> Result<Nats, String> {
+        Self::start_with(name, "")
+    }
+
+    /// [`Nats::start`] with `config` (nats-server configuration text) as well.
+    pub fn start_with(name: &str, config: &str) -> Result<Nats, String> {
         let dir = crate::support::scratch(&format!("nats-{name}")).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("nats.conf"), config).map_err(|e| e.to_string())?;
         let (process, url) = Self::spawn(&dir, "-1")?;
         Ok(Nats { process, url, dir })
     }
@@ -148,6 +154,8 @@ impl Nats {
     fn spawn(dir: &Path, port: &str) -> Result<(Process, String), String> {
         let mut command = Command::new(nats_server()?);
         command
+            .arg("-c")
+            .arg(dir.join("nats.conf"))
             .args(["-a", "127.0.0.1", "-p", port, "-js", "-sd"])
             .arg(dir.join("js"));
         let (mut process, _) = Process::spawn(command)?;

@@ -398,3 +398,45 @@ async fn the_cli_reports_bad_input_with_exit_codes() -> TestResult {
     assert_eq!(names, ["alpha", "beta"]);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_failed_start_is_tried_again_once_its_cause_is_gone() -> TestResult {
+    let nats = Nats::start("retry")?;
+    let _h = host(&nats, &[], &["--id", "H1"])?;
+    let _sched = scheduler(&nats)?;
+    let dir = scratch("retry")?;
+    let file = manifest(&dir, "  replicas: 1\n", "wasi:keyvalue: {provider: later}")?;
+    let (code, _, err) = cli(&nats, &["apply", "-f", &file.display().to_string()])?;
+    assert_eq!(code, 0, "{err}");
+    wait_until(&nats, "counter", Duration::from_secs(15), |v| {
+        v["status"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("provider `later`"))
+    })
+    .await?;
+    // The provider comes; the scheduler tries the failed copy on H1 again (backoff 1 s, 2 s, …).
+    let _later = crate::lattice::provider(&nats, "trellis-keyvalue-nats", "later")?;
+    let v = wait_until(&nats, "counter", Duration::from_secs(30), |v| {
+        running(v) == 1
+    })
+    .await?;
+    assert_eq!(v["status"]["replicas"][0]["host"], "H1", "{v}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_apply_larger_than_the_server_takes_fails_at_once() -> TestResult {
+    let nats = Nats::start_with("small-payload", "max_payload: 65536\n")?;
+    let dir = scratch("small-payload")?;
+    let file = manifest(&dir, "  replicas: 1\n", "wasi:keyvalue: host")?;
+    // 100 KiB of comment: under the manifest cap, over this server's messages.
+    let mut text = std::fs::read_to_string(&file)?;
+    text.push_str(&format!("# {}\n", "x".repeat(100 << 10)));
+    std::fs::write(&file, text)?;
+    let started = Instant::now();
+    let (code, _, err) = cli(&nats, &["apply", "-f", &file.display().to_string()])?;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("this NATS server takes at most"), "{err}");
+    eprintln!("refused in {:?}", started.elapsed());
+    Ok(())
+}

@@ -23,6 +23,11 @@ use crate::bindings::trellis::messaging::{handler, types};
 /// How long a handler may take with one message.
 const HANDLER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Messages of one subscription being handled at once; the next waits for a
+/// place (and NATS buffers, then drops as a slow consumer), instead of a task
+/// per message without limit.
+const IN_FLIGHT: usize = 256;
+
 /// One subscription: a workload's subject in a queue group.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Subscription {
@@ -125,9 +130,14 @@ async fn deliver(nats: async_nats::Client, subjects: Subjects, to: Subscription)
     let mut identity = HeaderMap::new();
     identity.insert(headers::WORKLOAD, "provider:messaging");
     identity.insert(headers::COMPONENT, "delivery");
+    let places = std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     while let Some(message) = messages.next().await {
+        let Ok(place) = places.clone().acquire_owned().await else {
+            return;
+        };
         let (nats, wrpc, identity, to) = (nats.clone(), wrpc.clone(), identity.clone(), to.clone());
         tokio::spawn(async move {
+            let _place = place;
             let reply = message.reply.clone();
             let delivered = types::Message {
                 subject: message.subject.to_string(),
