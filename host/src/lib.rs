@@ -21,9 +21,9 @@ pub mod capabilities;
 pub mod control;
 pub mod dev;
 mod engine;
-pub mod files;
 mod ingress;
 pub mod lattice;
+pub mod sandbox;
 mod state;
 mod trace;
 mod workload;
@@ -85,14 +85,11 @@ impl Host {
         })
     }
 
-    /// A host that runs manifests it did not write (`trellis host`):
-    /// workloads name only the host files `files` allows (component sources
-    /// and preopens), errors never quote those files, and outgoing HTTP
-    /// reaches only the hosts a component's `grants.http` lists. By default
-    /// (`trellis dev`) files and outgoing HTTP are open.
-    pub fn serving_others(mut self, files: files::FileAccess) -> Self {
-        self.services.files = files;
-        self.services.outgoing_http_by_default = false;
+    /// A host that runs manifests it did not write (`trellis host`): every
+    /// workload stays inside `sandbox`, whatever its manifest grants. By
+    /// default (`trellis dev`) the sandbox is open.
+    pub fn sandboxed(mut self, sandbox: sandbox::Sandbox) -> Self {
+        self.services.sandbox = Arc::new(sandbox);
         self
     }
 

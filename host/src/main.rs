@@ -20,8 +20,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use trellis_host::control::{ControlAgent, Identity};
-use trellis_host::files::FileAccess;
 use trellis_host::lattice::{Lattice, publish_heartbeats};
+use trellis_host::sandbox::{FileAccess, HttpCeiling, Sandbox};
 use trellis_host::{EngineSettings, Host, HttpLimits, dev};
 use trellis_lattice::NatsArgs;
 
@@ -73,6 +73,14 @@ enum Command {
         /// files name (their components' folders, their preopens) is allowed too.
         #[arg(long = "allow-dir", value_name = "DIR")]
         allow_dirs: Vec<PathBuf>,
+        /// A host outgoing HTTP may reach at most (repeatable; `api.example.com`,
+        /// `*.example.com`, `host:port`, `*`): a component reaches only hosts
+        /// both this and its `grants.http` allow. Default: none.
+        #[arg(long = "allow-http", value_name = "PATTERN")]
+        allow_http: Vec<String>,
+        /// Honour components' `grants.network` (wasi:sockets). Default: refused.
+        #[arg(long)]
+        allow_network: bool,
         #[command(flatten)]
         engine: EngineArgs,
         #[command(flatten)]
@@ -298,6 +306,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             id,
             listen,
             allow_dirs,
+            allow_http,
+            allow_network,
             engine,
             http,
         } => runtime.block_on(run_host(
@@ -308,6 +318,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 id,
                 listen,
                 allow_dirs,
+                allow_http,
+                allow_network,
                 http: http.into(),
             },
             engine.into(),
@@ -324,6 +336,8 @@ struct HostOptions {
     id: Option<String>,
     listen: SocketAddr,
     allow_dirs: Vec<PathBuf>,
+    allow_http: Vec<String>,
+    allow_network: bool,
     http: HttpLimits,
 }
 
@@ -349,7 +363,15 @@ fn file_access(options: &HostOptions) -> anyhow::Result<FileAccess> {
 }
 
 async fn run_host(options: HostOptions, settings: EngineSettings) -> anyhow::Result<()> {
-    let files = file_access(&options)?;
+    let sandbox = Sandbox {
+        files: file_access(&options)?,
+        http: if options.allow_http.is_empty() {
+            HttpCeiling::None
+        } else {
+            HttpCeiling::Only(options.allow_http.clone())
+        },
+        network: options.allow_network,
+    };
     let id = match options.id {
         Some(id) => id,
         None => options
@@ -363,7 +385,7 @@ async fn run_host(options: HostOptions, settings: EngineSettings) -> anyhow::Res
         .connect(&format!("trellis-host-{id}"), true)
         .await?;
     let lattice = Arc::new(Lattice::new(nats, &options.nats.lattice));
-    let host = Arc::new(Host::with_lattice(settings, Some(lattice.clone()))?.serving_others(files));
+    let host = Arc::new(Host::with_lattice(settings, Some(lattice.clone()))?.sandboxed(sandbox));
     let agent = ControlAgent::new(
         host.clone(),
         Identity {

@@ -359,8 +359,17 @@ async fn outgoing_http_reaches_only_granted_hosts() -> TestResult {
     let path = format!("/{target}");
 
     // Under `trellis host`, no grant means no outgoing HTTP: loopback is out of reach.
+    // A manifest's grant counts only within the host's own --allow-http.
     let nats = Nats::start("outgoing-http")?;
-    let h = host(&nats, &[&closed, &granted, &elsewhere], &[])?;
+    let unallowed = host(&nats, &[&granted], &[])?;
+    let denied = get(unallowed.addr, "granted", &path).await?;
+    assert_eq!(denied.body, "error: ErrorCode_HttpRequestDenied\n");
+    drop(unallowed);
+    let h = host(
+        &nats,
+        &[&closed, &granted, &elsewhere],
+        &["--allow-http", "127.0.0.1"],
+    )?;
     let denied = get(h.addr, "closed", &path).await?;
     assert_eq!(denied.body, "error: ErrorCode_HttpRequestDenied\n");
     let denied = get(h.addr, "elsewhere", &path).await?;
@@ -372,5 +381,63 @@ async fn outgoing_http_reaches_only_granted_hosts() -> TestResult {
     let dev = Dev::start(&closed)?;
     let open = get(dev.addr, "closed", &path).await?;
     assert_eq!(open.body, "status 204\n");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_caller_trickling_its_parameters_holds_only_its_own_call() -> TestResult {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use wrpc_transport::Invoke as _;
+    let nats = Nats::start("trickle")?;
+    let mut kv = provider(&nats, "trellis-keyvalue-nats", "keyvalue")?;
+    let client = nats.client().await?;
+    let wrpc =
+        wrpc_transport_nats::Client::new(client.clone(), "trellis.default.provider.keyvalue", None)
+            .await?;
+    let no_paths: [&[Option<usize>]; 0] = [];
+    // `open` with a 7 MiB identifier, sent a byte at a time.
+    let (mut slow, _slow_results) = wrpc
+        .invoke(
+            None,
+            "wasi:keyvalue/store@0.2.0-draft",
+            "open",
+            bytes::Bytes::from_static(&[0x80, 0x80, 0xc0, 0x03]),
+            no_paths,
+        )
+        .await?;
+    let trickle = tokio::spawn(async move {
+        for _ in 0..20 {
+            if slow.write_all(b"a").await.is_err() || slow.flush().await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    // Meanwhile a whole call of the same function is answered at once.
+    let mut identity = HeaderMap::new();
+    identity.insert(headers::WORKLOAD, "w");
+    identity.insert(headers::COMPONENT, "c");
+    let started = Instant::now();
+    let (mut tx, mut rx) = wrpc
+        .invoke(
+            Some(identity),
+            "wasi:keyvalue/store@0.2.0-draft",
+            "open",
+            bytes::Bytes::from_static(b"\x01b"),
+            no_paths,
+        )
+        .await?;
+    tx.shutdown().await?;
+    let mut results = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), rx.read_to_end(&mut results))
+        .await
+        .map_err(|_| "the whole call waited behind the trickling one")??;
+    assert_eq!(results.first(), Some(&0), "open failed: {results:?}");
+    eprintln!(
+        "answered in {:?} beside a trickling call",
+        started.elapsed()
+    );
+    trickle.abort();
+    assert!(kv.alive());
     Ok(())
 }

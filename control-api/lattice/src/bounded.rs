@@ -1,26 +1,29 @@
 //! A wRPC server that takes from its callers only what it has checked.
 //!
-//! Three bounds, one place for every server on wrpc-transport-nats:
-//! - the parameters of each call are walked against the function's
-//!   [`Signature`] before the decoder sees a byte (the pinned decoders
-//!   preallocate from length prefixes), under a per-call cap;
-//! - every read has an idle bound: wrpc-transport 0.29 decodes the
-//!   invocations of one function one after another, so a caller that opens
-//!   an invocation and never sends its parameters would stall that function
-//!   for every workload;
+//! One place for every server on wrpc-transport-nats:
+//! - the parameters of each call are collected and walked against the
+//!   function's [`Signature`] before the decoder sees a byte (the pinned
+//!   decoders preallocate from length prefixes), under a per-call cap, an idle
+//!   bound and a total deadline;
+//! - calls are collected concurrently, so a caller that trickles its
+//!   parameters holds only its own call: wrpc-transport 0.29 decodes the
+//!   invocations of one function one after another, and here each reaches it
+//!   whole;
+//! - nothing follows the parameters on the call's stream (a decoder that reads
+//!   to the end stops there);
 //! - calls in flight are bounded; a call beyond the bound is dropped at once.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt as _};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use futures::{FutureExt as _, Stream, StreamExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
-use trellis_wire::{Progress, Signature, Signatures};
+use trellis_wire::{PayloadError, Problem, Progress, Signature, Signatures};
 use wrpc_transport::{Index, Serve};
 use wrpc_transport_nats::NatsContext;
 
@@ -31,9 +34,13 @@ use crate::{CallErrorKind, Failure};
 pub struct ServerLimits {
     /// How long an invocation may go without sending a byte.
     pub idle: Duration,
+    /// How long a call may take to send all its parameters.
+    pub params_deadline: Duration,
     /// The most bytes of parameters one call may send (lean calls are bounded
     /// by the NATS message size as well).
     pub max_params: usize,
+    /// Calls whose parameters are being collected at once.
+    pub collecting: usize,
     /// Calls answered at once; a call beyond this is refused as busy.
     pub max_in_flight: usize,
 }
@@ -42,7 +49,9 @@ impl Default for ServerLimits {
     fn default() -> Self {
         ServerLimits {
             idle: Duration::from_secs(2),
-            max_params: 16 << 20,
+            params_deadline: Duration::from_secs(10),
+            max_params: 8 << 20,
+            collecting: 32,
             max_in_flight: 1024,
         }
     }
@@ -98,6 +107,11 @@ impl BoundedServer {
 }
 
 type Inner = wrpc_transport_nats::Client;
+type Invocation = (
+    NatsContext,
+    Held<<Inner as Serve>::Outgoing>,
+    BoundedIncoming<<Inner as Serve>::Incoming>,
+);
 
 impl Serve for BoundedServer {
     type Context = NatsContext;
@@ -119,25 +133,137 @@ impl Serve for BoundedServer {
         let server = self.clone();
         let what: Arc<str> = format!("{instance}.{func}").into();
         let invocations = self.inner.serve(instance, func, paths).await?;
-        Ok(invocations.filter_map(move |invocation| {
-            let admitted = invocation.map(|(cx, tx, rx)| {
-                let permit = server.admit();
-                (cx, tx, rx, permit)
-            });
-            let result = match admitted {
-                Ok((_, _, _, None)) => {
-                    tracing::warn!(function = %what, "busy: a call beyond the in-flight bound is dropped");
-                    None
+        let collected = invocations
+            .map(move |invocation| {
+                let (signature, what) = (signature.clone(), what.clone());
+                let permit = invocation.is_ok().then(|| server.admit());
+                async move {
+                    let (cx, tx, rx) = match invocation {
+                        Ok(parts) => parts,
+                        Err(e) => return Some(Err(e)),
+                    };
+                    let Some(Some(permit)) = permit else {
+                        tracing::warn!(function = %what, "busy: a call beyond the in-flight bound is dropped");
+                        return None;
+                    };
+                    match collect(rx, &signature, limits).await {
+                        Ok(rx) => Some(Ok::<Invocation, _>((cx, Held::new(tx, permit), rx))),
+                        Err(e) => {
+                            tracing::debug!(function = %what, error = %e, "a call's parameters were refused");
+                            None
+                        }
+                    }
                 }
-                Ok((cx, tx, rx, Some(permit))) => Some(Ok((
-                    cx,
-                    Held::new(tx, permit),
-                    BoundedIncoming::checked(rx, limits, signature.clone()),
-                ))),
-                Err(e) => Some(Err(e)),
-            };
-            std::future::ready(result)
-        }))
+            })
+            .buffer_unordered(limits.collecting)
+            .filter_map(std::future::ready);
+        Ok(collected)
+    }
+}
+
+/// Reads a call's parameters whole, checking them as they come: every
+/// length against the cap before it is waited for, each read against the
+/// idle bound, all of them against the deadline. The walk runs again once
+/// the bytes it needs are there and the payload has grown by a quarter, or
+/// the caller has paused, so a large value is not walked once per message.
+async fn collect<T: AsyncRead + Unpin>(
+    mut rx: T,
+    signature: &Signature,
+    limits: ServerLimits,
+) -> io::Result<BoundedIncoming<T>> {
+    let deadline = Instant::now() + limits.params_deadline;
+    let mut held: Vec<u8> = Vec::new();
+    let mut needed = 0;
+    let mut checked = None;
+    let mut chunk = vec![0u8; 16 << 10];
+    loop {
+        let due =
+            held.len() >= needed && checked.is_none_or(|at: usize| held.len() >= at + at / 4 + 64);
+        let arrived = match rx.read(&mut chunk).now_or_never() {
+            Some(read) => read?,
+            None => {
+                // Nothing more for now: whatever came is worth a look.
+                if held.len() >= needed && checked != Some(held.len()) || due {
+                    match progress(signature, &held, limits)? {
+                        Progress::Complete(_) => break,
+                        Progress::Incomplete(more) => {
+                            needed = more;
+                            checked = Some(held.len());
+                        }
+                    }
+                }
+                let wait = limits
+                    .idle
+                    .min(deadline.saturating_duration_since(Instant::now()));
+                match tokio::time::timeout(wait, rx.read(&mut chunk)).await {
+                    Ok(read) => read?,
+                    Err(_) if Instant::now() >= deadline => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "the parameters took longer than {:?}",
+                                limits.params_deadline
+                            ),
+                        ));
+                    }
+                    Err(_) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("the caller sent nothing for {:?}", limits.idle),
+                        ));
+                    }
+                }
+            }
+        };
+        if arrived == 0 {
+            // The caller ended its parameters: they must be whole.
+            trellis_wire::check(signature, &held).map_err(|e| io::Error::from(invalid(e)))?;
+            break;
+        }
+        held.extend_from_slice(&chunk[..arrived]);
+        if held.len() > limits.max_params {
+            return Err(invalid(PayloadError {
+                offset: limits.max_params,
+                path: Vec::new(),
+                problem: Problem::OverCap(limits.max_params),
+            })
+            .into());
+        }
+        if held.len() >= needed && checked.is_none_or(|at| held.len() >= at + at / 4 + 64) {
+            match progress(signature, &held, limits)? {
+                Progress::Complete(_) => break,
+                Progress::Incomplete(more) => {
+                    needed = more;
+                    checked = Some(held.len());
+                }
+            }
+        }
+    }
+    let rest = if signature.params.iter().any(|p| p.shape.is_async()) {
+        // Async values may follow on the stream.
+        Rest::Through
+    } else {
+        Rest::End
+    };
+    Ok(BoundedIncoming {
+        inner: rx,
+        limits,
+        deadline: Box::pin(tokio::time::sleep(limits.idle)),
+        check: Check::Releasing(held.into(), rest),
+    })
+}
+
+/// How far `held` got; complete parameters with bytes after them are refused.
+fn progress(signature: &Signature, held: &[u8], limits: ServerLimits) -> io::Result<Progress> {
+    match trellis_wire::check_prefix(signature, held, limits.max_params) {
+        Ok(Progress::Complete(n)) if n < held.len() => Err(invalid(PayloadError {
+            offset: n,
+            path: Vec::new(),
+            problem: Problem::Trailing(held.len() - n),
+        })
+        .into()),
+        Ok(progress) => Ok(progress),
+        Err(e) => Err(invalid(e).into()),
     }
 }
 
@@ -184,19 +310,25 @@ impl<T: Index<T>> Index<Held<T>> for Held<T> {
     }
 }
 
-/// The parameters of a call, checked before they are handed on.
-enum Check {
-    /// Still arriving, held here until the signature is satisfied; the
-    /// number is how many bytes must be here before a check can progress.
-    Holding(Arc<Signature>, Vec<u8>, usize),
-    /// Checked; being handed to the reader.
-    Releasing(bytes::Bytes),
-    /// Passed through as they come (sub-streams, and the root after its parameters).
+/// What follows a call's checked parameters on its stream.
+#[derive(Clone, Copy)]
+enum Rest {
+    /// Nothing: the stream ends with them.
+    End,
+    /// Whatever comes (async values, sub-streams), under the idle bound.
     Through,
 }
 
-/// An incoming byte stream that checks its call's parameters and fails once
-/// it has been idle too long.
+/// Where a call's stream is.
+enum Check {
+    /// Checked parameters being handed to the reader.
+    Releasing(bytes::Bytes, Rest),
+    /// After them.
+    After(Rest),
+}
+
+/// A call's incoming bytes: its checked parameters, then (for sub-streams
+/// and async values only) what comes, each read idle-bounded.
 pub struct BoundedIncoming<T> {
     inner: T,
     limits: ServerLimits,
@@ -204,47 +336,9 @@ pub struct BoundedIncoming<T> {
     check: Check,
 }
 
-impl<T> BoundedIncoming<T> {
-    fn checked(inner: T, limits: ServerLimits, signature: Arc<Signature>) -> Self {
-        BoundedIncoming {
-            check: Check::Holding(signature, Vec::new(), 0),
-            ..Self::through(inner, limits)
-        }
-    }
-
-    fn through(inner: T, limits: ServerLimits) -> Self {
-        BoundedIncoming {
-            inner,
-            limits,
-            deadline: Box::pin(tokio::time::sleep(limits.idle)),
-            check: Check::Through,
-        }
-    }
-}
-
 /// A refused payload as the reader's error, keeping its kind.
 pub(crate) fn invalid(error: trellis_wire::PayloadError) -> Failure {
     Failure::new(CallErrorKind::Invalid, error.to_string())
-}
-
-impl<T: AsyncRead + Unpin> BoundedIncoming<T> {
-    /// Reads from the caller, bounded by the idle limit.
-    fn poll_inner(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.inner).poll_read(cx, buf) {
-            Poll::Ready(result) => {
-                let idle = self.limits.idle;
-                self.deadline.as_mut().reset(Instant::now() + idle);
-                Poll::Ready(result)
-            }
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("the caller sent nothing for {:?}", self.limits.idle),
-                ))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for BoundedIncoming<T> {
@@ -256,69 +350,31 @@ impl<T: AsyncRead + Unpin> AsyncRead for BoundedIncoming<T> {
         let this = &mut *self;
         loop {
             match &mut this.check {
-                Check::Through => return this.poll_inner(cx, out),
-                Check::Releasing(held) => {
+                Check::Releasing(held, rest) => {
                     if held.is_empty() {
-                        this.check = Check::Through;
+                        this.check = Check::After(*rest);
                         continue;
                     }
                     let n = held.len().min(out.remaining());
                     out.put_slice(&held.split_to(n));
                     return Poll::Ready(Ok(()));
                 }
-                Check::Holding(signature, held, needed) => {
-                    // Checked before a read once enough has come to progress:
-                    // parameters may be complete already (a function without
-                    // any takes no bytes), and a large value is walked once.
-                    let verdict = if held.len() < *needed {
-                        None
-                    } else {
-                        match trellis_wire::check_prefix(signature, held, this.limits.max_params) {
-                            Ok(Progress::Incomplete(more)) => {
-                                *needed = more;
-                                None
-                            }
-                            Ok(Progress::Complete(n)) if n < held.len() => {
-                                Some(Err(trellis_wire::PayloadError {
-                                    offset: n,
-                                    path: Vec::new(),
-                                    problem: trellis_wire::Problem::Trailing(held.len() - n),
-                                }))
-                            }
-                            Ok(Progress::Complete(_)) => Some(Ok(())),
-                            Err(e) => Some(Err(e)),
+                Check::After(Rest::End) => return Poll::Ready(Ok(())),
+                Check::After(Rest::Through) => {
+                    return match Pin::new(&mut this.inner).poll_read(cx, out) {
+                        Poll::Ready(result) => {
+                            let idle = this.limits.idle;
+                            this.deadline.as_mut().reset(Instant::now() + idle);
+                            Poll::Ready(result)
                         }
+                        Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                format!("the caller sent nothing for {:?}", this.limits.idle),
+                            ))),
+                            Poll::Pending => Poll::Pending,
+                        },
                     };
-                    let verdict = match verdict {
-                        Some(verdict) => verdict,
-                        None => {
-                            let mut chunk = [0u8; 16 << 10];
-                            let mut read = ReadBuf::new(&mut chunk);
-                            ready!(this.poll_inner(cx, &mut read))?;
-                            let Check::Holding(signature, held, _) = &mut this.check else {
-                                continue;
-                            };
-                            if !read.filled().is_empty() {
-                                held.extend_from_slice(read.filled());
-                                continue;
-                            }
-                            // The caller ended its parameters: they must be whole.
-                            trellis_wire::check(signature, held)
-                        }
-                    };
-                    let Check::Holding(_, held, _) = &mut this.check else {
-                        continue;
-                    };
-                    match verdict {
-                        Ok(()) => {
-                            let held = std::mem::take(held);
-                            this.check = Check::Releasing(held.into());
-                        }
-                        Err(e) => {
-                            this.check = Check::Through;
-                            return Poll::Ready(Err(invalid(e).into()));
-                        }
-                    }
                 }
             }
         }
@@ -327,9 +383,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for BoundedIncoming<T> {
 
 impl<T: Index<T>> Index<BoundedIncoming<T>> for BoundedIncoming<T> {
     fn index(&self, path: &[usize]) -> anyhow::Result<BoundedIncoming<T>> {
-        Ok(BoundedIncoming::through(
-            self.inner.index(path)?,
-            self.limits,
-        ))
+        Ok(BoundedIncoming {
+            inner: self.inner.index(path)?,
+            limits: self.limits,
+            deadline: Box::pin(tokio::time::sleep(self.limits.idle)),
+            check: Check::After(Rest::Through),
+        })
     }
 }

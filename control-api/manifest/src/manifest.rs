@@ -158,19 +158,23 @@ pub struct Grants {
 }
 
 impl Grants {
-    /// Whether outgoing HTTP may reach `host` (with `port`, if the URL gave one)
-    /// under these grants, with `default` standing for a missing `http` list.
-    pub fn allows_http(&self, host: &str, port: Option<u16>, default: bool) -> bool {
+    /// Whether outgoing HTTP may reach `host` on `port` under these grants,
+    /// with `default` standing for a missing `http` list. Hosts are compared
+    /// without case or a trailing dot; a pattern without a port allows any.
+    pub fn allows_http(&self, host: &str, port: u16, default: bool) -> bool {
         let Some(patterns) = &self.http else {
             return default;
         };
-        let host = host.to_ascii_lowercase();
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        if host.is_empty() {
+            return false;
+        }
         patterns.iter().any(|pattern| {
             let (name, wanted_port) = match pattern.rsplit_once(':') {
                 Some((name, p)) => (name, p.parse::<u16>().ok()),
                 None => (pattern.as_str(), None),
             };
-            let port_ok = wanted_port.is_none() || wanted_port == port;
+            let port_ok = wanted_port.is_none_or(|wanted| wanted == port);
             let name_ok = match name.strip_prefix("*.") {
                 _ if name == "*" => true,
                 Some(suffix) => host.ends_with(&format!(".{suffix}")),

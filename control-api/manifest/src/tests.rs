@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::{BindingTarget, ManifestError, Workload};
+use crate::{BindingTarget, Grants, ManifestError, Workload};
 
 fn parse(yaml: &str) -> Result<Workload, ManifestError> {
     // `Cargo.toml` stands in for a component file: the host, not this crate, reads it.
@@ -250,4 +250,24 @@ fn zero_replicas_are_refused() {
             .any(|g| g.contains("7:13: deploy.replicas is 0, which would run nothing")),
         "{got:?}"
     );
+}
+
+#[test]
+fn http_grants_match_hosts_ports_and_wildcards() {
+    let grants = |patterns: &[&str]| Grants {
+        http: Some(patterns.iter().map(|p| p.to_string()).collect()),
+        ..Default::default()
+    };
+    let g = grants(&["api.example.com", "*.example.org", "svc.local:8443"]);
+    assert!(g.allows_http("api.example.com", 443, false));
+    assert!(g.allows_http("API.Example.com.", 80, false));
+    assert!(g.allows_http("a.b.example.org", 80, false));
+    assert!(!g.allows_http("example.org", 80, false));
+    assert!(g.allows_http("svc.local", 8443, false));
+    assert!(!g.allows_http("svc.local", 443, false));
+    assert!(!g.allows_http("169.254.169.254", 80, false));
+    assert!(!g.allows_http(".", 80, false));
+    assert!(grants(&["*"]).allows_http("anything", 1, false));
+    assert!(Grants::default().allows_http("x", 80, true));
+    assert!(!Grants::default().allows_http("x", 80, false));
 }

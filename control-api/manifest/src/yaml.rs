@@ -131,6 +131,10 @@ pub struct SyntaxError {
 /// few hundred bytes of nested aliases would otherwise expand to billions.
 pub const MAX_NODES: usize = 100_000;
 
+/// The most bytes of scalar text a document may hold once its aliases are
+/// expanded: an alias of a long string costs one node but copies all of it.
+pub const MAX_TEXT: usize = 4 << 20;
+
 /// The deepest a document may nest mappings and sequences.
 pub const MAX_DEPTH: usize = 64;
 
@@ -171,31 +175,65 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
 #[derive(Default)]
 struct TreeBuilder {
     stack: Vec<(Node, usize)>,
-    /// Each anchored node with the number of nodes it holds.
-    anchors: HashMap<usize, (Node, usize)>,
+    /// Each anchored node with the nodes and scalar bytes it holds.
+    anchors: HashMap<usize, (Node, Size)>,
     root: Option<Node>,
-    /// Nodes built so far, aliases counted at their expanded size.
-    nodes: usize,
+    /// What was built so far, aliases counted at their expanded size.
+    built: Size,
 }
 
-/// How many nodes `node` holds, itself included.
-fn count(node: &Node) -> usize {
-    1 + match &node.value {
-        Value::Scalar { .. } => 0,
-        Value::Seq(items) => items.iter().map(count).sum(),
-        Value::Map(entries) => entries.iter().map(|(k, v)| count(k) + count(v)).sum(),
+/// How much a node holds: nodes (itself included) and bytes of scalar text.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    text: usize,
+}
+
+impl Size {
+    fn add(self, other: Size) -> Size {
+        Size {
+            nodes: self.nodes.saturating_add(other.nodes),
+            text: self.text.saturating_add(other.text),
+        }
+    }
+}
+
+fn size(node: &Node) -> Size {
+    let own = Size {
+        nodes: 1,
+        text: match &node.value {
+            Value::Scalar { text, .. } => text.len(),
+            _ => 0,
+        },
+    };
+    match &node.value {
+        Value::Scalar { .. } => own,
+        Value::Seq(items) => items.iter().map(size).fold(own, Size::add),
+        Value::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| size(k).add(size(v)))
+            .fold(own, Size::add),
     }
 }
 
 impl TreeBuilder {
-    /// Counts `n` more nodes against the budget.
-    fn spend(&mut self, n: usize, pos: Pos) -> Result<(), SyntaxError> {
-        self.nodes = self.nodes.saturating_add(n);
-        if self.nodes > MAX_NODES {
+    /// Counts `more` against the budget.
+    fn spend(&mut self, more: Size, pos: Pos) -> Result<(), SyntaxError> {
+        self.built = self.built.add(more);
+        if self.built.nodes > MAX_NODES {
             return Err(SyntaxError {
                 pos,
                 message: format!(
                     "the document holds more than {MAX_NODES} nodes once its aliases are expanded"
+                ),
+            });
+        }
+        if self.built.text > MAX_TEXT {
+            return Err(SyntaxError {
+                pos,
+                message: format!(
+                    "the document holds more than {} MiB of text once its aliases are expanded",
+                    MAX_TEXT >> 20
                 ),
             });
         }
@@ -215,11 +253,13 @@ impl TreeBuilder {
 
     fn push(&mut self, event: Event<'_>, span: &Span) -> Result<(), SyntaxError> {
         let pos = Pos::from_span(span);
-        if matches!(
-            event,
-            Event::Scalar(..) | Event::SequenceStart(..) | Event::MappingStart(..)
-        ) {
-            self.spend(1, pos)?;
+        let own = match &event {
+            Event::Scalar(text, ..) => Some(text.len()),
+            Event::SequenceStart(..) | Event::MappingStart(..) => Some(0),
+            _ => None,
+        };
+        if let Some(text) = own {
+            self.spend(Size { nodes: 1, text }, pos)?;
         }
         match event {
             Event::Scalar(text, style, anchor, _) => {
@@ -253,16 +293,16 @@ impl TreeBuilder {
                 }
             }
             Event::Alias(id) => {
-                let size = self
-                    .anchors
-                    .get(&id)
-                    .map(|(_, size)| *size)
-                    .ok_or(SyntaxError {
-                        pos,
-                        message: "alias to an unknown anchor".into(),
-                    })?;
+                let expanded =
+                    self.anchors
+                        .get(&id)
+                        .map(|(_, expanded)| *expanded)
+                        .ok_or(SyntaxError {
+                            pos,
+                            message: "alias to an unknown anchor".into(),
+                        })?;
                 // Counted before it is copied, so a copy never outgrows the budget.
-                self.spend(size, pos)?;
+                self.spend(expanded, pos)?;
                 if let Some((node, _)) = self.anchors.get(&id) {
                     let node = node.clone();
                     self.finish(node, 0);
@@ -275,7 +315,7 @@ impl TreeBuilder {
 
     fn finish(&mut self, node: Node, anchor: usize) {
         if anchor != 0 {
-            self.anchors.insert(anchor, (node.clone(), count(&node)));
+            self.anchors.insert(anchor, (node.clone(), size(&node)));
         }
         match self.stack.last_mut() {
             None => self.root = Some(node),
@@ -340,6 +380,17 @@ mod tests {
             "{err:?}"
         );
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn aliases_of_long_strings_are_counted_by_their_text() {
+        let long = "x".repeat(100 << 10);
+        let text = format!("a: &a \"{long}\"\nb: [{}]\n", ["*a"; 100].join(", "));
+        let err = parse(&text).err();
+        assert!(
+            matches!(&err, Some(SyntaxError { message, .. }) if message.contains("MiB of text")),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -23,11 +23,12 @@ use crate::state::InstanceState;
 /// `wasi:http`: a context per store, and the component's outgoing grant.
 pub(crate) struct Http;
 
-/// Which hosts one component's outgoing requests may reach.
+/// Which hosts one component's outgoing requests may reach: its grants,
+/// within the host's ceiling.
 #[derive(Clone)]
 pub(crate) struct Gate {
     grants: Arc<trellis_manifest::Grants>,
-    by_default: bool,
+    sandbox: Arc<crate::sandbox::Sandbox>,
 }
 
 impl WasiHttpHooks for Gate {
@@ -37,12 +38,14 @@ impl WasiHttpHooks for Gate {
         config: OutgoingRequestConfig,
     ) -> HttpResult<HostFutureIncomingResponse> {
         let uri = request.uri();
-        let allowed = uri.host().is_some_and(|host| {
-            self.grants
-                .allows_http(host, uri.port_u16(), self.by_default)
-        });
+        // A URL without a port means the scheme's.
+        let https = uri.scheme_str() == Some("https");
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let allowed = uri
+            .host()
+            .is_some_and(|host| self.sandbox.http.allows(&self.grants, host, port));
         if !allowed {
-            tracing::warn!(authority = ?uri.authority().map(|a| a.as_str()), "outgoing HTTP denied: not in grants.http");
+            tracing::warn!(authority = ?uri.authority().map(|a| a.as_str()), "outgoing HTTP denied: not in grants.http or the host's --allow-http");
             return Err(ErrorCode::HttpRequestDenied.into());
         }
         Ok(default_send_request(request, config))
@@ -64,7 +67,7 @@ impl Capability for Http {
     fn prepare(_: &(), cx: &PrepareContext<'_>) -> Result<Gate, CapabilityError> {
         Ok(Gate {
             grants: Arc::new(cx.component.grants.clone()),
-            by_default: cx.outgoing_http_by_default,
+            sandbox: cx.sandbox.clone(),
         })
     }
 

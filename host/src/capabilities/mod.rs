@@ -104,8 +104,8 @@ pub(crate) struct PrepareContext<'a> {
     pub(crate) component: &'a Component,
     /// The call target of a binding that goes over the lattice, if it does.
     pub(crate) remote: &'a dyn Fn(&Binding) -> Option<CallTarget>,
-    /// Whether outgoing HTTP may go anywhere when the component lists no `grants.http`.
-    pub(crate) outgoing_http_by_default: bool,
+    /// The host's bounds on what the component's grants may reach.
+    pub(crate) sandbox: &'a Arc<crate::sandbox::Sandbox>,
 }
 
 /// Why a capability could not make a store's state.
@@ -232,11 +232,8 @@ pub struct HostServices {
     pub lattice: Option<Arc<crate::lattice::Lattice>>,
     /// Every capability's host-wide state.
     pub(crate) capabilities: Arc<CapabilityHosts>,
-    /// The host files workloads may name.
-    pub files: crate::files::FileAccess,
-    /// Whether outgoing HTTP goes anywhere for components without `grants.http`
-    /// (true until [`crate::Host::serving_others`]).
-    pub outgoing_http_by_default: bool,
+    /// The host's bounds on every workload (open until [`crate::Host::sandboxed`]).
+    pub sandbox: Arc<crate::sandbox::Sandbox>,
 }
 
 impl Default for HostServices {
@@ -244,8 +241,7 @@ impl Default for HostServices {
         HostServices {
             lattice: None,
             capabilities: Arc::default(),
-            files: crate::files::FileAccess::Any,
-            outgoing_http_by_default: true,
+            sandbox: Arc::new(crate::sandbox::Sandbox::open()),
         }
     }
 }

@@ -15,7 +15,9 @@ use wasmtime_wasi::{DirPerms, FilePerms, WasiCtx, WasiCtxBuilder, WasiView};
 use wasmtime_wasi_io::bindings::wasi::io;
 
 use super::{BuiltinInterface, Capability, CapabilityError, PrepareContext};
+use crate::sandbox::Sandbox;
 use crate::state::InstanceState;
+use std::sync::Arc;
 use trellis_manifest::Component;
 
 struct HasTable;
@@ -124,15 +126,20 @@ pub(crate) struct Wasi;
 impl Capability for Wasi {
     const INTERFACES: &'static [BuiltinInterface] = INTERFACES;
     type Host = ();
-    type Prepared = Component;
+    type Prepared = (Component, Arc<crate::sandbox::Sandbox>);
     type State = WasiCtx;
 
-    fn prepare(_: &(), cx: &PrepareContext<'_>) -> Result<Component, CapabilityError> {
-        Ok(cx.component.clone())
+    fn prepare(
+        _: &(),
+        cx: &PrepareContext<'_>,
+    ) -> Result<(Component, Arc<Sandbox>), CapabilityError> {
+        Ok((cx.component.clone(), cx.sandbox.clone()))
     }
 
-    fn instantiate(component: &Component) -> Result<WasiCtx, CapabilityError> {
-        context(component)
+    fn instantiate(
+        (component, sandbox): &(Component, Arc<Sandbox>),
+    ) -> Result<WasiCtx, CapabilityError> {
+        context(component, sandbox)
     }
 }
 
@@ -146,8 +153,11 @@ impl WasiView for InstanceState {
     }
 }
 
-/// Builds a component's WASI context: its env, its grants, the host's stdio.
-fn context(component: &Component) -> Result<WasiCtx, CapabilityError> {
+/// Builds a component's WASI context: its env, its grants within the host's
+/// sandbox, the host's stdio. A preopen is resolved and checked again for
+/// every instance, so a symlink a guest put in place since the workload
+/// loaded cannot lead it outside the allowed directories.
+fn context(component: &Component, sandbox: &Sandbox) -> Result<WasiCtx, CapabilityError> {
     let mut builder = WasiCtxBuilder::new();
     builder
         .inherit_stdout()
@@ -162,14 +172,21 @@ fn context(component: &Component) -> Result<WasiCtx, CapabilityError> {
         } else {
             (DirPerms::all(), FilePerms::all())
         };
+        let host = sandbox
+            .files
+            .check(&preopen.host)
+            .map_err(|e| CapabilityError {
+                capability: "wasi",
+                message: format!("preopen {e}"),
+            })?;
         builder
-            .preopened_dir(&preopen.host, &preopen.guest, dirs, files)
+            .preopened_dir(&host, &preopen.guest, dirs, files)
             .map_err(|e| CapabilityError {
                 capability: "wasi",
                 message: format!("cannot open preopen `{}`: {e}", preopen.host.display()),
             })?;
     }
-    if component.grants.network {
+    if component.grants.network && sandbox.network {
         builder.inherit_network().allow_ip_name_lookup(true);
     }
     Ok(builder.build())

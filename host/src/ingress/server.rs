@@ -42,8 +42,9 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_streams)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(limits.idle_timeout / 2)
-        .keep_alive_timeout(limits.header_timeout);
+        // No server pings: they would count as activity and keep idle
+        // connections open past the idle timeout.
+        .keep_alive_interval(None);
     let builder = Arc::new(builder);
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let (stop, stopping) = watch::channel(false);

@@ -207,14 +207,18 @@ fn prepare(
             )));
         }
         let ComponentSource::File(path) = &spec.source;
-        let mut allowed = services.files.check(path).map_err(|e| e.to_string());
+        let mut allowed = services
+            .sandbox
+            .files
+            .check(path)
+            .map_err(|e| e.to_string());
         for preopen in &spec.grants.preopens {
-            if let Err(e) = services.files.check(&preopen.host) {
+            if let Err(e) = services.sandbox.files.check(&preopen.host) {
                 allowed = Err(format!("preopen {e}"));
             }
         }
         let compiled_one = allowed.and_then(|path| {
-            compile::compile(engine.engine(), &path, services.files.may_quote())
+            compile::compile(engine.engine(), &path, services.sandbox.files.may_quote())
                 .map_err(|e| e.to_string())
         });
         match compiled_one {
@@ -274,7 +278,7 @@ fn prepare(
             workload: &manifest.name,
             component: c.spec,
             remote: &remote,
-            outgoing_http_by_default: services.outgoing_http_by_default,
+            sandbox: &services.sandbox,
         };
         let caps = match ComponentCapabilities::prepare(&services.capabilities, &cx) {
             Ok(caps) => caps,

@@ -374,7 +374,7 @@ mod tests {
             workload: "shop",
             component: &spec,
             remote: &no_lattice,
-            outgoing_http_by_default: true,
+            sandbox: &Arc::new(crate::sandbox::Sandbox::open()),
         };
         let first = KeyValue::prepare(&memory, &cx)?;
         let second = KeyValue::prepare(&memory, &cx)?;

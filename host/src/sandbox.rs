@@ -1,9 +1,64 @@
-//! Which of the host's files a workload may name. A manifest can come from
-//! the network (the control API), so under `trellis host` component sources
-//! and preopens must lie under directories the operator allowed, and errors
-//! about a file never quote what is in it.
+//! What the host lets workloads reach, whatever their manifests grant. A
+//! manifest can come from the network (the control API), so under `trellis
+//! host` the operator's policy bounds it: component sources and preopens
+//! must lie under allowed directories (and errors about a file never quote
+//! what is in it), outgoing HTTP reaches only hosts the operator allows and
+//! the component's `grants.http` lists, and `grants.network` counts only if
+//! the operator allows sockets at all.
 
 use std::path::{Path, PathBuf};
+
+/// The host's bounds on every workload; open under `trellis dev`.
+#[derive(Debug, Clone, Default)]
+pub struct Sandbox {
+    /// The host files workloads may name.
+    pub files: FileAccess,
+    /// Where outgoing HTTP may go.
+    pub http: HttpCeiling,
+    /// Whether `grants.network` (wasi:sockets) may be honoured.
+    pub network: bool,
+}
+
+impl Sandbox {
+    /// Everything open: the developer's own manifests (`trellis dev`).
+    pub fn open() -> Self {
+        Sandbox {
+            files: FileAccess::Any,
+            http: HttpCeiling::Any,
+            network: true,
+        }
+    }
+}
+
+/// The hosts outgoing HTTP may reach at most.
+#[derive(Debug, Clone, Default)]
+pub enum HttpCeiling {
+    /// Any host; a component without `grants.http` may reach any too.
+    Any,
+    /// Only hosts these patterns match (as in `grants.http`), and only those a
+    /// component's own `grants.http` lists as well; none without it.
+    #[default]
+    None,
+    /// See [`HttpCeiling::None`]: these patterns.
+    Only(Vec<String>),
+}
+
+impl HttpCeiling {
+    /// Whether a component with `grants` may send to `host:port`.
+    pub fn allows(&self, grants: &trellis_manifest::Grants, host: &str, port: u16) -> bool {
+        match self {
+            HttpCeiling::Any => grants.allows_http(host, port, true),
+            HttpCeiling::None => false,
+            HttpCeiling::Only(patterns) => {
+                let ceiling = trellis_manifest::Grants {
+                    http: Some(patterns.clone()),
+                    ..Default::default()
+                };
+                ceiling.allows_http(host, port, false) && grants.allows_http(host, port, false)
+            }
+        }
+    }
+}
 
 /// The host directories workloads may read from.
 #[derive(Debug, Clone, Default)]
