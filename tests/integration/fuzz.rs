@@ -232,22 +232,18 @@ async fn every_server_survives_hostile_payloads() -> TestResult {
         "greet",
         Signature::new(vec![Param::new("name", Shape::String)]),
     );
+    let provider_target =
+        |name: &str, package: &str| -> Result<Target, Box<dyn std::error::Error>> {
+            Ok(Target {
+                prefix: format!("{root}.provider.{name}"),
+                signatures: wit(package, "provider")?,
+                lean: true,
+            })
+        };
     let targets = [
-        Target {
-            prefix: format!("{root}.provider.keyvalue"),
-            signatures: wit("keyvalue", "provider")?,
-            lean: true,
-        },
-        Target {
-            prefix: format!("{root}.provider.blobstore"),
-            signatures: wit("trellis-blobstore", "provider")?,
-            lean: true,
-        },
-        Target {
-            prefix: format!("{root}.provider.messaging"),
-            signatures: wit("messaging", "provider")?,
-            lean: true,
-        },
+        provider_target("keyvalue", "keyvalue")?,
+        provider_target("blobstore", "trellis-blobstore")?,
+        provider_target("messaging", "messaging")?,
         Target {
             prefix: format!("{root}.host.fuzzed"),
             signatures: wit("control", "agent")?,

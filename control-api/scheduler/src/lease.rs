@@ -18,8 +18,24 @@ pub struct Lease {
     kv: kv::Store,
     me: String,
     revision: Option<u64>,
-    /// Until when this scheduler may act: the lease cannot have lapsed before.
+    fence: Fence,
+}
+
+/// Until when a leader may act: its lease cannot have lapsed before.
+#[derive(Debug, Default)]
+struct Fence {
     until: Option<Instant>,
+}
+
+impl Fence {
+    /// A renewal asked for at `asked` succeeded (`true`) or failed.
+    fn renewed(&mut self, asked: Instant, held: bool) {
+        self.until = held.then(|| asked + super::LEASE_TTL.saturating_sub(MARGIN));
+    }
+
+    fn valid(&self) -> bool {
+        self.until.is_some_and(|until| Instant::now() < until)
+    }
 }
 
 impl Lease {
@@ -29,14 +45,14 @@ impl Lease {
             kv,
             me: me.to_string(),
             revision: None,
-            until: None,
+            fence: Fence::default(),
         }
     }
 
     /// Whether this scheduler still holds the lease now: a pass that
     /// outlives it stops acting (fencing), so two leaders never act at once.
     pub fn valid(&self) -> bool {
-        self.until.is_some_and(|until| Instant::now() < until)
+        self.fence.valid()
     }
 
     /// Takes or renews the lease; true while this scheduler leads.
@@ -52,15 +68,40 @@ impl Lease {
             None => self.kv.create(KEY, self.me.clone().into()).await.ok(),
         };
         self.revision = renewed;
-        self.until = renewed.map(|_| asked + super::LEASE_TTL.saturating_sub(MARGIN));
+        self.fence.renewed(asked, renewed.is_some());
         renewed.is_some()
     }
 
     /// Gives the lease up at once, so a successor need not wait for it to lapse.
     pub async fn release(&mut self) {
-        self.until = None;
+        self.fence = Fence::default();
         if let Some(revision) = self.revision.take() {
             let _ = self.kv.delete_expect_revision(KEY, Some(revision)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leader_stops_acting_before_its_lease_can_lapse() {
+        let mut fence = Fence::default();
+        assert!(!fence.valid(), "nobody leads before a renewal");
+        fence.renewed(Instant::now(), true);
+        assert!(fence.valid());
+        // A renewal asked for longer ago than the lease's life minus the margin
+        // no longer covers a pass.
+        let life = super::super::LEASE_TTL - MARGIN;
+        let long_ago = Instant::now().checked_sub(life + Duration::from_millis(1));
+        if let Some(asked) = long_ago {
+            fence.renewed(asked, true);
+            assert!(!fence.valid());
+        }
+        // A failed renewal fences at once.
+        fence.renewed(Instant::now(), true);
+        fence.renewed(Instant::now(), false);
+        assert!(!fence.valid());
     }
 }
