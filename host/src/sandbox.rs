@@ -8,8 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
-/// The host's bounds on every workload; open under `trellis dev`.
-#[derive(Debug, Clone, Default)]
+/// The host's bounds on every workload; [`Sandbox::open`] under `trellis dev`.
+#[derive(Debug, Clone)]
 pub struct Sandbox {
     /// The host files workloads may name.
     pub files: FileAccess,
@@ -31,13 +31,12 @@ impl Sandbox {
 }
 
 /// The hosts outgoing HTTP may reach at most.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub enum HttpCeiling {
     /// Any host; a component without `grants.http` may reach any too.
     Any,
     /// Only hosts these patterns match (as in `grants.http`), and only those a
     /// component's own `grants.http` lists as well; none without it.
-    #[default]
     None,
     /// See [`HttpCeiling::None`]: these patterns.
     Only(Vec<String>),
@@ -50,22 +49,18 @@ impl HttpCeiling {
             HttpCeiling::Any => grants.allows_http(host, port, true),
             HttpCeiling::None => false,
             HttpCeiling::Only(patterns) => {
-                let ceiling = trellis_manifest::Grants {
-                    http: Some(patterns.clone()),
-                    ..Default::default()
-                };
-                ceiling.allows_http(host, port, false) && grants.allows_http(host, port, false)
+                trellis_manifest::http_patterns_allow(patterns, host, port)
+                    && grants.allows_http(host, port, false)
             }
         }
     }
 }
 
 /// The host directories workloads may read from.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub enum FileAccess {
     /// Any path, and errors may quote a component's text: `trellis dev`, where
     /// the manifest is the developer's own.
-    #[default]
     Any,
     /// Only paths under these directories (resolved, symlinks followed), and
     /// errors give positions, never content.

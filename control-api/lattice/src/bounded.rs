@@ -173,44 +173,31 @@ async fn collect<T: AsyncRead + Unpin>(
 ) -> io::Result<BoundedIncoming<T>> {
     let deadline = Instant::now() + limits.params_deadline;
     let mut held: Vec<u8> = Vec::new();
-    let mut needed = 0;
-    let mut checked = None;
+    let mut looks = Looks::default();
     let mut chunk = vec![0u8; 16 << 10];
     loop {
-        let due =
-            held.len() >= needed && checked.is_none_or(|at: usize| held.len() >= at + at / 4 + 64);
         let arrived = match rx.read(&mut chunk).now_or_never() {
             Some(read) => read?,
             None => {
                 // Nothing more for now: whatever came is worth a look.
-                if held.len() >= needed && checked != Some(held.len()) || due {
-                    match progress(signature, &held, limits)? {
-                        Progress::Complete(_) => break,
-                        Progress::Incomplete(more) => {
-                            needed = more;
-                            checked = Some(held.len());
-                        }
-                    }
+                if looks.look(signature, &held, limits, true)? {
+                    break;
                 }
                 let wait = limits
                     .idle
                     .min(deadline.saturating_duration_since(Instant::now()));
                 match tokio::time::timeout(wait, rx.read(&mut chunk)).await {
                     Ok(read) => read?,
-                    Err(_) if Instant::now() >= deadline => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
+                    Err(_) => {
+                        let why = if Instant::now() >= deadline {
                             format!(
                                 "the parameters took longer than {:?}",
                                 limits.params_deadline
-                            ),
-                        ));
-                    }
-                    Err(_) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!("the caller sent nothing for {:?}", limits.idle),
-                        ));
+                            )
+                        } else {
+                            format!("the caller sent nothing for {:?}", limits.idle)
+                        };
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, why));
                     }
                 }
             }
@@ -229,14 +216,8 @@ async fn collect<T: AsyncRead + Unpin>(
             })
             .into());
         }
-        if held.len() >= needed && checked.is_none_or(|at| held.len() >= at + at / 4 + 64) {
-            match progress(signature, &held, limits)? {
-                Progress::Complete(_) => break,
-                Progress::Incomplete(more) => {
-                    needed = more;
-                    checked = Some(held.len());
-                }
-            }
+        if looks.look(signature, &held, limits, false)? {
+            break;
         }
     }
     let rest = if signature.params.iter().any(|p| p.shape.is_async()) {
@@ -248,9 +229,46 @@ async fn collect<T: AsyncRead + Unpin>(
     Ok(BoundedIncoming {
         inner: rx,
         limits,
-        deadline: Box::pin(tokio::time::sleep(limits.idle)),
+        idle: None,
         check: Check::Releasing(held.into(), rest),
     })
+}
+
+/// When the walk over parameters still arriving runs again: once the bytes
+/// it last needed are there, and the payload has grown by a quarter since,
+/// or (`paused`) the caller has stopped sending for now.
+#[derive(Default)]
+struct Looks {
+    needed: usize,
+    checked: Option<usize>,
+}
+
+impl Looks {
+    /// Walks `held` if it is time; true once the parameters are complete.
+    fn look(
+        &mut self,
+        signature: &Signature,
+        held: &[u8],
+        limits: ServerLimits,
+        paused: bool,
+    ) -> io::Result<bool> {
+        let grown = match self.checked {
+            None => true,
+            Some(at) if paused => held.len() > at,
+            Some(at) => held.len() >= at + at / 4 + 64,
+        };
+        if held.len() < self.needed || !grown {
+            return Ok(false);
+        }
+        match progress(signature, held, limits)? {
+            Progress::Complete(_) => Ok(true),
+            Progress::Incomplete(more) => {
+                self.needed = more;
+                self.checked = Some(held.len());
+                Ok(false)
+            }
+        }
+    }
 }
 
 /// How far `held` got; complete parameters with bytes after them are refused.
@@ -332,7 +350,8 @@ enum Check {
 pub struct BoundedIncoming<T> {
     inner: T,
     limits: ServerLimits,
-    deadline: Pin<Box<Sleep>>,
+    /// When a read after the parameters gives up; made on the first such read.
+    idle: Option<Pin<Box<Sleep>>>,
     check: Check,
 }
 
@@ -361,13 +380,20 @@ impl<T: AsyncRead + Unpin> AsyncRead for BoundedIncoming<T> {
                 }
                 Check::After(Rest::End) => return Poll::Ready(Ok(())),
                 Check::After(Rest::Through) => {
+                    let limit = this.limits.idle;
                     return match Pin::new(&mut this.inner).poll_read(cx, out) {
                         Poll::Ready(result) => {
-                            let idle = this.limits.idle;
-                            this.deadline.as_mut().reset(Instant::now() + idle);
+                            if let Some(idle) = &mut this.idle {
+                                idle.as_mut().reset(Instant::now() + limit);
+                            }
                             Poll::Ready(result)
                         }
-                        Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                        Poll::Pending => match this
+                            .idle
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)))
+                            .as_mut()
+                            .poll(cx)
+                        {
                             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                                 io::ErrorKind::TimedOut,
                                 format!("the caller sent nothing for {:?}", this.limits.idle),
@@ -386,7 +412,7 @@ impl<T: Index<T>> Index<BoundedIncoming<T>> for BoundedIncoming<T> {
         Ok(BoundedIncoming {
             inner: self.inner.index(path)?,
             limits: self.limits,
-            deadline: Box::pin(tokio::time::sleep(self.limits.idle)),
+            idle: None,
             check: Check::After(Rest::Through),
         })
     }

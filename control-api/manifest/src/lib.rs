@@ -48,7 +48,7 @@ pub use diagnostics::{Diagnostic, ManifestError};
 pub use manifest::{
     API_VERSION, BINDING_FIELDS, COMPONENT_FIELDS, Component, ComponentSource, EXPORT_FIELDS,
     Export, GRANTS_FIELDS, Grants, LIMITS_FIELDS, Limits, MAX_MANIFEST_BYTES, PREOPEN_FIELDS,
-    ROUTE_FIELDS, Route, WORKLOAD_FIELDS, Workload, read_manifest,
+    ROUTE_FIELDS, Route, WORKLOAD_FIELDS, Workload, http_patterns_allow, read_manifest,
 };
 pub use units::{UnitError, parse_duration, parse_size};
 

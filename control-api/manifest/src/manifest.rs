@@ -159,30 +159,38 @@ pub struct Grants {
 
 impl Grants {
     /// Whether outgoing HTTP may reach `host` on `port` under these grants,
-    /// with `default` standing for a missing `http` list. Hosts are compared
-    /// without case or a trailing dot; a pattern without a port allows any.
+    /// with `default` standing for a missing `http` list.
     pub fn allows_http(&self, host: &str, port: u16, default: bool) -> bool {
-        let Some(patterns) = &self.http else {
-            return default;
-        };
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        if host.is_empty() {
-            return false;
+        match &self.http {
+            Some(patterns) => http_patterns_allow(patterns, host, port),
+            None => default,
         }
-        patterns.iter().any(|pattern| {
-            let (name, wanted_port) = match pattern.rsplit_once(':') {
-                Some((name, p)) => (name, p.parse::<u16>().ok()),
-                None => (pattern.as_str(), None),
-            };
-            let port_ok = wanted_port.is_none_or(|wanted| wanted == port);
-            let name_ok = match name.strip_prefix("*.") {
-                _ if name == "*" => true,
-                Some(suffix) => host.ends_with(&format!(".{suffix}")),
-                None => host == name,
-            };
-            port_ok && name_ok
-        })
     }
+}
+
+/// Whether any of `patterns` (as in `grants.http`) matches `host` on `port`.
+/// Hosts are compared without case or a trailing dot; a pattern without a
+/// port allows any.
+pub fn http_patterns_allow(patterns: &[String], host: &str, port: u16) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host.is_empty() {
+        return false;
+    }
+    patterns.iter().any(|pattern| {
+        let (name, wanted_port) = match pattern.rsplit_once(':') {
+            Some((name, p)) => (name, p.parse::<u16>().ok()),
+            None => (pattern.as_str(), None),
+        };
+        let port_ok = wanted_port.is_none_or(|wanted| wanted == port);
+        let name_ok = match name.strip_prefix("*.") {
+            _ if name == "*" => true,
+            Some(suffix) => host
+                .strip_suffix(suffix)
+                .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')),
+            None => host == name,
+        };
+        port_ok && name_ok
+    })
 }
 
 /// A host directory mapped into the guest.
