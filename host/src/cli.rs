@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use serde::Serialize;
 use trellis_host::lattice::HEARTBEAT_INTERVAL;
-use trellis_lattice::{HostHeartbeat, NatsArgs, ProviderInfo, Subjects};
+use trellis_lattice::{HostHeartbeat, NatsArgs, ProviderInfo, Role, Subjects};
 use trellis_scheduler::{Applied, Desired, Scheduler, SchedulerError, Status, Store, show_labels};
 
 /// How a command ended, as a process exit code.
@@ -51,14 +51,14 @@ pub enum Format {
     Yaml,
 }
 
-async fn connect(nats: &NatsArgs, name: &str) -> Result<async_nats::Client, Outcome> {
-    nats.connect(name, false)
+async fn connect(nats: &NatsArgs) -> Result<async_nats::Client, Outcome> {
+    nats.connect(&Role::Operator, false)
         .await
         .map_err(|e| Outcome::Unreachable(e.to_string()))
 }
 
 async fn store(nats: &NatsArgs) -> Result<(async_nats::Client, Store), Outcome> {
-    let client = connect(nats, "trellis-cli").await?;
+    let client = connect(nats).await?;
     let store = Store::open(client.clone(), &Subjects::new(&nats.lattice))
         .await
         .map_err(|e| Outcome::Unreachable(e.to_string()))?;
@@ -245,7 +245,7 @@ async fn collect<T: for<'de> serde::Deserialize<'de>>(
 
 /// `trellis get hosts`: every host heard from within two heartbeats.
 pub async fn get_hosts(nats: &NatsArgs, format: Format) -> Outcome {
-    let client = match connect(nats, "trellis-cli").await {
+    let client = match connect(nats).await {
         Ok(c) => c,
         Err(o) => return o,
     };
@@ -283,7 +283,7 @@ pub async fn get_hosts(nats: &NatsArgs, format: Format) -> Outcome {
 
 /// `trellis get providers`: every provider replica that answers a ping within 0.5 s.
 pub async fn get_providers(nats: &NatsArgs, format: Format) -> Outcome {
-    let client = match connect(nats, "trellis-cli").await {
+    let client = match connect(nats).await {
         Ok(c) => c,
         Err(o) => return o,
     };
@@ -329,12 +329,30 @@ pub async fn get_providers(nats: &NatsArgs, format: Format) -> Outcome {
 pub async fn scheduler(
     nats: &NatsArgs,
     drain: std::time::Duration,
+    secrets_key: Option<&Path>,
     shutdown: impl Future<Output = ()>,
 ) -> Outcome {
-    let client = match nats.connect("trellis-scheduler", true).await {
+    let client = match nats.connect(&Role::Scheduler, true).await {
         Ok(c) => c,
         Err(e) => return Outcome::Unreachable(e.to_string()),
     };
+    if let Some(path) = secrets_key {
+        let key = match trellis_lattice::read_xkey(path) {
+            Ok(key) => key,
+            Err(e) => return Outcome::Invalid(e),
+        };
+        let subjects = Subjects::new(&nats.lattice);
+        let store = match Store::open(client.clone(), &subjects).await {
+            Ok(store) => store,
+            Err(e) => return Outcome::Unreachable(e.to_string()),
+        };
+        let serving = trellis_scheduler::serve_secrets(client.clone(), subjects, key, store);
+        tokio::spawn(async move {
+            if let Err(e) = serving.await {
+                tracing::error!(error = %e, "the secret store stopped");
+            }
+        });
+    }
     let me = format!("scheduler-{}", uuid::Uuid::new_v4().simple());
     let scheduler = match Scheduler::new(client, Subjects::new(&nats.lattice), &me).await {
         Ok(s) => s.drain_timeout(drain),
@@ -344,6 +362,86 @@ pub async fn scheduler(
     match scheduler.run(shutdown).await {
         Ok(()) => Outcome::Done,
         Err(e) => Outcome::Unreachable(e.to_string()),
+    }
+}
+
+/// `trellis secret put NAME`: seals the value (stdin, or `file`; one trailing
+/// newline dropped) to the store's key here, and writes the sealed value.
+pub async fn put_secret(nats: &NatsArgs, name: &str, file: Option<&Path>) -> Outcome {
+    use std::io::Read as _;
+    if !trellis_manifest::valid_secret_key(name) {
+        return Outcome::Invalid(format!(
+            "secret name `{name}` is not valid: use 1 to 128 letters, digits, `-` and `_`"
+        ));
+    }
+    let limit = trellis_lattice::MAX_SECRET_BYTES as u64;
+    let mut value = Vec::new();
+    let read = match file {
+        Some(path) => std::fs::File::open(path)
+            .and_then(|f| f.take(limit + 1).read_to_end(&mut value))
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display())),
+        None => std::io::stdin()
+            .take(limit + 1)
+            .read_to_end(&mut value)
+            .map_err(|e| format!("cannot read stdin: {e}")),
+    };
+    if let Err(e) = read {
+        return Outcome::Invalid(e);
+    }
+    if value.len() as u64 > limit {
+        return Outcome::Invalid(format!(
+            "the value of secret `{name}` is over {limit} bytes"
+        ));
+    }
+    for ending in [&b"\r\n"[..], b"\n"] {
+        if value.ends_with(ending) {
+            value.truncate(value.len() - ending.len());
+            break;
+        }
+    }
+    if std::str::from_utf8(&value).is_err() {
+        return Outcome::Invalid(format!("the value of secret `{name}` is not UTF-8"));
+    }
+    let client = match connect(nats).await {
+        Ok(c) => c,
+        Err(outcome) => return outcome,
+    };
+    let subjects = Subjects::new(&nats.lattice);
+    let unreachable = || {
+        Outcome::Unreachable(
+            "the lattice's secret store does not answer (run `trellis scheduler --secrets-key`)"
+                .into(),
+        )
+    };
+    let ask = client.request(subjects.secret_store_key(), "".into());
+    let store_key = match tokio::time::timeout(trellis_lattice::SECRET_TIMEOUT, ask).await {
+        Ok(Ok(reply)) => String::from_utf8_lossy(&reply.payload).into_owned(),
+        _ => return unreachable(),
+    };
+    let sealed = match trellis_lattice::Sealed::seal(name, &value, &nkeys::XKey::new(), &store_key)
+    {
+        Ok(sealed) => sealed,
+        Err(e) => return Outcome::Refused(e.to_string()),
+    };
+    let body = match serde_json::to_vec(&sealed) {
+        Ok(body) => body,
+        Err(e) => return Outcome::Refused(e.to_string()),
+    };
+    let bucket = subjects.bucket(trellis_lattice::SECRETS_BUCKET);
+    let js = async_nats::jetstream::new(client);
+    let stored = async {
+        js.publish(format!("$KV.{bucket}.{name}"), body.into())
+            .await?
+            .await?;
+        Ok::<_, async_nats::jetstream::context::PublishError>(())
+    };
+    match tokio::time::timeout(trellis_lattice::SECRET_TIMEOUT, stored).await {
+        Ok(Ok(())) => {
+            say!("secret/{name} stored, sealed to the store key");
+            Outcome::Done
+        }
+        Ok(Err(e)) => Outcome::Unreachable(format!("cannot store secret `{name}`: {e}")),
+        Err(_) => unreachable(),
     }
 }
 

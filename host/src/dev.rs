@@ -70,6 +70,7 @@ fn bare_component(path: &Path) -> Workload {
             source: ComponentSource::File(path.to_path_buf()),
             config: BTreeMap::new(),
             env: BTreeMap::new(),
+            secrets: Vec::new(),
             limits: Limits::default(),
             grants: Default::default(),
             bindings,

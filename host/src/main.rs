@@ -10,6 +10,7 @@ macro_rules! say {
 }
 
 mod cli;
+mod setup;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,7 +21,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use trellis_host::control::{ControlAgent, Identity};
-use trellis_host::lattice::{Lattice, publish_heartbeats};
+use trellis_host::lattice::{HostIdentity, Lattice, publish_heartbeats};
 use trellis_host::sandbox::{FileAccess, HttpCeiling, Sandbox};
 use trellis_host::{EngineSettings, Host, HttpLimits, dev};
 use trellis_lattice::NatsArgs;
@@ -62,9 +63,14 @@ enum Command {
         /// without any, the host waits for the control API.
         #[arg(long = "manifest", value_name = "FILE")]
         manifests: Vec<PathBuf>,
-        /// This host's ID; defaults to the nkey public key, else a random one.
+        /// This host's ID; with `--nats-nkey` it is the nkey's public key (another
+        /// value is refused), else random by default.
         #[arg(long)]
         id: Option<String>,
+        /// The xkey seed lattice secrets are sealed to for this host (from
+        /// `trellis lattice init`); default: the `.xk` file beside `--nats-nkey`.
+        #[arg(long, value_name = "FILE")]
+        xkey: Option<PathBuf>,
         /// Address for HTTP.
         #[arg(long, default_value = "127.0.0.1:8000")]
         listen: SocketAddr,
@@ -126,6 +132,11 @@ enum Command {
         #[command(flatten)]
         nats: Box<NatsArgs>,
     },
+    /// Set up a secured lattice: identities, permissions and nats.conf.
+    Lattice {
+        #[command(subcommand)]
+        command: setup::LatticeCommand,
+    },
     /// Keep the lattice's desired state true: place workloads on hosts by labels
     /// and load, roll out new versions, reschedule from hosts that stop heartbeating.
     /// Run several; one leads.
@@ -135,6 +146,31 @@ enum Command {
         /// How long a SIGTERM may take, whatever NATS is doing.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         drain_timeout: Duration,
+        /// Serve the lattice's secret store with this xkey seed (the store key,
+        /// `scheduler.xk` from `trellis lattice init`).
+        #[arg(long, value_name = "FILE")]
+        secrets_key: Option<PathBuf>,
+    },
+    /// Manage the lattice's secrets; values are sealed to the secret store's key
+    /// before they leave this machine.
+    Secret {
+        #[command(subcommand)]
+        command: SecretCommand,
+    },
+}
+
+/// `trellis secret …`
+#[derive(Subcommand)]
+enum SecretCommand {
+    /// Store the value read from stdin (or --file) as secret NAME.
+    Put {
+        /// The secret's store key, as manifests name it (`NAME: lattice`).
+        name: String,
+        /// Read the value from this file instead of stdin.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        nats: Box<NatsArgs>,
     },
 }
 
@@ -277,14 +313,20 @@ fn operate(cli: &Cli) -> Option<cli::Outcome> {
         Command::Scheduler {
             nats,
             drain_timeout,
+            secrets_key,
         } => {
             trellis_process::init_logging();
             runtime.block_on(cli::scheduler(
                 nats,
                 *drain_timeout,
+                secrets_key.as_deref(),
                 trellis_process::shutdown_signal(),
             ))
         }
+        Command::Secret {
+            command: SecretCommand::Put { name, file, nats },
+        } => runtime.block_on(cli::put_secret(nats, name, file.as_deref())),
+        Command::Lattice { command } => setup::run(command),
         Command::Dev { .. } | Command::Host { .. } => return None,
     })
 }
@@ -304,6 +346,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             labels,
             manifests,
             id,
+            xkey,
             listen,
             allow_dirs,
             allow_http,
@@ -316,6 +359,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 labels: labels.into_iter().collect(),
                 manifests,
                 id,
+                xkey,
                 listen,
                 allow_dirs,
                 allow_http,
@@ -334,6 +378,7 @@ struct HostOptions {
     labels: BTreeMap<String, String>,
     manifests: Vec<PathBuf>,
     id: Option<String>,
+    xkey: Option<PathBuf>,
     listen: SocketAddr,
     allow_dirs: Vec<PathBuf>,
     allow_http: Vec<String>,
@@ -362,6 +407,24 @@ fn file_access(options: &HostOptions) -> anyhow::Result<FileAccess> {
     Ok(FileAccess::under(&dirs)?)
 }
 
+/// The host's ID: its nkey public key when it authenticates with an nkey (the
+/// lattice's permissions let that identity serve only that ID's subjects, so
+/// another `--id` is refused here rather than failing on NATS), else `--id`,
+/// else a random one.
+fn host_id(id: Option<String>, public_key: Option<String>) -> anyhow::Result<String> {
+    let id = match (id, public_key) {
+        (Some(id), Some(key)) if id != key => anyhow::bail!(
+            "--id `{id}` is not this host's nkey public key `{key}`: a host that \
+             authenticates with an nkey has that key as its ID (leave out --id)"
+        ),
+        (_, Some(key)) => key,
+        (Some(id), None) => id,
+        (None, None) => format!("H{}", uuid::Uuid::new_v4().simple()).to_uppercase(),
+    };
+    trellis_lattice::check_name(trellis_lattice::NameKind::Host, &id)?;
+    Ok(id)
+}
+
 async fn run_host(options: HostOptions, settings: EngineSettings) -> anyhow::Result<()> {
     let sandbox = Sandbox {
         files: file_access(&options)?,
@@ -372,19 +435,22 @@ async fn run_host(options: HostOptions, settings: EngineSettings) -> anyhow::Res
         },
         network: options.allow_network,
     };
-    let id = match options.id {
-        Some(id) => id,
-        None => options
-            .nats
-            .nkey_public_key()?
-            .unwrap_or_else(|| format!("H{}", uuid::Uuid::new_v4().simple()).to_uppercase()),
-    };
-    trellis_lattice::check_name(trellis_lattice::NameKind::Host, &id)?;
+    let id = host_id(options.id.clone(), options.nats.nkey_public_key()?)?;
     let nats = options
         .nats
-        .connect(&format!("trellis-host-{id}"), true)
+        .connect(&trellis_lattice::Role::Host(id.clone()), true)
         .await?;
-    let lattice = Arc::new(Lattice::new(nats, &options.nats.lattice));
+    let mut lattice = Lattice::new(nats, &options.nats.lattice);
+    let beside_nkey = options.nats.nkey.as_ref().map(|p| p.with_extension("xk"));
+    let xkey = options.xkey.clone().or(beside_nkey.filter(|p| p.exists()));
+    if let Some(path) = xkey {
+        let xkey = trellis_lattice::read_xkey(&path).map_err(anyhow::Error::msg)?;
+        lattice = lattice.with_identity(HostIdentity {
+            id: id.clone(),
+            xkey,
+        });
+    }
+    let lattice = Arc::new(lattice);
     let host = Arc::new(Host::with_lattice(settings, Some(lattice.clone()))?.sandboxed(sandbox));
     let agent = ControlAgent::new(
         host.clone(),

@@ -33,11 +33,13 @@ async fn an_export_at_its_concurrency_limit_refuses_at_once() -> TestResult {
         &[&repo().join("tests/manifests/stuck-greetings.yaml")],
         &[],
     )?;
-    let client = nats.client().await?;
-    let mut beats = client
+    // The caller is a host: only hosts may call workload exports.
+    let client = nats.client_as("host", "caller").await?;
+    let observer = nats.client().await?;
+    let mut beats = observer
         .subscribe("trellis.default.evt.host.*.heartbeat")
         .await?;
-    client.flush().await?;
+    observer.flush().await?;
 
     // One call takes the only slot and spins until the component's 3 s timeout.
     let holder = {

@@ -21,22 +21,27 @@ async fn the_control_api_starts_inspects_and_stops_workloads() -> TestResult {
     let nats = Nats::start("control")?;
     let h = host(&nats, &[], &["--id", "H1", "--label", "zone=a"])?;
     let control = control_client(&nats, "H1", Duration::from_secs(120)).await?;
+    let h1 = nats.host_id("H1")?;
+    let id = |workload: &str| format!("{h1}:{workload}");
 
     // The heartbeat: JSON that any NATS client (the `nats` CLI too) can read.
     let watcher = nats.client().await?;
     let mut beats = watcher
-        .subscribe("trellis.default.evt.host.H1.heartbeat")
+        .subscribe(format!("trellis.default.evt.host.{h1}.heartbeat"))
         .await?;
     watcher.flush().await?;
 
     let info = control.describe().await?;
-    assert_eq!((info.id.as_str(), info.lattice.as_str()), ("H1", "default"));
+    assert_eq!(
+        (info.id.as_str(), info.lattice.as_str()),
+        (h1.as_str(), "default")
+    );
     assert_eq!(info.labels, vec![("zone".to_string(), "a".to_string())]);
     assert!(info.workloads.is_empty());
 
     // Start, and the workload serves HTTP.
     let manifest = example_manifest("workload.yaml")?;
-    let status = control.start("H1:counter-1", &manifest).await?;
+    let status = control.start(&id("counter-1"), &manifest).await?;
     assert_eq!(
         (status.name.as_str(), status.state),
         ("counter", WorkloadState::Running)
@@ -56,7 +61,7 @@ async fn the_control_api_starts_inspects_and_stops_workloads() -> TestResult {
     })
     .await?
     .ok_or("the heartbeats stopped")?;
-    assert_eq!(beat["id"], "H1");
+    assert_eq!(beat["id"], h1.as_str());
     assert_eq!(beat["labels"]["zone"], "a");
     assert_eq!(beat["max_instances"], 1000);
     assert!(beat["instances_in_use"].is_u64(), "{beat}");
@@ -64,22 +69,25 @@ async fn the_control_api_starts_inspects_and_stops_workloads() -> TestResult {
     assert!(interfaces.contains(&"wasi:keyvalue/store".into()), "{beat}");
 
     // The same ID again: the existing state, no second start.
-    let again = control.start("H1:counter-1", &manifest).await?;
+    let again = control.start(&id("counter-1"), &manifest).await?;
     assert_eq!(
         (again.id.as_str(), again.state),
-        ("H1:counter-1", WorkloadState::Running)
+        (id("counter-1").as_str(), WorkloadState::Running)
     );
     let reply = get(h.addr, "localhost", "/").await?;
     assert_eq!(reply.body, "Hello, trellis! You are visitor #2.\n");
 
     // Typed refusals.
     match refusal(control.start("H2:counter-1", &manifest).await)? {
-        Refusal::WrongHost(m) => assert!(m.contains("is for host `H2`; this is host `H1`"), "{m}"),
+        Refusal::WrongHost(m) => assert!(
+            m.contains(&format!("is for host `H2`; this is host `{h1}`")),
+            "{m}"
+        ),
         other => return Err(format!("{other:?}").into()),
     }
     match refusal(
         control
-            .start("H1:bad", "apiVersion: trellis.dev/v1alpha1\nkind: Nope\n")
+            .start(&id("bad"), "apiVersion: trellis.dev/v1alpha1\nkind: Nope\n")
             .await,
     )? {
         Refusal::Invalid(m) => {
@@ -91,11 +99,11 @@ async fn the_control_api_starts_inspects_and_stops_workloads() -> TestResult {
     let unbound = manifest
         .replace("wasi:keyvalue: host", "wasi:keyvalue: {provider: nobody}")
         .replace("name: counter", "name: broken");
-    match refusal(control.start("H1:broken-1", &unbound).await)? {
+    match refusal(control.start(&id("broken-1"), &unbound).await)? {
         Refusal::StartFailed(m) => assert!(m.contains("provider `nobody` is not running"), "{m}"),
         other => return Err(format!("{other:?}").into()),
     }
-    let failed = control.inspect("H1:broken-1").await?;
+    let failed = control.inspect(&id("broken-1")).await?;
     assert_eq!(failed.state, WorkloadState::Failed);
     assert!(
         failed
@@ -103,14 +111,17 @@ async fn the_control_api_starts_inspects_and_stops_workloads() -> TestResult {
             .unwrap_or_default()
             .contains("provider `nobody`")
     );
-    match refusal(control.stop("H1:nothing").await)? {
-        Refusal::NotFound(m) => assert!(m.contains("no workload `H1:nothing` on host `H1`"), "{m}"),
+    match refusal(control.stop(&id("nothing")).await)? {
+        Refusal::NotFound(m) => assert!(
+            m.contains(&format!("no workload `{h1}:nothing` on host `{h1}`")),
+            "{m}"
+        ),
         other => return Err(format!("{other:?}").into()),
     }
 
     // The old workload kept serving through all of that; then it stops.
     assert_eq!(get(h.addr, "localhost", "/").await?.status, 200);
-    control.stop("H1:counter-1").await?;
+    control.stop(&id("counter-1")).await?;
     assert_eq!(get(h.addr, "localhost", "/").await?.status, 404);
     let ids: Vec<String> = control
         .workloads()
@@ -118,7 +129,7 @@ async fn the_control_api_starts_inspects_and_stops_workloads() -> TestResult {
         .into_iter()
         .map(|w| w.id)
         .collect();
-    assert_eq!(ids, vec!["H1:broken-1".to_string()]);
+    assert_eq!(ids, vec![id("broken-1")]);
 
     // A call to a host that is not there is an error, not a hang.
     let nobody = control_client(&nats, "H9", Duration::from_secs(5)).await?;
@@ -152,7 +163,8 @@ async fn slow_start(
     );
     let slow = {
         let control = control.clone();
-        tokio::spawn(async move { control.start("H1:py-1", &manifest).await })
+        let workload = format!("{}:py-1", nats.host_id("H1")?);
+        tokio::spawn(async move { control.start(&workload, &manifest).await })
     };
     Ok((nats, h, control, slow))
 }
@@ -185,7 +197,7 @@ async fn a_slow_start_does_not_hold_up_other_calls() -> TestResult {
 
 #[tokio::test]
 async fn a_stop_during_a_start_leaves_nothing_running() -> TestResult {
-    let (_nats, h, control, slow) = slow_start("control-race").await?;
+    let (nats, h, control, slow) = slow_start("control-race").await?;
     // Stop it while it compiles.
     eventually(
         Duration::from_secs(30),
@@ -199,7 +211,9 @@ async fn a_stop_during_a_start_leaves_nothing_running() -> TestResult {
         },
     )
     .await?;
-    control.stop("H1:py-1").await?;
+    control
+        .stop(&format!("{}:py-1", nats.host_id("H1")?))
+        .await?;
     match refusal(slow.await?)? {
         Refusal::NotFound(m) => assert!(m.contains("was stopped while it started"), "{m}"),
         other => return Err(format!("{other:?}").into()),

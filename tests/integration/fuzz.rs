@@ -33,6 +33,10 @@ const MEMORY_GROWTH: u64 = 256 << 20;
 
 /// A server under attack: where it serves and what.
 struct Target {
+    /// Who attacks it: an identity the lattice lets call it (a host for
+    /// providers and exports, the operator for a control API), so the payloads
+    /// get past the permissions to the server.
+    caller: async_nats::Client,
     prefix: String,
     signatures: Signatures,
     lean: bool,
@@ -125,11 +129,7 @@ async fn standard(
         .map_err(|_| format!("{instance}.{func}: hung on {payload:02x?}"))
 }
 
-async fn attack(
-    nats: &async_nats::Client,
-    targets: &[Target],
-    total: usize,
-) -> Result<Tally, String> {
+async fn attack(targets: &[Target], total: usize) -> Result<Tally, String> {
     let mut jobs = Vec::new();
     for target in targets {
         for (instance, func, signature) in target.signatures.functions() {
@@ -146,6 +146,7 @@ async fn attack(
     let mut calls = Vec::new();
     let mut rng = fastrand::Rng::with_seed(0x007e_1115);
     for (target, instance, func, signature, lean_call) in &jobs {
+        let nats = &target.caller;
         let client = wrpc_transport_nats::Client::new(nats.clone(), target.prefix.as_str(), None)
             .await
             .map_err(|e| e.to_string())?;
@@ -224,7 +225,8 @@ async fn every_server_survives_hostile_payloads() -> TestResult {
     ];
     let greetings = repo().join("examples/counter/greetings.yaml");
     let mut h = host(&nats, &[&greetings], &["--id", "fuzzed"])?;
-    let client = nats.client().await?;
+    let client = nats.client_as("host", "fuzzer").await?;
+    let operator = nats.client_as("operator", "operator").await?;
     let root = "trellis.default";
     let mut export = Signatures::default();
     export.insert(
@@ -235,6 +237,7 @@ async fn every_server_survives_hostile_payloads() -> TestResult {
     let provider_target =
         |name: &str, package: &str| -> Result<Target, Box<dyn std::error::Error>> {
             Ok(Target {
+                caller: client.clone(),
                 prefix: format!("{root}.provider.{name}"),
                 signatures: wit(package, "provider")?,
                 lean: true,
@@ -245,11 +248,13 @@ async fn every_server_survives_hostile_payloads() -> TestResult {
         provider_target("blobstore", "trellis-blobstore")?,
         provider_target("messaging", "messaging")?,
         Target {
-            prefix: format!("{root}.host.fuzzed"),
+            caller: operator,
+            prefix: format!("{root}.host.{}", nats.host_id("fuzzed")?),
             signatures: wit("control", "agent")?,
             lean: false,
         },
         Target {
+            caller: client.clone(),
             prefix: format!("{root}.workload.greetings"),
             signatures: export,
             lean: true,
@@ -261,7 +266,7 @@ async fn every_server_survives_hostile_payloads() -> TestResult {
         .chain([h.peak_memory()])
         .collect::<Result<_, _>>()?;
 
-    let tally = attack(&client, &targets, total).await?;
+    let tally = attack(&targets, total).await?;
     eprintln!(
         "fuzz: {} payloads to {} servers: {} refused as invalid over trellis-rr/1, {} answered or ended",
         tally.sent,
@@ -324,7 +329,7 @@ async fn every_server_survives_hostile_payloads() -> TestResult {
         "{greeting:?}"
     );
     let control = control_client(&nats, "fuzzed", Duration::from_secs(5)).await?;
-    assert_eq!(control.describe().await?.id, "fuzzed");
+    assert_eq!(control.describe().await?.id, nats.host_id("fuzzed")?);
     let after: Vec<u64> = providers
         .iter()
         .map(|p| p.peak_memory())

@@ -52,7 +52,8 @@ fn billion_laughs() -> String {
 async fn six_bytes_no_longer_abort_the_keyvalue_provider() -> TestResult {
     let nats = Nats::start("six-bytes")?;
     let mut kv = provider(&nats, "trellis-keyvalue-nats", "keyvalue")?;
-    let client = nats.client().await?;
+    // Past the permissions only a host can send it: the attack of a compromised host.
+    let client = nats.client_as("host", "attacker").await?;
     let subject = "trellis.default.provider.keyvalue.rr.wasi:keyvalue/batch@0.2.0-draft.set-many";
     let attack = bytes::Bytes::from_static(&[0x00, 0xff, 0xff, 0xff, 0xff, 0x0f]);
     let reply = client.request(subject, attack.clone()).await?;
@@ -145,7 +146,11 @@ async fn alias_bombs_and_oversized_manifests_are_refused_at_once() -> TestResult
     let nats = Nats::start("alias-bomb")?;
     let mut h = host(&nats, &[], &["--id", "h1"])?;
     let control = control_client(&nats, "h1", Duration::from_secs(10)).await?;
-    match control.start("h1:laughs", &billion_laughs()).await {
+    let h1 = nats.host_id("h1")?;
+    match control
+        .start(&format!("{h1}:laughs"), &billion_laughs())
+        .await
+    {
         Err(ControlError::Refused {
             refusal: Refusal::Invalid(why),
             ..
@@ -153,7 +158,7 @@ async fn alias_bombs_and_oversized_manifests_are_refused_at_once() -> TestResult
         other => panic!("the alias bomb was not refused: {other:?}"),
     }
     assert!(h.alive());
-    assert_eq!(control.describe().await?.id, "h1");
+    assert_eq!(control.describe().await?.id, h1);
     Ok(())
 }
 
@@ -167,6 +172,7 @@ async fn a_host_reads_only_allowed_files_and_never_quotes_them() -> TestResult {
     let dir = allowed.display().to_string();
     let _h = host(&nats, &[], &["--id", "h1", "--allow-dir", &dir])?;
     let control = control_client(&nats, "h1", Duration::from_secs(10)).await?;
+    let leak = format!("{}:leak", nats.host_id("h1")?);
     let manifest = |source: &str| {
         format!(
             "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: leak\ncomponents:\n  app:\n    source: {source}\n    bindings: {{wasi:*: host}}\n"
@@ -174,7 +180,7 @@ async fn a_host_reads_only_allowed_files_and_never_quotes_them() -> TestResult {
     };
     // A text file inside the allowed directories: refused, its content unquoted.
     let refusal = control
-        .start("h1:leak", &manifest(&seed.display().to_string()))
+        .start(&leak, &manifest(&seed.display().to_string()))
         .await;
     let why = format!("{refusal:?}");
     assert!(
@@ -194,12 +200,20 @@ async fn a_host_reads_only_allowed_files_and_never_quotes_them() -> TestResult {
     // Outside them: refused before it is read.
     // (each start under its own ID: a repeated ID returns the earlier state)
     for (n, path) in ["/etc/hostname", "/proc/self/environ"].iter().enumerate() {
-        let id = format!("h1:outside-{n}");
+        let id = format!("{}:outside-{n}", nats.host_id("h1")?);
         let refusal = format!("{:?}", control.start(&id, &manifest(path)).await);
         assert!(refusal.contains("is outside the directories"), "{refusal}");
     }
     let escape = format!("{}/../../../../../../../../etc/hostname", allowed.display());
-    let refusal = format!("{:?}", control.start("h1:escape", &manifest(&escape)).await);
+    let refusal = format!(
+        "{:?}",
+        control
+            .start(
+                &format!("{}:escape", nats.host_id("h1")?),
+                &manifest(&escape)
+            )
+            .await
+    );
     assert!(refusal.contains("is outside the directories"), "{refusal}");
     Ok(())
 }
@@ -390,7 +404,7 @@ async fn a_caller_trickling_its_parameters_holds_only_its_own_call() -> TestResu
     use wrpc_transport::Invoke as _;
     let nats = Nats::start("trickle")?;
     let mut kv = provider(&nats, "trellis-keyvalue-nats", "keyvalue")?;
-    let client = nats.client().await?;
+    let client = nats.client_as("host", "attacker").await?;
     let wrpc =
         wrpc_transport_nats::Client::new(client.clone(), "trellis.default.provider.keyvalue", None)
             .await?;

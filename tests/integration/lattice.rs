@@ -5,8 +5,12 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{OnceLock, mpsc};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
+
+use trellis_identity::{Identity, Kind, LatticeDir};
+use trellis_lattice::Role;
 
 use crate::support::{repo, served_address};
 
@@ -14,7 +18,7 @@ use crate::support::{repo, served_address};
 pub struct Process {
     child: Child,
     stderr: mpsc::Receiver<String>,
-    seen: Vec<String>,
+    seen: Mutex<Vec<String>>,
 }
 
 impl Process {
@@ -37,7 +41,7 @@ impl Process {
             Process {
                 child,
                 stderr,
-                seen: Vec::new(),
+                seen: Mutex::default(),
             },
             stdout,
         ))
@@ -47,11 +51,11 @@ impl Process {
     pub fn wait_for(&mut self, needle: &str, limit: Duration) -> Result<(), String> {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            if self.seen.iter().any(|l| l.contains(needle)) {
+            if self.lines().iter().any(|l| l.contains(needle)) {
                 return Ok(());
             }
             if let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(50)) {
-                self.seen.push(line);
+                self.lines().push(line);
             }
         }
         Err(format!(
@@ -66,17 +70,29 @@ impl Process {
         let deadline = Instant::now() + limit;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.stderr.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
+                Ok(line) => self.lines().push(line),
                 Err(_) => break, // closed, or out of time
             }
         }
-        self.seen.join("\n")
+        self.lines().join("\n")
+    }
+
+    /// How many stderr lines so far contain `needle` (read without taking them).
+    fn count(&self, needle: &str) -> usize {
+        let mut seen = self.lines();
+        seen.extend(self.stderr.try_iter());
+        seen.iter().filter(|l| l.contains(needle)).count()
+    }
+
+    fn lines(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Everything written to stderr so far.
     pub fn stderr_text(&mut self) -> String {
-        self.seen.extend(self.stderr.try_iter());
-        self.seen.join("\n")
+        let mut seen = self.lines();
+        seen.extend(self.stderr.try_iter());
+        seen.join("\n")
     }
 
     /// The most memory it has held so far (VmHWM, bytes), from /proc.
@@ -129,16 +145,33 @@ impl Drop for Process {
     }
 }
 
-/// A nats-server with JetStream on a free 127.0.0.1 port.
+/// A nats-server with JetStream on a free 127.0.0.1 port. [`Nats::start`]
+/// secures it the way a user would: its configuration comes from `trellis
+/// lattice init`, and every process the harness starts connects with its own
+/// identity from that lattice directory.
 pub struct Nats {
     process: Process,
     /// Its client URL.
     pub url: String,
     dir: PathBuf,
+    /// The lattice directory; `None` for an open server.
+    lattice: Option<PathBuf>,
+    /// Serialises `trellis lattice add` and the reloads after it.
+    adding: Mutex<()>,
 }
 
+/// The application subjects and streams the tests' messaging components use.
+const MESSAGING_GRANTS: [&str; 5] = [
+    "--subject=messaging=orders.>",
+    "--subject=messaging=svc.>",
+    "--subject=messaging=greet.>",
+    "--subject=messaging=fail.>",
+    "--stream=messaging=ORDERS",
+];
+
 impl Nats {
-    /// Starts one (installing nats-server through the project's script if needed).
+    /// Starts a secured server (installing nats-server through the project's
+    /// script if needed).
     pub fn start(name: &str) -> Result<Nats, String> {
         Self::start_with(name, "")
     }
@@ -146,9 +179,45 @@ impl Nats {
     /// [`Nats::start`] with `config` (nats-server configuration text) as well.
     pub fn start_with(name: &str, config: &str) -> Result<Nats, String> {
         let dir = crate::support::scratch(&format!("nats-{name}")).map_err(|e| e.to_string())?;
-        std::fs::write(dir.join("nats.conf"), config).map_err(|e| e.to_string())?;
+        let lattice = dir.join("lattice");
+        let mut init = vec!["lattice".to_string(), "init".into()];
+        init.push(lattice.to_string_lossy().into_owned());
+        init.extend(MESSAGING_GRANTS.iter().map(|g| g.to_string()));
+        trellis(&init)?;
+        trellis(&[
+            "lattice",
+            "add",
+            "admin",
+            &lattice.to_string_lossy(),
+            "test",
+        ])?;
+        std::fs::write(
+            dir.join("nats.conf"),
+            format!("include ./lattice/nats.conf\n{config}"),
+        )
+        .map_err(|e| e.to_string())?;
         let (process, url) = Self::spawn(&dir, "-1")?;
-        Ok(Nats { process, url, dir })
+        Ok(Nats {
+            process,
+            url,
+            dir,
+            lattice: Some(lattice),
+            adding: Mutex::new(()),
+        })
+    }
+
+    /// Starts a server that admits anyone, for tests about the open case.
+    pub fn open(name: &str) -> Result<Nats, String> {
+        let dir = crate::support::scratch(&format!("nats-{name}")).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("nats.conf"), "").map_err(|e| e.to_string())?;
+        let (process, url) = Self::spawn(&dir, "-1")?;
+        Ok(Nats {
+            process,
+            url,
+            dir,
+            lattice: None,
+            adding: Mutex::new(()),
+        })
     }
 
     fn spawn(dir: &Path, port: &str) -> Result<(Process, String), String> {
@@ -156,8 +225,11 @@ impl Nats {
         command
             .arg("-c")
             .arg(dir.join("nats.conf"))
-            .args(["-a", "127.0.0.1", "-p", port, "-js", "-sd"])
-            .arg(dir.join("js"));
+            .args(["-a", "127.0.0.1", "-p", port]);
+        if !dir.join("lattice").exists() {
+            // An open server: JetStream from flags (a lattice's config has its own).
+            command.args(["-js", "-sd"]).arg(dir.join("js"));
+        }
         let (mut process, _) = Process::spawn(command)?;
         // nats-server says where it listens, then that it is ready (JetStream too).
         process.wait_for("Server is ready", Duration::from_secs(20))?;
@@ -184,12 +256,181 @@ impl Nats {
         Ok(())
     }
 
-    /// A client of this server.
-    pub async fn client(&self) -> Result<async_nats::Client, String> {
-        async_nats::connect(&self.url)
-            .await
-            .map_err(|e| e.to_string())
+    /// The seed file of identity `kind` `name` (`host`, `provider`, `admin`),
+    /// added to the lattice (and the server reloaded) on first use; the
+    /// operator's and the scheduler's are `("operator", "operator")` and
+    /// `("scheduler", "scheduler")`. Empty for an open server.
+    pub fn identity(&self, kind: &str, name: &str) -> Result<Option<Identity>, String> {
+        let Some(dir) = &self.lattice else {
+            return Ok(None);
+        };
+        let _adding = self.adding.lock().map_err(|e| e.to_string())?;
+        let parsed = match kind {
+            "operator" => Kind::Operator,
+            "scheduler" => Kind::Scheduler,
+            "host" => Kind::Host,
+            "provider" => Kind::Provider,
+            "admin" => Kind::Admin,
+            other => return Err(format!("no identity kind `{other}`")),
+        };
+        let lattice = LatticeDir::open(dir).map_err(|e| e.to_string())?;
+        if let Some(found) = lattice.find(parsed, name) {
+            return Ok(Some(found.clone()));
+        }
+        trellis(&["lattice", "add", kind, &dir.to_string_lossy(), name])?;
+        self.reload()?;
+        let lattice = LatticeDir::open(dir).map_err(|e| e.to_string())?;
+        let found = lattice
+            .find(parsed, name)
+            .ok_or("trellis lattice add made no identity")?;
+        Ok(Some(found.clone()))
     }
+
+    /// The options that make a process connect as `kind` `name`.
+    pub fn auth(&self, kind: &str, name: &str) -> Result<Vec<String>, String> {
+        let Some(identity) = self.identity(kind, name)? else {
+            return Ok(Vec::new());
+        };
+        let dir = self.lattice.as_ref().ok_or("no lattice")?;
+        Ok(vec![
+            "--nats-nkey".into(),
+            dir.join(format!("{}.nk", identity.file))
+                .to_string_lossy()
+                .into_owned(),
+        ])
+    }
+
+    /// The `--subject` options that tell provider `name` what the lattice grants it.
+    pub fn grants(&self, name: &str) -> Result<Vec<String>, String> {
+        let Some(identity) = self.identity("provider", name)? else {
+            return Ok(Vec::new());
+        };
+        Ok(identity
+            .grants
+            .subjects
+            .iter()
+            .map(|s| format!("--subject={s}"))
+            .collect())
+    }
+
+    /// The file `name` in the lattice directory (a seed, an xkey).
+    pub fn lattice_file(&self, name: &str) -> Result<PathBuf, String> {
+        Ok(self
+            .lattice
+            .as_ref()
+            .ok_or("an open server has no lattice")?
+            .join(name))
+    }
+
+    /// The ID of the host the tests call `name` (its nkey public key).
+    pub fn host_id(&self, name: &str) -> Result<String, String> {
+        Ok(self
+            .identity("host", name)?
+            .map(|i| i.public_key)
+            .unwrap_or_else(|| name.to_string()))
+    }
+
+    /// The name the tests gave the host with ID `id`.
+    pub fn host_name(&self, id: &str) -> String {
+        self.lattice
+            .as_ref()
+            .and_then(|dir| LatticeDir::open(dir).ok())
+            .and_then(|l| {
+                l.description
+                    .identities
+                    .iter()
+                    .find(|i| i.public_key == id)
+                    .map(|i| i.name.clone())
+            })
+            .unwrap_or_else(|| id.to_string())
+    }
+
+    /// Has nats-server read its configuration again, and waits until it has.
+    fn reload(&self) -> Result<(), String> {
+        const RELOADED: &str = "Reloaded server configuration";
+        let before = self.process.count(RELOADED);
+        Command::new("kill")
+            .args(["-HUP", &self.process.child.id().to_string()])
+            .status()
+            .map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.process.count(RELOADED) == before {
+            if Instant::now() > deadline {
+                return Err("nats-server did not reload its configuration".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// A client with full access (the lattice's `admin` identity): the tests'
+    /// own observer.
+    pub async fn client(&self) -> Result<async_nats::Client, String> {
+        self.client_as("admin", "test").await
+    }
+
+    /// A client connected as identity `kind` `name`, with that role's inbox prefix.
+    pub async fn client_as(&self, kind: &str, name: &str) -> Result<async_nats::Client, String> {
+        let mut args = trellis_lattice::NatsArgs::new(&self.url);
+        let role = match kind {
+            "operator" => Role::Operator,
+            "scheduler" => Role::Scheduler,
+            "host" => Role::Host(self.host_id(name)?),
+            "provider" => Role::Provider(name.into()),
+            _ => Role::Admin(name.into()),
+        };
+        if let Some(identity) = self.identity(kind, name)? {
+            let dir = self.lattice.as_ref().ok_or("no lattice")?;
+            args.nkey = Some(dir.join(format!("{}.nk", identity.file)));
+        }
+        args.connect(&role, true).await.map_err(|e| e.to_string())
+    }
+
+    /// Waits (at most 5 s) until nats-server logs that it refused `what`
+    /// ("Publish", "Subscription") on a subject starting with `subject`: proof
+    /// that a permission, not something else, stopped it.
+    pub fn refused(&self, what: &str, subject: &str) -> Result<(), String> {
+        let needle = format!("{what} Violation - Subject \"{subject}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.process.count(&needle) == 0 {
+            if Instant::now() > deadline {
+                return Err(format!("nats-server never refused: {needle}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// A client that presents no credentials.
+    pub async fn anonymous(&self) -> Result<async_nats::Client, async_nats::ConnectError> {
+        async_nats::connect(&self.url).await
+    }
+}
+
+impl Drop for Nats {
+    /// Shows what the server refused, beside a failing test's output.
+    fn drop(&mut self) {
+        for line in self.process.stderr_text().lines() {
+            if line.contains("Violation") || line.contains("Authorization Error") {
+                eprintln!("nats-server: {line}");
+            }
+        }
+    }
+}
+
+/// Runs the `trellis` CLI, which must succeed.
+fn trellis<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<String, String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "trellis failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn nats_server() -> Result<PathBuf, String> {
@@ -259,6 +500,8 @@ pub fn provider_with(
     let mut command = Command::new(workspace_binary(package)?);
     command
         .args(["--nats", &nats.url, "--name", name])
+        .args(nats.auth("provider", name)?)
+        .args(nats.grants(name)?)
         .args(extra);
     let (mut process, _) = Process::spawn(command)?;
     process.wait_for("serving", Duration::from_secs(30))?;
@@ -299,9 +542,45 @@ impl LatticeHost {
     }
 }
 
-/// Starts `trellis host` with `manifests`; Err carries stderr when it does not start.
+/// Starts `trellis host` with `manifests` as the host the tests call by the
+/// `--id` in `extra` (a fresh name without one), on that host's identity;
+/// Err carries stderr when it does not start.
 pub fn host(nats: &Nats, manifests: &[&Path], extra: &[&str]) -> Result<LatticeHost, String> {
+    static HOSTS: AtomicUsize = AtomicUsize::new(0);
+    let mut options: Vec<String> = Vec::new();
+    let mut name = None;
+    let mut given = extra.iter();
+    while let Some(option) = given.next() {
+        if *option == "--id" {
+            name = given.next().map(|n| n.to_string());
+        } else {
+            options.push(option.to_string());
+        }
+    }
+    let name = name.unwrap_or_else(|| format!("host{}", HOSTS.fetch_add(1, Ordering::Relaxed)));
+    let auth = nats.auth("host", &name)?;
+    if auth.is_empty() {
+        options.extend(["--id".to_string(), name]);
+    }
+    options.splice(0..0, auth);
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    host_with(nats, manifests, &options)
+}
+
+/// Starts `trellis host` with exactly the options `extra` (no identity of its own).
+pub fn host_with(nats: &Nats, manifests: &[&Path], extra: &[&str]) -> Result<LatticeHost, String> {
+    host_in_env(nats, manifests, extra, &[])
+}
+
+/// [`host_with`], the process's environment extended by `env`.
+pub fn host_in_env(
+    nats: &Nats,
+    manifests: &[&Path],
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Result<LatticeHost, String> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_trellis"));
+    command.envs(env.iter().copied());
     command
         .args(["host", "--nats", &nats.url, "--listen", "127.0.0.1:0"])
         // Test manifests name components anywhere in the repository.
@@ -325,17 +604,17 @@ pub fn host(nats: &Nats, manifests: &[&Path], extra: &[&str]) -> Result<LatticeH
     }
 }
 
-/// A control API client of host `id` on `nats`'s default lattice, each call
-/// bounded by `timeout`.
+/// A control API client, as the operator, of the host the tests call `name`
+/// on `nats`'s default lattice, each call bounded by `timeout`.
 pub async fn control_client(
     nats: &Nats,
-    id: &str,
+    name: &str,
     timeout: Duration,
 ) -> Result<trellis_control_api::ControlClient, Box<dyn std::error::Error>> {
     Ok(trellis_control_api::ControlClient::new(
-        nats.client().await?,
+        nats.client_as("operator", "operator").await?,
         &trellis_lattice::Subjects::new("default"),
-        id,
+        &nats.host_id(name)?,
         timeout,
     )
     .await?)
@@ -355,17 +634,22 @@ pub fn scheduler(nats: &Nats) -> Result<SchedulerProcess, String> {
 /// [`scheduler`] with `extra` options.
 pub fn scheduler_with(nats: &Nats, extra: &[&str]) -> Result<SchedulerProcess, String> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_trellis"));
-    command.args(["scheduler", "--nats", &nats.url]).args(extra);
+    command
+        .args(["scheduler", "--nats", &nats.url])
+        .args(nats.auth("scheduler", "scheduler")?)
+        .args(extra);
     let (mut process, _) = Process::spawn(command)?;
     process.wait_for("scheduler started", Duration::from_secs(30))?;
     Ok(SchedulerProcess { process })
 }
 
-/// Runs the `trellis` CLI with `args` against `nats`; returns exit code, stdout, stderr.
+/// Runs the `trellis` CLI with `args` against `nats` as the operator; returns
+/// exit code, stdout, stderr.
 pub fn cli(nats: &Nats, args: &[&str]) -> Result<(i32, String, String), String> {
     let out = Command::new(env!("CARGO_BIN_EXE_trellis"))
         .args(args)
         .args(["--nats", &nats.url])
+        .args(nats.auth("operator", "operator")?)
         .output()
         .map_err(|e| e.to_string())?;
     Ok((

@@ -54,10 +54,20 @@ async fn components_publish_and_request_through_the_provider() -> TestResult {
     assert_eq!((reply.status, reply.body.as_str()), (200, "ABC"));
 
     // The provider's errors reach the component as values.
+    let reply = send(h.addr, "/request/svc.nobody", b"?").await?;
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    assert!(
+        reply.body.contains("nobody answers on `svc.nobody`"),
+        "{}",
+        reply.body
+    );
+    // A subject the lattice did not grant the provider: refused at once, by name.
     let reply = send(h.addr, "/request/nobody.home", b"?").await?;
     assert_eq!(reply.status, 502, "{}", reply.body);
     assert!(
-        reply.body.contains("nobody answers on `nobody.home`"),
+        reply
+            .body
+            .contains("`nobody.home` is outside this provider's application subjects"),
         "{}",
         reply.body
     );

@@ -59,15 +59,13 @@ async fn two_named_keyvalue_bindings_reach_two_backends() -> TestResult {
     let reply = bump(h.addr, "/local/hits").await?;
     assert_eq!((reply.status, reply.body), (200, "1".to_string()));
 
-    // The data sits in the bucket the binding's config names, under this workload.
+    // The data sits in provider `kv`'s own store, under this workload and the
+    // bucket the binding's config names; the host-bound one never got there.
     let js = async_nats::jetstream::new(nats.client().await?);
-    let bucket = js.get_key_value("trellis_default_named_shareddata").await?;
-    assert_eq!(bucket.status().await?.values(), 1);
-    assert!(
-        js.get_key_value("trellis_default_named_local")
-            .await
-            .is_err()
-    );
+    let store = js.get_key_value("trellis_default_data_kv").await?;
+    let keys: Vec<String> = futures::TryStreamExt::try_collect(store.keys().await?).await?;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].starts_with("named.shareddata."), "{keys:?}");
 
     // Without the provider only the named binding fails; the other keeps working.
     provider.kill();

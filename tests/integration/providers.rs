@@ -188,8 +188,8 @@ async fn two_replicas_share_the_load_and_one_dying_fails_nothing_after_the_timeo
     let _second = keyvalue_provider(&nats, "keyvalue")?;
     let h = host(&nats, &[&counter()], &[])?;
 
-    // Both replicas answer on the one queue group.
-    let client = nats.client().await?;
+    // Both replicas answer on the one queue group (to hosts: the info is theirs).
+    let client = nats.client_as("host", "prober").await?;
     let mut instances = std::collections::BTreeSet::new();
     for _ in 0..40 {
         let reply = client

@@ -66,14 +66,15 @@ fn running(v: &Value) -> u64 {
 }
 
 /// Hosts of replicas of the current version in state `running`.
-fn current_hosts(v: &Value) -> Vec<String> {
+/// The hosts running the current version, by the names the tests gave them.
+fn current_hosts(nats: &Nats, v: &Value) -> Vec<String> {
     let version = v["version"].as_str().unwrap_or_default();
     let mut hosts: Vec<String> = v["status"]["replicas"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|r| r["version"] == version && r["state"] == "running")
-        .filter_map(|r| r["host"].as_str().map(String::from))
+        .filter_map(|r| r["host"].as_str().map(|id| nats.host_name(id)))
         .collect();
     hosts.sort();
     hosts
@@ -129,7 +130,7 @@ async fn the_scheduler_places_scales_rolls_out_and_reschedules() -> TestResult {
         running(v) == 1
     })
     .await?;
-    let placed = current_hosts(&v);
+    let placed = current_hosts(nats, &v);
     assert!(placed == ["H1"] || placed == ["H2"], "{v}");
     assert_eq!(lattice.visit(&placed[0]).await?, 200);
     let (code, out, _) = cli(nats, &["apply", "-f", &file_arg])?;
@@ -146,7 +147,7 @@ async fn the_scheduler_places_scales_rolls_out_and_reschedules() -> TestResult {
         running(v) == 2
     })
     .await?;
-    assert_eq!(current_hosts(&v), ["H1", "H2"], "{v}");
+    assert_eq!(current_hosts(nats, &v), ["H1", "H2"], "{v}");
 
     // A new version everywhere (no selector): rolled out, old copies retired, and a host
     // that served before keeps answering 200 throughout.
@@ -164,7 +165,7 @@ async fn the_scheduler_places_scales_rolls_out_and_reschedules() -> TestResult {
             }
             let v = replicas(nats, "counter").ok()?;
             let replicas = v["status"]["replicas"].as_array().map_or(0, Vec::len);
-            (current_hosts(&v) == ["H1", "H2", "H3"] && replicas == 3).then_some(v)
+            (current_hosts(nats, &v) == ["H1", "H2", "H3"] && replicas == 3).then_some(v)
         },
     )
     .await?;
@@ -214,11 +215,11 @@ async fn the_scheduler_places_scales_rolls_out_and_reschedules() -> TestResult {
         "only {fewest} hosts served during the recovery"
     );
     assert_eq!(v["version"], good_version, "scaling is not a new version");
-    let victim = current_hosts(&v)[0].clone();
+    let victim = current_hosts(nats, &v)[0].clone();
     let killed = Instant::now();
     lattice.hosts.get_mut(&victim).ok_or("no victim")?.kill();
     let v = wait_until(nats, "counter", Duration::from_secs(15), |v| {
-        let hosts = current_hosts(v);
+        let hosts = current_hosts(nats, v);
         hosts.len() == 2 && !hosts.contains(&victim)
     })
     .await?;
@@ -231,15 +232,15 @@ async fn the_scheduler_places_scales_rolls_out_and_reschedules() -> TestResult {
     let zone = if victim == "H3" { "zone=b" } else { "zone=a" };
     let back = host(nats, &[], &["--id", &victim, "--label", zone])?;
     lattice.hosts.insert(victim.clone(), back);
-    let before = current_hosts(&v);
+    let before = current_hosts(nats, &v);
     holds_for(
         Duration::from_secs(3),
         "no copy is added or moved",
-        async || replicas(nats, "counter").is_ok_and(|after| current_hosts(&after) == before),
+        async || replicas(nats, "counter").is_ok_and(|after| current_hosts(nats, &after) == before),
     )
     .await?;
     let after = replicas(nats, "counter")?;
-    assert_eq!(current_hosts(&after), before, "{after}");
+    assert_eq!(current_hosts(nats, &after), before, "{after}");
     assert_eq!(
         after["status"]["replicas"].as_array().map_or(0, Vec::len),
         2

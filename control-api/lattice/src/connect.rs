@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::subjects::DEFAULT_LATTICE;
+use crate::{Role, Subjects};
 
 /// NATS connection and lattice options, shared by `trellis host`, the CLI and providers.
 #[derive(Debug, Clone, clap::Args)]
@@ -90,16 +91,25 @@ impl NatsArgs {
         }
     }
 
-    /// Connects as `name`. With `wait` false the first connection is retried in the
-    /// background, so a host keeps serving HTTP while NATS is away; either way the
-    /// client reconnects by itself after a loss.
+    /// Connects as `role`, with its replies under the role's own inbox prefix
+    /// (what the lattice's permissions let it subscribe to). With `wait` false
+    /// the first connection is retried in the background, so a host keeps serving
+    /// HTTP while NATS is away; either way the client reconnects by itself
+    /// after a loss.
     pub async fn connect(
         &self,
-        name: &str,
+        role: &Role,
         wait: bool,
     ) -> Result<async_nats::Client, ConnectError> {
         crate::check_name(crate::NameKind::Lattice, &self.lattice)?;
-        let mut options = self.options().await?.name(name);
+        let name = match role {
+            Role::Operator | Role::Scheduler => format!("trellis-{}", role.kind()),
+            Role::Host(n) | Role::Provider(n) | Role::Admin(n) => {
+                format!("trellis-{}-{n}", role.kind())
+            }
+        };
+        let inbox = Subjects::new(&self.lattice).inbox(role);
+        let mut options = self.options().await?.name(name).custom_inbox_prefix(inbox);
         if !wait {
             options = options.retry_on_initial_connect();
         }

@@ -25,6 +25,8 @@ pub mod headers;
 pub mod lean;
 mod links;
 mod names;
+mod roles;
+mod secrets;
 mod subjects;
 
 pub use announce::{HostHeartbeat, ProviderInfo};
@@ -34,4 +36,9 @@ pub use connect::{ConnectError, NatsArgs};
 pub use failure::{CallErrorKind, Failure};
 pub use links::{LINK_TTL, LINKS_BUCKET, Link, LinkedBinding, links_bucket, provider_links};
 pub use names::{InvalidName, NameKind, check_name};
+pub use roles::Role;
+pub use secrets::{
+    MAX_SECRET_BYTES, SECRET_TIMEOUT, SECRETS_BUCKET, Sealed, SecretError, SecretReply,
+    SecretRequest, fetch_secret, read_xkey,
+};
 pub use subjects::{DEFAULT_LATTICE, Subjects};

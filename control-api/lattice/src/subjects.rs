@@ -1,5 +1,7 @@
 //! Every subject Trellis uses, in one place (the design's subject table).
 
+use crate::Role;
+
 /// The lattice a process joins when none is named.
 pub const DEFAULT_LATTICE: &str = "default";
 
@@ -64,6 +66,54 @@ impl Subjects {
         format!("{}_{what}", self.root.replace('.', "_"))
     }
 
+    /// Where `role` receives replies: `_INBOX.<lattice>.<kind>[.<name>]`. Every
+    /// process connects with its role's prefix, so the server can let each one
+    /// subscribe to its own replies only.
+    pub fn inbox(&self, role: &Role) -> String {
+        let lattice = self.lattice();
+        match role {
+            Role::Operator | Role::Scheduler => format!("_INBOX.{lattice}.{}", role.kind()),
+            Role::Host(name) | Role::Provider(name) | Role::Admin(name) => {
+                format!("_INBOX.{lattice}.{}.{name}", role.kind())
+            }
+        }
+    }
+
+    /// The inboxes of every process of `kind` (`host`, `provider`, …): where a
+    /// server of theirs may send replies.
+    pub fn inboxes_of(&self, kind: &str) -> String {
+        format!("_INBOX.{}.{kind}.>", self.lattice())
+    }
+
+    /// The JetStream KV bucket and object store (same name) where provider
+    /// `name` keeps its workloads' data: one of each per provider, so a NATS
+    /// permission can name them exactly.
+    pub fn provider_data(&self, name: &str) -> String {
+        self.bucket(&format!("data_{name}"))
+    }
+
+    /// Where host `id` asks the secret store for a secret of a workload it
+    /// starts; only that host may publish here.
+    pub fn secret_request(&self, id: &str) -> String {
+        format!("{}.secrets.get.{id}", self.root)
+    }
+
+    /// Where the secret store answers with its xkey public key, which
+    /// `trellis secret put` seals values to.
+    pub fn secret_store_key(&self) -> String {
+        format!("{}.secrets.key", self.root)
+    }
+
+    /// Every subject the secret store serves.
+    pub fn secret_store(&self) -> String {
+        format!("{}.secrets.>", self.root)
+    }
+
+    /// The lattice's name.
+    pub fn lattice(&self) -> &str {
+        self.root.strip_prefix("trellis.").unwrap_or(&self.root)
+    }
+
     /// The wRPC prefix of the exports workload `name` serves.
     pub fn workload(&self, name: &str) -> String {
         format!("{}.workload.{name}", self.root)
@@ -82,5 +132,11 @@ mod tests {
         assert_eq!(s.provider("kv"), "trellis.edge.provider.kv");
         assert_eq!(s.provider_info("kv"), "trellis.edge.provider.kv.info");
         assert_eq!(s.workload("shop"), "trellis.edge.workload.shop");
+        assert_eq!(s.inbox(&Role::Scheduler), "_INBOX.edge.scheduler");
+        assert_eq!(
+            s.inbox(&Role::Provider("kv".into())),
+            "_INBOX.edge.provider.kv"
+        );
+        assert_eq!(s.provider_data("kv"), "trellis_edge_data_kv");
     }
 }

@@ -48,7 +48,8 @@ pub use diagnostics::{Diagnostic, ManifestError};
 pub use manifest::{
     API_VERSION, BINDING_FIELDS, COMPONENT_FIELDS, Component, ComponentSource, EXPORT_FIELDS,
     Export, GRANTS_FIELDS, Grants, LIMITS_FIELDS, Limits, MAX_MANIFEST_BYTES, PREOPEN_FIELDS,
-    ROUTE_FIELDS, Route, WORKLOAD_FIELDS, Workload, http_patterns_allow, read_manifest,
+    ROUTE_FIELDS, Route, SECRET_SOURCES, SecretRef, SecretSource, WORKLOAD_FIELDS, Workload,
+    http_patterns_allow, read_manifest, valid_secret_key,
 };
 pub use units::{UnitError, parse_duration, parse_size};
 

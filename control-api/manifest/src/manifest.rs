@@ -30,7 +30,11 @@ pub const WORKLOAD_FIELDS: &[&str] = &[
 /// Fields of the `deploy` block.
 pub const DEPLOY_FIELDS: &[&str] = &["replicas", "selector", "spread"];
 /// Fields of one component.
-pub const COMPONENT_FIELDS: &[&str] = &["source", "config", "env", "limits", "grants", "bindings"];
+pub const COMPONENT_FIELDS: &[&str] = &[
+    "source", "config", "env", "secrets", "limits", "grants", "bindings",
+];
+/// Backends a secret's value can come from (the one field of its long form).
+pub const SECRET_SOURCES: &[&str] = &["lattice", "env"];
 /// Fields of `limits`.
 pub const LIMITS_FIELDS: &[&str] = &["memory", "timeout", "concurrency", "request-body"];
 /// Fields of `grants`.
@@ -103,6 +107,8 @@ pub struct Component {
     pub config: BTreeMap<String, String>,
     /// Environment variables seen through `wasi:cli/environment`.
     pub env: BTreeMap<String, String>,
+    /// Secrets it may read through `trellis:secrets`, by the names it uses.
+    pub secrets: Vec<SecretRef>,
     /// Enforced per-instance limits.
     pub limits: Limits,
     /// Access beyond the default sandbox.
@@ -111,6 +117,28 @@ pub struct Component {
     pub bindings: Vec<Binding>,
     /// Where the component's entry starts.
     pub pos: Pos,
+}
+
+/// A secret a component may read: the name it asks `trellis:secrets` for, and
+/// where the host gets the value when the workload starts. Manifests (and so
+/// the lattice's desired state) hold these names, never values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRef {
+    /// The name the component uses.
+    pub name: String,
+    /// Where the value comes from.
+    pub source: SecretSource,
+    /// Where the entry is.
+    pub pos: Pos,
+}
+
+/// Where a secret's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SecretSource {
+    /// The lattice's sealed secret store, by key (`trellis secret put KEY`).
+    Lattice(String),
+    /// An environment variable of the host that runs the workload.
+    Env(String),
 }
 
 /// Where a component's bytes come from; an enum so registry references can join later.
@@ -380,6 +408,10 @@ fn decode_component(
         .get("env")
         .map(|n| d.string_map(n, "env"))
         .unwrap_or_default();
+    let secrets = fields
+        .get("secrets")
+        .map(|n| decode_secrets(d, n))
+        .unwrap_or_default();
     let limits = fields
         .get("limits")
         .map(|n| decode_limits(d, n))
@@ -399,11 +431,101 @@ fn decode_component(
         source: source.unwrap_or_else(|| ComponentSource::File(PathBuf::new())),
         config,
         env,
+        secrets,
         limits,
         grants,
         bindings,
         pos,
     })
+}
+
+/// `secrets:` — `NAME: lattice` (the store key is the name), `NAME: env` (the
+/// variable is the name), or `NAME: {lattice: KEY}` / `NAME: {env: VAR}`.
+fn decode_secrets(d: &mut Decoder, node: &Node) -> Vec<SecretRef> {
+    let Some(entries) = d.map(node, "secrets") else {
+        return Vec::new();
+    };
+    let mut secrets = Vec::new();
+    for (key, value) in entries {
+        let Some(name) = scalar_text(key) else {
+            continue;
+        };
+        if !valid_secret_key(name) {
+            d.error(
+                key.pos,
+                format!("secret name `{name}` is not valid: use letters, digits, `-` and `_`"),
+            );
+            continue;
+        }
+        let (backend, target) = match &value.value {
+            crate::yaml::Value::Scalar { text, .. } => (text.clone(), name.to_string()),
+            _ => {
+                let Some(fields) =
+                    d.fields(value, &format!("secret `{name}`"), SECRET_SOURCES, &[])
+                else {
+                    continue;
+                };
+                let given: Vec<&str> = SECRET_SOURCES
+                    .iter()
+                    .copied()
+                    .filter(|s| fields.get(s).is_some())
+                    .collect();
+                let [backend] = given[..] else {
+                    d.error(
+                        value.pos,
+                        format!(
+                            "secret `{name}` needs exactly one of `lattice: KEY` and `env: VAR`"
+                        ),
+                    );
+                    continue;
+                };
+                let Some(target) = fields.get(backend).and_then(|n| d.string(n, backend)) else {
+                    continue;
+                };
+                (backend.to_string(), target)
+            }
+        };
+        let source = match backend.as_str() {
+            "lattice" if valid_secret_key(&target) => SecretSource::Lattice(target),
+            "env" if valid_env_var(&target) => SecretSource::Env(target),
+            "lattice" | "env" => {
+                d.error(
+                    value.pos,
+                    format!("secret `{name}`: `{target}` is not a valid {backend} name"),
+                );
+                continue;
+            }
+            other => {
+                d.report(
+                    Diagnostic::new(value.pos, format!("secret `{name}`: unknown source `{other}`"))
+                        .with_hint("use `lattice` (the lattice's secret store) or `env` (the host's environment)"),
+                );
+                continue;
+            }
+        };
+        secrets.push(SecretRef {
+            name: name.to_string(),
+            source,
+            pos: key.pos,
+        });
+    }
+    secrets
+}
+
+/// Secret names and lattice store keys: what a JetStream KV key takes, one token.
+pub fn valid_secret_key(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn valid_env_var(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn decode_source(d: &mut Decoder, node: &Node, base: &Path) -> Option<ComponentSource> {

@@ -12,6 +12,7 @@
 
 mod lease;
 pub mod placement;
+mod secrets;
 mod store;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -24,6 +25,7 @@ use tokio::time::Instant;
 
 pub use lease::Lease;
 use placement::{Copy, HostView};
+pub use secrets::{secrets_bucket, serve_secrets};
 pub use store::{Applied, Desired, LEASE_TTL, Replica, Status, Store, parse_id};
 use trellis_control_api::{ControlClient, WorkloadState};
 use trellis_lattice::{HostHeartbeat, NameKind, Subjects};

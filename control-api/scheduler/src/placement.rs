@@ -255,6 +255,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             spread: spread.map(String::from),
+            secrets: Vec::new(),
         }
     }
 

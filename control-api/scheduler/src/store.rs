@@ -34,6 +34,10 @@ pub struct Desired {
     pub selector: BTreeMap<String, String>,
     /// A label key to spread replicas across.
     pub spread: Option<String>,
+    /// The lattice secrets each component may have, as (component, store
+    /// key): what the secret store hands out for this workload. Names only.
+    #[serde(default)]
+    pub secrets: Vec<(String, String)>,
 }
 
 impl Desired {
@@ -46,6 +50,18 @@ impl Desired {
                 vec![Diagnostic::new(Default::default(), e.to_string())],
             )
         })?;
+        let secrets = workload
+            .components
+            .iter()
+            .flat_map(|c| {
+                c.secrets.iter().filter_map(|s| match &s.source {
+                    trellis_manifest::SecretSource::Lattice(key) => {
+                        Some((c.name.clone(), key.clone()))
+                    }
+                    trellis_manifest::SecretSource::Env(_) => None,
+                })
+            })
+            .collect();
         Ok(Desired {
             name: workload.name,
             version,
@@ -53,6 +69,7 @@ impl Desired {
             replicas: workload.deploy.replicas,
             selector: workload.deploy.selector,
             spread: workload.deploy.spread,
+            secrets,
         })
     }
 

@@ -22,6 +22,7 @@ mod config;
 mod http;
 pub mod keyvalue;
 mod logging;
+mod secrets;
 mod wasi;
 
 use std::collections::HashMap;
@@ -106,6 +107,8 @@ pub(crate) struct PrepareContext<'a> {
     pub(crate) remote: &'a dyn Fn(&Binding) -> Option<CallTarget>,
     /// The host's bounds on what the component's grants may reach.
     pub(crate) sandbox: &'a Arc<crate::sandbox::Sandbox>,
+    /// The lattice this host is on, if any.
+    pub(crate) lattice: Option<&'a Arc<crate::lattice::Lattice>>,
 }
 
 /// Why a capability could not make a store's state.
@@ -177,6 +180,7 @@ capabilities! {
     logging: logging::Logging,
     keyvalue: keyvalue::KeyValue,
     blobstore: blobstore::Blobstore,
+    secrets: secrets::Secrets,
 }
 
 /// The built-in implementation of `interface` (unversioned name), if there is one.

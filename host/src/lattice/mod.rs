@@ -64,6 +64,16 @@ pub struct Lattice {
     subjects: Subjects,
     clients: tokio::sync::Mutex<HashMap<String, wrpc_transport_nats::Client>>,
     links: Links,
+    identity: Option<HostIdentity>,
+}
+
+/// Who this host is on the lattice, for asking the secret store: its ID (the
+/// subject it may ask on) and its xkey (what the answers are sealed to).
+pub struct HostIdentity {
+    /// The host's ID.
+    pub id: String,
+    /// The host's xkey.
+    pub xkey: nkeys::XKey,
 }
 
 impl Lattice {
@@ -82,7 +92,41 @@ impl Lattice {
             name: name.to_string(),
             subjects,
             clients: Default::default(),
+            identity: None,
         }
+    }
+
+    /// This lattice, joined as `identity`: workloads here may read lattice secrets.
+    pub fn with_identity(mut self, identity: HostIdentity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Asks the secret store for `key`, which `component` of `workload` may
+    /// read; the answer comes sealed to this host's xkey.
+    pub async fn secret(
+        &self,
+        workload: &str,
+        component: &str,
+        key: &str,
+    ) -> Result<String, String> {
+        let Some(identity) = &self.identity else {
+            return Err(format!(
+                "secret `{key}` comes from the lattice's store, and this host has no xkey \
+                 (start it with --xkey, or --nats-nkey with the .xk file beside it)"
+            ));
+        };
+        trellis_lattice::fetch_secret(
+            &self.nats,
+            &self.subjects,
+            &identity.id,
+            &identity.xkey,
+            workload,
+            component,
+            key,
+        )
+        .await
+        .map_err(|e| e.to_string())
     }
 
     /// The lattice's name.

@@ -279,6 +279,7 @@ fn prepare(
             component: c.spec,
             remote: &remote,
             sandbox: &services.sandbox,
+            lattice: services.lattice.as_ref(),
         };
         let caps = match ComponentCapabilities::prepare(&services.capabilities, &cx) {
             Ok(caps) => caps,

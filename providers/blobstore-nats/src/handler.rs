@@ -1,7 +1,6 @@
 //! The wRPC handlers: each call names its caller, whose workload owns the containers.
 
 use bytes::Bytes;
-use futures::StreamExt as _;
 use tokio::io::AsyncRead;
 use trellis_provider_sdk::{Caller, NatsContext};
 
@@ -20,11 +19,9 @@ pub struct Handler {
 }
 
 impl Handler {
-    /// A handler for `lattice` on `nats`.
-    pub fn new(nats: async_nats::Client, lattice: &str) -> Self {
-        Handler {
-            containers: Containers::new(nats, lattice),
-        }
+    /// A handler keeping its data in `containers`.
+    pub fn new(containers: Containers) -> Self {
+        Handler { containers }
     }
 
     /// The info of `object`, `None` if absent.
@@ -120,10 +117,7 @@ impl Handler {
             .list()
             .await
             .map_err(|e| format!("cannot list container `{container}`: {e}"))?;
-        let mut names: Vec<String> = list
-            .filter_map(|info| async move { info.ok().filter(|i| !i.deleted).map(|i| i.name) })
-            .collect()
-            .await;
+        let mut names: Vec<String> = list.into_iter().map(|i| i.name).collect();
         names.sort();
         Ok(names)
     }
@@ -231,7 +225,7 @@ impl objects::Handler<NatsContext> for Handler {
                 ));
             }
             let stop = end.saturating_add(1).min(size);
-            let chunks = self.containers.chunks(&caller, &container).await?;
+            let chunks = self.containers.chunks().await?;
             crate::slices::read(&chunks, &info, start, stop, at).await
         })
         .await

@@ -1,8 +1,10 @@
 //! `trellis-blobstore-nats`: wasi:blobstore on the NATS JetStream object store,
 //! served over wRPC (`trellis:blobstore/objects`) to every workload bound to it.
 //!
-//! Each container is its own object store, `trellis_<lattice>_<workload>_<container>`,
-//! so workloads never see each other's objects. Objects move a part or a slice
+//! Every workload's containers live in the provider's one object store,
+//! `trellis_<lattice>_data_<provider>` (only this provider's identity may reach
+//! it), under object names `<workload>/<container>/<object>`, so workloads
+//! never see each other's objects. Objects move a part or a slice
 //! per call: one of any size is never held whole here.
 
 mod containers;
@@ -34,7 +36,11 @@ async fn main() -> anyhow::Result<()> {
         trellis_provider_sdk::describe!("blobstore", INTERFACES),
         async |provider, args| {
             provider.require_jetstream().await?;
-            let handler = handler::Handler::new(provider.nats().clone(), &args.nats.lattice);
+            let data = trellis_provider_sdk::lattice::Subjects::new(&args.nats.lattice)
+                .provider_data(provider.name());
+            let containers =
+                containers::Containers::open_store(provider.nats().clone(), &data).await?;
+            let handler = handler::Handler::new(containers);
             bindings::serve(provider.wrpc(), handler).await
         },
     )

@@ -40,7 +40,7 @@ pub async fn write_part(
     data: Bytes,
 ) -> Result<Upload, String> {
     containers.open(caller, container).await?;
-    let bucket = containers.bucket(caller, container)?;
+    let bucket = containers.bucket();
     let mut upload = match upload {
         Some(upload) => upload,
         None => Upload {
@@ -49,7 +49,7 @@ pub async fn write_part(
             chunks: 0,
         },
     };
-    let subject = chunk_subject(&bucket, checked_id(&upload)?);
+    let subject = chunk_subject(bucket, checked_id(&upload)?);
     let js = containers.jetstream();
     let mut acks = Vec::new();
     for start in (0..data.len()).step_by(CHUNK) {
@@ -90,11 +90,11 @@ pub async fn commit(
     sha256: &[u8],
 ) -> Result<u64, String> {
     let store = containers.open(caller, container).await?;
-    let bucket = containers.bucket(caller, container)?;
+    let bucket = containers.bucket();
     let id = checked_id(&upload)?.to_string();
     let old = store.info(object).await.ok().filter(|o| !o.deleted);
     let info = ObjectInfo {
-        name: object.to_string(),
+        name: store.full_name(object),
         description: None,
         metadata: Default::default(),
         headers: None,
@@ -102,7 +102,7 @@ pub async fn commit(
             link: None,
             max_chunk_size: Some(CHUNK),
         }),
-        bucket: bucket.clone(),
+        bucket: bucket.to_string(),
         nuid: id,
         size: upload.size as usize,
         chunks: upload.chunks as usize,
@@ -116,7 +116,7 @@ pub async fn commit(
     let json = serde_json::to_vec(&info).map_err(|e| failed(&e))?;
     let mut headers = HeaderMap::new();
     headers.insert("Nats-Rollup", "sub");
-    let meta = format!("$O.{bucket}.M.{}", URL_SAFE.encode(object));
+    let meta = format!("$O.{bucket}.M.{}", URL_SAFE.encode(&info.name));
     containers
         .jetstream()
         .publish_with_headers(meta, headers, json.into())
@@ -147,11 +147,11 @@ async fn purge(
     container: &str,
     id: &str,
 ) -> Result<(), String> {
-    let bucket = containers.bucket(caller, container)?;
-    let chunks = containers.chunks(caller, container).await?;
+    containers.open(caller, container).await?;
+    let chunks = containers.chunks().await?;
     chunks
         .purge()
-        .filter(chunk_subject(&bucket, id))
+        .filter(chunk_subject(containers.bucket(), id))
         .await
         .map(|_| ())
         .map_err(|e| format!("cannot drop old chunks in container `{container}`: {e}"))

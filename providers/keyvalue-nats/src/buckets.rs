@@ -1,71 +1,125 @@
-//! Where a caller's bucket lives in JetStream, and how guest keys become KV keys.
+//! Where a caller's bucket lives, and how guest keys become KV keys.
+//!
+//! The provider keeps every workload's buckets in one JetStream KV bucket of
+//! its own, `trellis_<lattice>_data_<provider>`: the lattice's permissions
+//! name that bucket exactly, so no other identity can read it. A guest's
+//! bucket is a key prefix, `<workload>.<bucket>.`, and a handle names it.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
+use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, push};
 use async_nats::jetstream::{self, kv};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use tokio::sync::RwLock;
-use trellis_provider_sdk::{Caller, WorkloadScope};
+use futures::StreamExt as _;
+use trellis_provider_sdk::{Caller, check_name};
 
-/// JetStream KV stores, opened once and shared by every call.
+/// The provider's one KV bucket.
 #[derive(Clone)]
 pub struct Buckets {
-    js: jetstream::Context,
-    scope: WorkloadScope,
-    open: Arc<RwLock<HashMap<String, kv::Store>>>,
+    store: kv::Store,
+    nats: async_nats::Client,
+}
+
+/// One caller's bucket: a key prefix in the provider's store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    prefix: String,
 }
 
 impl Buckets {
-    /// Buckets of `lattice` on `nats`.
-    pub fn new(nats: async_nats::Client, lattice: &str) -> Self {
-        Buckets {
-            js: jetstream::new(nats),
-            scope: WorkloadScope::new(lattice),
-            open: Arc::default(),
-        }
+    /// Opens (or creates) the store called `name`.
+    pub async fn open(nats: async_nats::Client, name: &str) -> anyhow::Result<Self> {
+        let js = jetstream::new(nats.clone());
+        let config = kv::Config {
+            bucket: name.to_string(),
+            history: 1,
+            ..Default::default()
+        };
+        let store = match js.get_key_value(name).await {
+            Ok(store) => store,
+            Err(_) => match js.create_key_value(config).await {
+                Ok(store) => store,
+                // Another replica created it first.
+                Err(_) => js.get_key_value(name).await.map_err(|e| {
+                    anyhow::anyhow!("cannot open or create the JetStream bucket `{name}`: {e}")
+                })?,
+            },
+        };
+        Ok(Buckets { store, nats })
     }
 
-    /// The JetStream bucket `caller` means by `identifier` (or its binding's `bucket` config).
-    pub fn name_for(&self, caller: &Caller, identifier: &str) -> Result<String, String> {
+    /// The store.
+    pub fn store(&self) -> &kv::Store {
+        &self.store
+    }
+
+    /// The bucket `caller` means by `identifier` (or its binding's `bucket`
+    /// config), as the handle `open` returns.
+    pub fn handle_for(&self, caller: &Caller, identifier: &str) -> Result<String, String> {
         let bucket = caller
             .config
             .get("bucket")
             .map(String::as_str)
             .unwrap_or(identifier);
-        self.scope
-            .resource(caller, "bucket", bucket)
-            .map_err(|e| e.to_string())
+        check_name("bucket", bucket).map_err(|e| e.to_string())?;
+        Ok(format!("{}.{bucket}", caller.workload))
     }
 
-    /// Whether the bucket `name` (from a handle) belongs to `caller`'s workload.
-    pub fn owned_by(&self, caller: &Caller, name: &str) -> bool {
-        self.scope.local(caller, name).is_some()
-    }
-
-    /// The store called `name`, created on first use.
-    pub async fn store(&self, name: &str) -> Result<kv::Store, String> {
-        if let Some(store) = self.open.read().await.get(name) {
-            return Ok(store.clone());
+    /// Every guest key in `bucket`, read from the store's latest entries.
+    pub async fn keys(&self, bucket: &Bucket) -> anyhow::Result<Vec<String>> {
+        let store = &self.store;
+        let consumer = store
+            .stream
+            .create_consumer(push::OrderedConfig {
+                deliver_subject: self.nats.new_inbox(),
+                filter_subject: format!("{}{}>", store.prefix, bucket.prefix),
+                headers_only: true,
+                replay_policy: ReplayPolicy::Instant,
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
+            .await?;
+        let mut keys = Vec::new();
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(keys);
         }
-        let store = match self.js.get_key_value(name).await {
-            Ok(store) => store,
-            Err(_) => self
-                .js
-                .create_key_value(kv::Config {
-                    bucket: name.to_string(),
-                    history: 1,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| format!("cannot create JetStream bucket `{name}`: {e}"))?,
-        };
-        self.open
-            .write()
-            .await
-            .insert(name.to_string(), store.clone());
-        Ok(store)
+        let mut messages = consumer.messages().await?;
+        while let Some(message) = messages.next().await {
+            let message = message?;
+            let removed = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("KV-Operation"))
+                .is_some_and(|op| op.as_str() != "PUT");
+            let stored = message
+                .subject
+                .strip_prefix(store.prefix.as_str())
+                .and_then(|s| s.strip_prefix(bucket.prefix.as_str()));
+            if let (false, Some(key)) = (removed, stored.and_then(decode_key)) {
+                keys.push(key);
+            }
+            if message.info().map_err(anyhow::Error::msg)?.pending == 0 {
+                break;
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The bucket behind `handle`, if it is one of `caller`'s workload.
+    pub fn owned(&self, caller: &Caller, handle: &str) -> Option<Bucket> {
+        let bucket = handle
+            .strip_prefix(caller.workload.as_str())?
+            .strip_prefix('.')?;
+        check_name("bucket", bucket).ok()?;
+        Some(Bucket {
+            prefix: format!("{handle}."),
+        })
+    }
+}
+
+impl Bucket {
+    /// The store key of guest key `key`.
+    pub fn key(&self, key: &str) -> String {
+        format!("{}{}", self.prefix, encode_key(key))
     }
 }
 

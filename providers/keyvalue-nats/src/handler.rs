@@ -1,12 +1,11 @@
 //! The wRPC handlers: each call names its caller, whose workload owns the bucket.
 
 use bytes::Bytes;
-use futures::StreamExt as _;
 use trellis_provider_sdk::{Caller, NatsContext};
 use wrpc_transport::{ResourceBorrow, ResourceOwn};
 
 use crate::bindings::exports::wasi::keyvalue::{atomics, batch, store};
-use crate::buckets::{Buckets, decode_key, encode_key};
+use crate::buckets::{Bucket, Buckets};
 
 type Result<T> = anyhow::Result<std::result::Result<T, store::Error>>;
 type BucketRef = ResourceBorrow<store::Bucket>;
@@ -23,20 +22,19 @@ pub struct Handler {
     nats: async_nats::Client,
 }
 
+type Store = async_nats::jetstream::kv::Store;
+
 impl Handler {
-    /// A handler for `lattice` on `nats`.
-    pub fn new(nats: async_nats::Client, lattice: &str) -> Self {
-        Handler {
-            buckets: Buckets::new(nats.clone(), lattice),
-            nats,
-        }
+    /// A handler keeping its data in `buckets`.
+    pub fn new(nats: async_nats::Client, buckets: Buckets) -> Self {
+        Handler { buckets, nats }
     }
 
     /// Stores `value` under `key`, refusing at once what the server would refuse
     /// (a message over its `max_payload`) with a sentence that says so.
     async fn put(
         &self,
-        kv: &async_nats::jetstream::kv::Store,
+        (kv, bucket): &(Store, Bucket),
         key: &str,
         value: Bytes,
     ) -> std::result::Result<(), store::Error> {
@@ -47,25 +45,26 @@ impl Handler {
                 value.len()
             )));
         }
-        kv.put(encode_key(key), value)
+        kv.put(bucket.key(key), value)
             .await
             .map(|_| ())
             .map_err(other)
     }
 
-    /// The caller's store behind a bucket handle.
+    /// The store and the caller's bucket behind a bucket handle.
     async fn store(
         &self,
         cx: &NatsContext,
         bucket: &BucketRef,
-    ) -> std::result::Result<async_nats::jetstream::kv::Store, store::Error> {
+    ) -> std::result::Result<(Store, Bucket), store::Error> {
         let caller = Caller::from_context(cx).map_err(refused)?;
-        let name = std::str::from_utf8(bucket.as_ref())
+        let handle = std::str::from_utf8(bucket.as_ref())
             .map_err(|_| store::Error::Other("malformed bucket handle".into()))?;
-        if !self.buckets.owned_by(&caller, name) {
-            return Err(store::Error::AccessDenied);
-        }
-        self.buckets.store(name).await.map_err(other)
+        let bucket = self
+            .buckets
+            .owned(&caller, handle)
+            .ok_or(store::Error::AccessDenied)?;
+        Ok((self.buckets.store().clone(), bucket))
     }
 }
 
@@ -91,12 +90,8 @@ impl store::Handler<NatsContext> for Handler {
             Ok(caller) => caller,
             Err(e) => return Ok(Err(refused(e))),
         };
-        let name = match self.buckets.name_for(&caller, &identifier) {
-            Ok(name) => name,
-            Err(e) => return Ok(Err(other(e))),
-        };
-        Ok(match self.buckets.store(&name).await {
-            Ok(_) => Ok(ResourceOwn::new(Bytes::from(name))),
+        Ok(match self.buckets.handle_for(&caller, &identifier) {
+            Ok(handle) => Ok(ResourceOwn::new(Bytes::from(handle))),
             Err(e) => Err(other(e)),
         })
     }
@@ -105,8 +100,8 @@ impl store::Handler<NatsContext> for Handler {
 impl store::HandlerBucket<NatsContext> for Handler {
     async fn get(&self, cx: NatsContext, bucket: BucketRef, key: String) -> Result<Option<Bytes>> {
         Ok(async {
-            let kv = self.store(&cx, &bucket).await?;
-            kv.get(encode_key(&key)).await.map_err(other)
+            let (kv, bucket) = self.store(&cx, &bucket).await?;
+            kv.get(bucket.key(&key)).await.map_err(other)
         }
         .await)
     }
@@ -119,24 +114,24 @@ impl store::HandlerBucket<NatsContext> for Handler {
         value: Bytes,
     ) -> Result<()> {
         Ok(async {
-            let kv = self.store(&cx, &bucket).await?;
-            self.put(&kv, &key, value).await
+            let target = self.store(&cx, &bucket).await?;
+            self.put(&target, &key, value).await
         }
         .await)
     }
 
     async fn delete(&self, cx: NatsContext, bucket: BucketRef, key: String) -> Result<()> {
         Ok(async {
-            let kv = self.store(&cx, &bucket).await?;
-            kv.delete(encode_key(&key)).await.map_err(other)
+            let (kv, bucket) = self.store(&cx, &bucket).await?;
+            kv.delete(bucket.key(&key)).await.map_err(other)
         }
         .await)
     }
 
     async fn exists(&self, cx: NatsContext, bucket: BucketRef, key: String) -> Result<bool> {
         Ok(async {
-            let kv = self.store(&cx, &bucket).await?;
-            kv.get(encode_key(&key))
+            let (kv, bucket) = self.store(&cx, &bucket).await?;
+            kv.get(bucket.key(&key))
                 .await
                 .map(|v| v.is_some())
                 .map_err(other)
@@ -151,17 +146,8 @@ impl store::HandlerBucket<NatsContext> for Handler {
         cursor: Option<u64>,
     ) -> Result<store::KeyResponse> {
         Ok(async {
-            let kv = self.store(&cx, &bucket).await?;
-            let mut keys: Vec<String> = match kv.keys().await {
-                Ok(stream) => {
-                    stream
-                        .filter_map(|k| async move { k.ok().and_then(|k| decode_key(&k)) })
-                        .collect()
-                        .await
-                }
-                // An empty bucket gives an empty stream (async-nats 0.49), not an error.
-                Err(e) => return Err(other(e)),
-            };
+            let (_, bucket) = self.store(&cx, &bucket).await?;
+            let mut keys = self.buckets.keys(&bucket).await.map_err(other)?;
             keys.sort();
             let start = cursor.unwrap_or(0) as usize;
             let page: Vec<String> = keys.iter().skip(start).take(PAGE).cloned().collect();
@@ -184,8 +170,8 @@ impl atomics::Handler<NatsContext> for Handler {
         delta: u64,
     ) -> Result<u64> {
         Ok(async {
-            let kv = self.store(&cx, &bucket).await?;
-            let key = encode_key(&key);
+            let (kv, bucket) = self.store(&cx, &bucket).await?;
+            let key = bucket.key(&key);
             for _ in 0..CAS_ATTEMPTS {
                 let entry = kv.entry(key.as_str()).await.map_err(other)?;
                 let (current, revision) = match &entry {
@@ -233,10 +219,10 @@ impl batch::Handler<NatsContext> for Handler {
         keys: Vec<String>,
     ) -> Result<Vec<Option<(String, Bytes)>>> {
         Ok(async {
-            let kv = self.store(&cx, &bucket).await?;
+            let (kv, bucket) = self.store(&cx, &bucket).await?;
             let mut out = Vec::with_capacity(keys.len());
             for key in keys {
-                let value = kv.get(encode_key(&key)).await.map_err(other)?;
+                let value = kv.get(bucket.key(&key)).await.map_err(other)?;
                 out.push(value.map(|v| (key, v)));
             }
             Ok(out)
@@ -251,9 +237,9 @@ impl batch::Handler<NatsContext> for Handler {
         key_values: Vec<(String, Bytes)>,
     ) -> Result<()> {
         Ok(async {
-            let kv = self.store(&cx, &bucket).await?;
+            let target = self.store(&cx, &bucket).await?;
             for (key, value) in key_values {
-                self.put(&kv, &key, value).await?;
+                self.put(&target, &key, value).await?;
             }
             Ok(())
         }
@@ -267,9 +253,9 @@ impl batch::Handler<NatsContext> for Handler {
         keys: Vec<String>,
     ) -> Result<()> {
         Ok(async {
-            let kv = self.store(&cx, &bucket).await?;
+            let (kv, bucket) = self.store(&cx, &bucket).await?;
             for key in keys {
-                kv.delete(encode_key(&key)).await.map_err(other)?;
+                kv.delete(bucket.key(&key)).await.map_err(other)?;
             }
             Ok(())
         }

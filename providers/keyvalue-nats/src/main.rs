@@ -1,9 +1,11 @@
 //! `trellis-keyvalue-nats`: wasi:keyvalue (store, atomics, batch) on NATS JetStream KV,
 //! served over wRPC to every workload bound to it.
 //!
-//! Each workload's buckets are its own JetStream KV buckets
-//! (`trellis_<lattice>_<workload>_<bucket>`); the bucket is the binding's `bucket`
-//! config when set, else the identifier the guest passes to `open`.
+//! Every workload's buckets live in the provider's one JetStream KV bucket
+//! (`trellis_<lattice>_data_<provider>`, which the lattice's permissions let
+//! only this provider reach), under keys `<workload>.<bucket>.<key>`; the
+//! bucket is the binding's `bucket` config when set, else the identifier the
+//! guest passes to `open`.
 
 mod buckets;
 mod handler;
@@ -30,7 +32,10 @@ async fn main() -> anyhow::Result<()> {
         trellis_provider_sdk::describe!("keyvalue", INTERFACES),
         async |provider, args| {
             provider.require_jetstream().await?;
-            let handler = handler::Handler::new(provider.nats().clone(), &args.nats.lattice);
+            let data = trellis_provider_sdk::lattice::Subjects::new(&args.nats.lattice)
+                .provider_data(provider.name());
+            let buckets = buckets::Buckets::open(provider.nats().clone(), &data).await?;
+            let handler = handler::Handler::new(provider.nats().clone(), buckets);
             bindings::serve(provider.wrpc(), handler).await
         },
     )

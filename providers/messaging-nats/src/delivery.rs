@@ -19,6 +19,7 @@ use trellis_provider_sdk::lattice::lean::LeanClient;
 use trellis_provider_sdk::lattice::{Link, Subjects, headers};
 
 use crate::bindings::trellis::messaging::{handler, types};
+use crate::subjects::Granted;
 
 /// How long a handler may take with one message.
 const HANDLER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,7 +39,7 @@ struct Subscription {
 
 /// The subscriptions `link` asks for; subjects a component may not receive
 /// are logged and skipped.
-fn subscriptions(link: &Link) -> HashSet<Subscription> {
+fn subscriptions(link: &Link, granted: &Granted) -> HashSet<Subscription> {
     let mut wanted = HashSet::new();
     for binding in &link.bindings {
         let Some(subjects) = binding.config.get("subscribe") else {
@@ -50,7 +51,9 @@ fn subscriptions(link: &Link) -> HashSet<Subscription> {
             None => link.workload.clone(),
         };
         for subject in subjects.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            if let Some(why) = crate::subjects::refuse_subscription(subject) {
+            let refused =
+                crate::subjects::refuse_subscription(subject).or_else(|| granted.refuse(subject));
+            if let Some(why) = refused {
                 tracing::warn!(workload = %link.workload, %subject, "not subscribing: {why}");
                 continue;
             }
@@ -69,6 +72,7 @@ fn subscriptions(link: &Link) -> HashSet<Subscription> {
 pub async fn run(
     nats: async_nats::Client,
     subjects: Subjects,
+    granted: Granted,
     links: impl Stream<Item = LinkChange>,
 ) {
     let mut by_link: HashMap<String, HashSet<Subscription>> = HashMap::new();
@@ -76,7 +80,7 @@ pub async fn run(
     let mut links = std::pin::pin!(links);
     while let Some(change) = links.next().await {
         let (key, wanted) = match change {
-            LinkChange::Put(link) => (link.key(), subscriptions(&link)),
+            LinkChange::Put(link) => (link.key(), subscriptions(&link, &granted)),
             LinkChange::Removed(key) => (key, HashSet::new()),
         };
         let had = by_link.remove(&key).unwrap_or_default();
@@ -191,7 +195,7 @@ mod tests {
                 binding("trellis.x,$JS.API.X,>,*.>"),
             ],
         };
-        let mut got: Vec<String> = subscriptions(&link)
+        let mut got: Vec<String> = subscriptions(&link, &Granted::default())
             .into_iter()
             .map(|s| format!("{} {} {}", s.workload, s.subject, s.queue))
             .collect();

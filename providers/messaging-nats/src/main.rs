@@ -7,7 +7,9 @@
 //! - `trellis:messaging/jetstream`: durable pull consumers (ack, redelivery,
 //!   replay from a sequence).
 //!
-//! Components name plain subjects. Subjects the lattice itself uses (`trellis.…`),
+//! Components name plain subjects; on a secured lattice only those the
+//! lattice grants this provider (`--subject`, as `trellis lattice add
+//! provider --subject` wrote them into its permissions). Subjects the lattice itself uses (`trellis.…`),
 //! reply inboxes (`_INBOX.…`) and server subjects (`$…`) are refused, so a
 //! component cannot speak for a host or a provider.
 
@@ -36,15 +38,18 @@ const INTERFACES: &[&str] = &[
 async fn main() -> anyhow::Result<()> {
     Provider::main(
         trellis_provider_sdk::describe!("messaging", INTERFACES),
-        async |provider, _args| {
+        async |provider, args| {
+            let granted = subjects::Granted::new(args.subjects.clone());
             let links = provider.links().await?;
             tokio::spawn(delivery::run(
                 provider.nats().clone(),
                 provider.subjects().clone(),
+                granted.clone(),
                 links,
             ));
             let handler = Handler {
                 nats: provider.nats().clone(),
+                granted,
             };
             bindings::serve(provider.wrpc(), handler).await
         },
@@ -56,4 +61,5 @@ async fn main() -> anyhow::Result<()> {
 #[derive(Clone)]
 pub struct Handler {
     nats: async_nats::Client,
+    granted: subjects::Granted,
 }

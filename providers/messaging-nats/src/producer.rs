@@ -13,9 +13,9 @@ const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The calling workload, if it may send to `subject`: a call without host headers,
 /// or to a subject components may not use, is refused.
-pub fn admit(cx: &NatsContext, subject: &str) -> Result<Caller, String> {
+fn admit(handler: &Handler, cx: &NatsContext, subject: &str) -> Result<Caller, String> {
     let caller = Caller::from_context(cx).map_err(|e| format!("refused: {e}"))?;
-    match crate::subjects::refuse_send(subject) {
+    match crate::subjects::refuse_send(subject).or_else(|| handler.granted.refuse(subject)) {
         Some(why) => Err(why),
         None => Ok(caller),
     }
@@ -28,7 +28,7 @@ impl producer::Handler<NatsContext> for Handler {
         subject: String,
         body: Bytes,
     ) -> anyhow::Result<Result<(), String>> {
-        let caller = match admit(&cx, &subject) {
+        let caller = match admit(self, &cx, &subject) {
             Ok(caller) => caller,
             Err(e) => return Ok(Err(e)),
         };
@@ -50,7 +50,7 @@ impl producer::Handler<NatsContext> for Handler {
         body: Bytes,
         timeout_ms: u32,
     ) -> anyhow::Result<Result<Bytes, String>> {
-        let caller = match admit(&cx, &subject) {
+        let caller = match admit(self, &cx, &subject) {
             Ok(caller) => caller,
             Err(e) => return Ok(Err(e)),
         };

@@ -65,9 +65,76 @@ pub fn may_answer(reply: &str) -> bool {
         && !first.starts_with('$')
 }
 
+/// The application subjects the lattice grants this provider's identity
+/// (`--subject`, the same patterns `trellis lattice add provider --subject`
+/// wrote into the server's permissions). A subject outside them is refused
+/// here with a sentence, instead of vanishing into a permission violation
+/// that leaves a request waiting out its timeout. Empty: every subject
+/// outside the reserved spaces (an open server).
+#[derive(Debug, Clone, Default)]
+pub struct Granted(Vec<String>);
+
+impl Granted {
+    /// The grants `patterns`.
+    pub fn new(patterns: Vec<String>) -> Self {
+        Granted(patterns)
+    }
+
+    /// Why `subject` (a subject, or a subscription's pattern) is outside the
+    /// grants, if it is.
+    pub fn refuse(&self, subject: &str) -> Option<String> {
+        if self.0.is_empty() || self.0.iter().any(|grant| covers(grant, subject)) {
+            return None;
+        }
+        Some(format!(
+            "subject `{subject}` is outside this provider's application subjects ({})",
+            self.0.join(", ")
+        ))
+    }
+}
+
+/// Whether every subject `pattern` matches is matched by `grant`.
+fn covers(grant: &str, pattern: &str) -> bool {
+    let (mut grant, mut pattern) = (grant.split('.'), pattern.split('.'));
+    loop {
+        match (grant.next(), pattern.next()) {
+            (Some(">"), Some(_)) | (None, None) => return true,
+            (Some("*"), Some(token)) if token != ">" => {}
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grants_cover_exactly_their_subjects() {
+        let granted = Granted::new(vec!["orders.>".into(), "svc.*".into()]);
+        for ok in [
+            "orders.new",
+            "orders.a.b",
+            "orders.*",
+            "orders.>",
+            "svc.upper",
+            "svc.*",
+        ] {
+            assert_eq!(granted.refuse(ok), None, "{ok}");
+        }
+        for bad in [
+            "orders",
+            "svc",
+            "svc.a.b",
+            "svc.>",
+            "billing.x",
+            "ordersx.y",
+        ] {
+            assert!(granted.refuse(bad).is_some(), "{bad}");
+        }
+        assert_eq!(Granted::default().refuse("anything"), None);
+    }
 
     #[test]
     fn sends_to_reserved_or_malformed_subjects_are_refused() {

@@ -42,7 +42,7 @@ mod scope;
 pub use caller::{Caller, CallerError};
 pub use links::LinkChange;
 pub use provider::{Description, Invocations, Provider, ProviderArgs};
-pub use scope::{NameError, WorkloadScope, check_name};
+pub use scope::{NameError, check_name};
 pub use trellis_lattice as lattice;
 pub use trellis_lattice::{BoundedIncoming, BoundedServer, ServerLimits};
 pub use trellis_process::init_logging;

@@ -81,6 +81,12 @@ pub struct ProviderArgs {
     /// process exits anyway.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// An application subject the lattice grants this provider (repeatable;
+    /// what `trellis lattice add provider --subject` granted): providers that
+    /// publish for components refuse others at once. None: no restriction
+    /// beyond the reserved subjects.
+    #[arg(long = "subject", value_name = "PATTERN")]
+    pub subjects: Vec<String>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -143,7 +149,7 @@ impl Provider {
         trellis_lattice::check_name(trellis_lattice::NameKind::Provider, &name)?;
         let nats = args
             .nats
-            .connect(&format!("trellis-provider-{name}"), true)
+            .connect(&trellis_lattice::Role::Provider(name.clone()), true)
             .await?;
         let subjects = Subjects::new(&args.nats.lattice);
         let prefix = subjects.provider(&name);

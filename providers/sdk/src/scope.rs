@@ -1,37 +1,6 @@
-//! Keeping workloads apart: each workload's JetStream resources (KV buckets,
-//! object stores) carry its name, so one provider serves many without mixing data.
-
-use crate::Caller;
-
-/// Names per-workload resources `trellis_<lattice>_<workload>_<name>`. Workload
-/// names are DNS labels (no `_`), so a name never reads as another workload's.
-#[derive(Debug, Clone)]
-pub struct WorkloadScope {
-    prefix: String,
-}
-
-impl WorkloadScope {
-    /// Resources of `lattice`.
-    pub fn new(lattice: &str) -> Self {
-        WorkloadScope {
-            prefix: format!("trellis_{lattice}_"),
-        }
-    }
-
-    /// The resource `caller`'s workload means by `name`; `what` ("bucket",
-    /// "container") names it in the error when `name` is not a valid one.
-    pub fn resource(&self, caller: &Caller, what: &str, name: &str) -> Result<String, NameError> {
-        check_name(what, name)?;
-        Ok(format!("{}{}_{name}", self.prefix, caller.workload))
-    }
-
-    /// The name `caller` used for the resource `full`, if `full` is its workload's.
-    pub fn local<'a>(&self, caller: &Caller, full: &'a str) -> Option<&'a str> {
-        full.strip_prefix(&self.prefix)?
-            .strip_prefix(caller.workload.as_str())?
-            .strip_prefix('_')
-    }
-}
+//! Names guests choose (buckets, containers, consumers) that end up in
+//! JetStream keys, object names and consumer names: checked before use, so a
+//! name never reads as another workload's.
 
 /// A name a guest chose that cannot name a JetStream resource.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,29 +33,14 @@ pub fn check_name(what: &str, name: &str) -> Result<(), NameError> {
 mod tests {
     use super::*;
 
-    fn caller(workload: &str) -> Caller {
-        Caller {
-            workload: workload.into(),
-            component: "c".into(),
-            binding: String::new(),
-            config: Default::default(),
-            traceparent: None,
-        }
-    }
-
     #[test]
-    fn names_belong_to_one_workload() {
-        let scope = WorkloadScope::new("default");
-        let full = scope
-            .resource(&caller("shop"), "bucket", "cart")
-            .unwrap_or_default();
-        assert_eq!(full, "trellis_default_shop_cart");
-        assert_eq!(scope.local(&caller("shop"), &full), Some("cart"));
-        assert_eq!(scope.local(&caller("sho"), &full), None);
-        assert_eq!(scope.local(&caller("shop-2"), &full), None);
-        let bad = scope.resource(&caller("shop"), "container", "a.b");
+    fn names_that_would_add_a_separator_are_refused() {
+        assert!(check_name("bucket", "cart_2-b").is_ok());
+        for bad in ["", "a.b", "a/b", "a b", "*"] {
+            assert!(check_name("bucket", bad).is_err(), "{bad}");
+        }
         assert_eq!(
-            bad.map_err(|e| e.to_string()),
+            check_name("container", "a.b").map_err(|e| e.to_string()),
             Err("container `a.b` is not a valid name: use letters, digits, `-` and `_`".into())
         );
     }

@@ -375,6 +375,7 @@ mod tests {
             component: &spec,
             remote: &no_lattice,
             sandbox: &Arc::new(crate::sandbox::Sandbox::open()),
+            lattice: None,
         };
         let first = KeyValue::prepare(&memory, &cx)?;
         let second = KeyValue::prepare(&memory, &cx)?;

@@ -1,0 +1,250 @@
+//! What each role may publish and subscribe to, as nats-server allow lists.
+//!
+//! Everything is allowed by name: nothing a role does not need, no wildcard
+//! wider than the subjects it serves. JetStream streams are named exactly
+//! (a permission cannot match a prefix of a token), which is why a provider
+//! keeps its data in one bucket and one object store named after it.
+
+use serde::Serialize;
+use trellis_lattice::{LINKS_BUCKET, Role, SECRETS_BUCKET, Subjects};
+
+/// The export a provider with application subjects delivers messages to.
+const DELIVERY_HANDLER: &str = "trellis:messaging/handler@0.1.0";
+
+/// The lattice buckets the scheduler and the operator keep (see `trellis-scheduler`).
+const CONTROL_BUCKETS: [&str; 3] = ["desired", "status", "scheduler"];
+
+/// One identity's allow lists, as nats-server reads them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Permissions {
+    /// Subjects it may publish to.
+    pub publish: Vec<String>,
+    /// Subjects it may subscribe to.
+    pub subscribe: Vec<String>,
+    /// Whether it may answer the requests it receives (once each, on their
+    /// reply subject): the messaging provider relays components' replies to
+    /// applications whose inboxes nobody can list in advance.
+    pub allow_responses: bool,
+}
+
+/// What an operator grants a provider beyond its own subjects and data: the
+/// messaging provider's application subjects and the streams it may consume.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ProviderGrants {
+    /// Application subjects (patterns) its components may publish, request
+    /// and subscribe to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<String>,
+    /// JetStream streams its components may consume.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<String>,
+}
+
+impl Permissions {
+    /// The permissions of `role` in the lattice of `subjects`.
+    pub fn of(subjects: &Subjects, role: &Role, grants: &ProviderGrants) -> Permissions {
+        let mut p = Permissions::default();
+        p.subscribe.push(format!("{}.>", subjects.inbox(role)));
+        if !matches!(role, Role::Admin(_)) {
+            // Account information (limits, usage), which clients read first.
+            p.publish.push("$JS.API.INFO".into());
+        }
+        match role {
+            Role::Admin(_) => {
+                p.publish = vec![">".into()];
+                p.subscribe = vec![">".into()];
+            }
+            Role::Operator => {
+                p.control_hosts(subjects);
+                p.publish.push(subjects.providers_ping());
+                p.subscribe
+                    .push(format!("trellis.{}.evt.>", subjects.lattice()));
+                for bucket in CONTROL_BUCKETS {
+                    p.kv_owner(&subjects.bucket(bucket));
+                }
+                // `trellis secret put`: the store's key, and writes (sealed) only.
+                p.publish.push(subjects.secret_store_key());
+                p.publish
+                    .push(format!("$KV.{}.>", subjects.bucket(SECRETS_BUCKET)));
+            }
+            Role::Scheduler => {
+                p.control_hosts(subjects);
+                p.subscribe.push(subjects.host_heartbeats());
+                for bucket in CONTROL_BUCKETS {
+                    p.kv_owner(&subjects.bucket(bucket));
+                }
+                // The secret store: its subjects, its bucket, answers to hosts
+                // (already allowed) and to the operator.
+                p.subscribe.push(subjects.secret_store());
+                p.publish.push(subjects.inboxes_of("operator"));
+                p.kv_owner(&subjects.bucket(SECRETS_BUCKET));
+            }
+            Role::Host(id) => {
+                p.publish.extend([
+                    subjects.host_heartbeat(id),
+                    subjects.secret_request(id),
+                    format!("{}.>", subjects.provider("*")),
+                    subjects.providers_ping(),
+                    format!("{}.>", subjects.workload("*")),
+                ]);
+                for kind in ["host", "provider", "scheduler", "operator"] {
+                    p.publish.push(subjects.inboxes_of(kind));
+                }
+                p.subscribe.extend([
+                    format!("{}.>", subjects.host(id)),
+                    format!("{}.>", subjects.workload("*")),
+                ]);
+                p.kv_owner(&subjects.bucket(LINKS_BUCKET));
+            }
+            Role::Provider(name) => {
+                p.publish.extend([
+                    subjects.provider_heartbeat(name),
+                    subjects.inboxes_of("host"),
+                    subjects.inboxes_of("operator"),
+                ]);
+                p.subscribe.extend([
+                    format!("{}.>", subjects.provider(name)),
+                    subjects.providers_ping(),
+                ]);
+                let data = subjects.provider_data(name);
+                p.kv_owner(&data);
+                p.stream_owner(&format!("OBJ_{data}"));
+                p.publish.push(format!("$O.{data}.>"));
+                // Links: read, and created by whichever of hosts and providers
+                // comes first (with the one config every process uses).
+                let links = format!("KV_{}", subjects.bucket(LINKS_BUCKET));
+                p.publish.push(format!("$JS.API.STREAM.CREATE.{links}"));
+                p.stream_consumer(&links);
+                for subject in &grants.subjects {
+                    p.publish.push(subject.clone());
+                    p.subscribe.push(subject.clone());
+                }
+                if !grants.subjects.is_empty() {
+                    // Components answer applications' requests, whose inboxes
+                    // nobody can list in advance (nats-server's response
+                    // tracking covers replies elsewhere).
+                    p.publish.push("_INBOX.>".into());
+                    // Deliveries: the handler export of subscribed workloads, both transports.
+                    for transport in ["rr", "wrpc.0.0.1"] {
+                        p.publish.push(format!(
+                            "{}.{transport}.{DELIVERY_HANDLER}.>",
+                            subjects.workload("*")
+                        ));
+                    }
+                }
+                for stream in &grants.streams {
+                    p.stream_consumer(stream);
+                }
+                p.allow_responses = !grants.subjects.is_empty();
+            }
+        }
+        p
+    }
+
+    /// Calls to any host's control API; results come back to its own inbox,
+    /// parameters go to the host's.
+    fn control_hosts(&mut self, subjects: &Subjects) {
+        self.publish.push(format!("{}.>", subjects.host("*")));
+        self.publish.push(subjects.inboxes_of("host"));
+    }
+
+    /// Everything on the KV bucket `bucket`: its stream and its keys.
+    fn kv_owner(&mut self, bucket: &str) {
+        self.stream_owner(&format!("KV_{bucket}"));
+        self.publish.push(format!("$KV.{bucket}.>"));
+    }
+
+    /// Every JetStream API call on `stream` (create, info, consumers, direct
+    /// gets, purge, delete), its acks and flow control.
+    fn stream_owner(&mut self, stream: &str) {
+        self.publish.extend([
+            format!("$JS.API.*.*.{stream}"),
+            format!("$JS.API.*.*.{stream}.>"),
+            format!("$JS.API.*.*.*.{stream}"),
+            format!("$JS.API.*.*.*.{stream}.>"),
+        ]);
+        self.acks(stream);
+    }
+
+    /// Reading `stream` through consumers and direct gets, never changing it.
+    fn stream_consumer(&mut self, stream: &str) {
+        self.publish.extend([
+            format!("$JS.API.STREAM.INFO.{stream}"),
+            format!("$JS.API.STREAM.MSG.GET.{stream}"),
+            format!("$JS.API.DIRECT.GET.{stream}"),
+            format!("$JS.API.DIRECT.GET.{stream}.>"),
+            format!("$JS.API.CONSUMER.*.{stream}"),
+            format!("$JS.API.CONSUMER.*.{stream}.>"),
+            format!("$JS.API.CONSUMER.*.*.{stream}.>"),
+        ]);
+        self.acks(stream);
+    }
+
+    fn acks(&mut self, stream: &str) {
+        self.publish.push(format!("$JS.ACK.{stream}.>"));
+        self.publish.push(format!("$JS.FC.{stream}.>"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of(role: Role) -> Permissions {
+        Permissions::of(&Subjects::new("edge"), &role, &ProviderGrants::default())
+    }
+
+    #[test]
+    fn a_host_serves_and_announces_only_itself() {
+        let p = of(Role::Host("HOSTA".into()));
+        assert!(
+            p.subscribe
+                .contains(&"trellis.edge.host.HOSTA.>".to_string())
+        );
+        assert!(!p.subscribe.iter().any(|s| s.contains("host.*")));
+        assert!(
+            p.publish
+                .contains(&"trellis.edge.evt.host.HOSTA.heartbeat".to_string())
+        );
+        assert!(
+            !p.publish
+                .iter()
+                .any(|s| s.starts_with("trellis.edge.host."))
+        );
+        assert_eq!(p.subscribe[0], "_INBOX.edge.host.HOSTA.>");
+    }
+
+    #[test]
+    fn a_provider_reaches_its_own_data_and_subjects_only() {
+        let p = of(Role::Provider("kv".into()));
+        assert!(
+            p.subscribe
+                .contains(&"trellis.edge.provider.kv.>".to_string())
+        );
+        assert!(
+            p.publish
+                .iter()
+                .filter(|s| s.starts_with("$JS.API.*"))
+                .all(|s| s.contains("trellis_edge_data_kv"))
+        );
+        assert!(!p.publish.iter().any(|s| s.contains("trellis.edge.host")));
+        assert!(!p.allow_responses);
+    }
+
+    #[test]
+    fn only_the_control_roles_call_hosts() {
+        for role in [Role::Operator, Role::Scheduler] {
+            assert!(
+                of(role)
+                    .publish
+                    .contains(&"trellis.edge.host.*.>".to_string())
+            );
+        }
+        assert!(
+            !of(Role::Provider("kv".into()))
+                .publish
+                .iter()
+                .any(|s| s.contains(".host.*"))
+        );
+    }
+}
