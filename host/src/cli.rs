@@ -51,8 +51,10 @@ pub enum Format {
     Yaml,
 }
 
+/// Connects as the operator; a refused identity or an unreachable server is
+/// reported at once (exit 3), not retried.
 async fn connect(nats: &NatsArgs) -> Result<async_nats::Client, Outcome> {
-    nats.connect(&Role::Operator, false)
+    nats.connect(&Role::Operator, true)
         .await
         .map_err(|e| Outcome::Unreachable(e.to_string()))
 }

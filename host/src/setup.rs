@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use trellis_identity::{DEFAULT_PROVIDERS, Identity, InitOptions, LatticeDir, ProviderGrants};
+use trellis_identity::{
+    Cluster, DEFAULT_PROVIDERS, Identity, InitOptions, LatticeDir, ProviderGrants,
+};
 
 use crate::cli::Outcome;
 
@@ -37,6 +39,16 @@ pub enum LatticeCommand {
         /// require TLS.
         #[arg(long)]
         tls: bool,
+        /// Make the servers a cluster of this name (start each with its own
+        /// `-n NAME` and `-sd DIR`); needs `--route`.
+        #[arg(long, requires = "routes")]
+        cluster: Option<String>,
+        /// Where each server listens for routes.
+        #[arg(long, default_value = "0.0.0.0:6222")]
+        cluster_listen: String,
+        /// A server of the cluster, `host:port` of its route listener (repeatable).
+        #[arg(long = "route", value_name = "HOST:PORT")]
+        routes: Vec<String>,
     },
     /// Add an identity to the lattice in DIR and rewrite its nats.conf; reload
     /// nats-server afterwards (`nats-server --signal reload`, or SIGHUP).
@@ -98,9 +110,27 @@ pub fn run(command: &LatticeCommand) -> Outcome {
             subjects,
             streams,
             tls,
-        } => init(dir, lattice, listen, providers, subjects, streams, *tls),
+            cluster,
+            cluster_listen,
+            routes,
+        } => {
+            let cluster = cluster.as_ref().map(|name| Cluster {
+                name: name.clone(),
+                listen: cluster_listen.clone(),
+                routes: routes.clone(),
+                password: nkeys::XKey::new().public_key(),
+            });
+            let grants = Grants { subjects, streams };
+            init(dir, lattice, listen, providers, &grants, *tls, cluster)
+        }
         LatticeCommand::Add { what } => add(what),
     }
+}
+
+/// The `--subject` and `--stream` grants of `init`, by provider.
+struct Grants<'a> {
+    subjects: &'a [(String, String)],
+    streams: &'a [(String, String)],
 }
 
 fn init(
@@ -108,10 +138,11 @@ fn init(
     lattice: &str,
     listen: &str,
     providers: &[String],
-    subjects: &[(String, String)],
-    streams: &[(String, String)],
+    grants: &Grants<'_>,
     tls: bool,
+    cluster: Option<Cluster>,
 ) -> Outcome {
+    let Grants { subjects, streams } = *grants;
     let mut names: Vec<String> = if providers.is_empty() {
         DEFAULT_PROVIDERS.iter().map(|p| p.to_string()).collect()
     } else {
@@ -131,6 +162,7 @@ fn init(
         listen: listen.into(),
         providers: names.iter().map(|n| (n.clone(), grants_of(n))).collect(),
         tls,
+        cluster,
     };
     match LatticeDir::init(dir, &options) {
         Ok(made) => {

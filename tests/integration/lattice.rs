@@ -206,6 +206,73 @@ impl Nats {
         })
     }
 
+    /// Starts `size` servers as one cluster, all from the one nats.conf that
+    /// `trellis lattice init --cluster` writes (each with its own name, route
+    /// port and store, as deploy/README.md says). They share one lattice
+    /// directory: use the identities `init` made (adding one reloads only the
+    /// server it is asked of).
+    pub fn start_cluster(name: &str, size: usize) -> Result<Vec<Nats>, String> {
+        let dir = crate::support::scratch(&format!("nats-{name}")).map_err(|e| e.to_string())?;
+        let lattice = dir.join("lattice");
+        let ports = (0..size)
+            .map(|_| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .map(|a| a.port())
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<u16>, String>>()?;
+        let mut init = vec![
+            "lattice".to_string(),
+            "init".into(),
+            lattice.to_string_lossy().into_owned(),
+            "--cluster".into(),
+            "trellis-test".into(),
+        ];
+        init.extend(ports.iter().map(|p| format!("--route=127.0.0.1:{p}")));
+        trellis(&init)?;
+        trellis(&[
+            "lattice",
+            "add",
+            "admin",
+            &lattice.to_string_lossy(),
+            "test",
+        ])?;
+        let mut servers = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let mut command = Command::new(nats_server()?);
+            command
+                .arg("-c")
+                .arg(lattice.join("nats.conf"))
+                .args(["-a", "127.0.0.1", "-p", "-1", "-n", &format!("n{i}")])
+                .arg("--cluster")
+                .arg(format!("nats://127.0.0.1:{port}"))
+                .arg("-sd")
+                .arg(dir.join(format!("js{i}")));
+            let (mut process, _) = Process::spawn(command)?;
+            process.wait_for("Server is ready", Duration::from_secs(20))?;
+            let text = process.stderr_text();
+            let url = text
+                .lines()
+                .find_map(|l| l.split("Listening for client connections on ").nth(1))
+                .map(|addr| format!("nats://{}", addr.trim()))
+                .ok_or_else(|| format!("nats-server named no client address:\n{text}"))?;
+            servers.push(Nats {
+                process,
+                url,
+                dir: dir.clone(),
+                lattice: Some(lattice.clone()),
+                adding: Mutex::new(()),
+            });
+        }
+        Ok(servers)
+    }
+
+    /// Waits until the server's stderr says `needle` (cluster formation, …).
+    pub fn wait_for_log(&mut self, needle: &str, limit: Duration) -> Result<(), String> {
+        self.process.wait_for(needle, limit)
+    }
+
     /// Starts a server that admits anyone, for tests about the open case.
     pub fn open(name: &str) -> Result<Nats, String> {
         let dir = crate::support::scratch(&format!("nats-{name}")).map_err(|e| e.to_string())?;

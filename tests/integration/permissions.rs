@@ -14,7 +14,7 @@ use crate::support::{TestResult, get, repo, scratch};
 /// JetStream with a short request bound: a refused request gets no reply.
 fn jetstream(client: async_nats::Client) -> async_nats::jetstream::Context {
     async_nats::jetstream::ContextBuilder::new()
-        .timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(1))
         .build(client)
 }
 
@@ -33,6 +33,13 @@ async fn only_the_lattices_own_identities_get_in() -> TestResult {
     stranger.nkey = Some(seed);
     assert!(stranger.connect(&Role::Operator, true).await.is_err());
     nats.client_as("operator", "operator").await?;
+    // The CLI without an identity says why, at once.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(["get", "hosts", "--nats", &nats.url])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("authorization violation"), "{stderr}");
     Ok(())
 }
 
@@ -253,5 +260,43 @@ async fn an_open_server_still_runs_a_lattice_without_identities() -> TestResult 
     let reply = get(h.addr, "localhost", "/").await?;
     assert_eq!(reply.body, "Hello, trellis! You are visitor #1.\n");
     assert!(nats.anonymous().await.is_ok());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cluster_from_one_generated_config_serves_the_lattice() -> TestResult {
+    let mut servers = Nats::start_cluster("perm-cluster", 3)?;
+    for server in &mut servers {
+        // Routes authenticate with the password `init` made, and JetStream
+        // (clustered) elects its meta leader.
+        server
+            .wait_for_log(
+                "JetStream cluster new metadata leader",
+                Duration::from_secs(30),
+            )
+            .or_else(|_| {
+                server.wait_for_log(
+                    "Self is new JetStream cluster metadata leader",
+                    Duration::from_secs(1),
+                )
+            })?;
+    }
+    // The provider on one server, the host on another: calls and data cross the routes.
+    let _kv = keyvalue_provider(&servers[2], "keyvalue")?;
+    let h = host(
+        &servers[0],
+        &[&repo().join("examples/counter/lattice.yaml")],
+        &["--id", "host"],
+    )?;
+    for n in 1..=2 {
+        let reply = get(h.addr, "localhost", "/").await?;
+        assert_eq!(
+            reply.body,
+            format!("Hello, trellis! You are visitor #{n}.\n")
+        );
+    }
+    // The route port admits no server without the password.
+    let conf = std::fs::read_to_string(servers[0].lattice_file("nats.conf")?)?;
+    assert!(conf.contains("authorization"), "{conf}");
     Ok(())
 }

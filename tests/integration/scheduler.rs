@@ -279,9 +279,19 @@ async fn another_scheduler_takes_over_when_the_leader_dies() -> TestResult {
     let (code, out, err) = cli(nats, &["get", "hosts", "-o", "json"])?;
     assert_eq!(code, 0, "{err}");
     let hosts: Vec<Value> = serde_json::from_str(&out)?;
-    let ids: Vec<&str> = hosts.iter().filter_map(|h| h["id"].as_str()).collect();
+    let mut ids: Vec<String> = hosts
+        .iter()
+        .filter_map(|h| h["id"].as_str())
+        .map(|id| nats.host_name(id))
+        .collect();
+    ids.sort();
     assert_eq!(ids, ["H1", "H2", "H3"]);
-    assert_eq!(hosts[2]["labels"]["zone"], "b");
+    let h3 = nats.host_id("H3")?;
+    let third = hosts
+        .iter()
+        .find(|h| h["id"] == h3.as_str())
+        .ok_or("no H3")?;
+    assert_eq!(third["labels"]["zone"], "b");
     let (_, table, _) = cli(nats, &["get", "hosts"])?;
     assert!(
         table.starts_with("ID") && table.contains("zone=b"),
@@ -375,13 +385,15 @@ async fn the_cli_reports_bad_input_with_exit_codes() -> TestResult {
     }
     files.push(files[0].clone());
     let url = nats.url.clone();
+    let auth = nats.auth("operator", "operator")?;
     let runs: Vec<_> = files
         .into_iter()
         .map(|f| {
-            let url = url.clone();
+            let (url, auth) = (url.clone(), auth.clone());
             std::thread::spawn(move || {
                 std::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
                     .args(["apply", "-f", &f, "--nats", &url])
+                    .args(auth)
                     .output()
             })
         })
@@ -421,7 +433,11 @@ async fn a_failed_start_is_tried_again_once_its_cause_is_gone() -> TestResult {
         running(v) == 1
     })
     .await?;
-    assert_eq!(v["status"]["replicas"][0]["host"], "H1", "{v}");
+    assert_eq!(
+        v["status"]["replicas"][0]["host"],
+        nats.host_id("H1")?.as_str(),
+        "{v}"
+    );
     Ok(())
 }
 

@@ -25,11 +25,32 @@ pub fn render(lattice: &LatticeDir) -> String {
         d.lattice
     );
     let _ = writeln!(out, "listen: {}", quote(&d.listen));
-    let _ = writeln!(
-        out,
-        "jetstream {{\n  store_dir: {}\n}}\n",
-        quote(&lattice.dir().join("jetstream").to_string_lossy())
-    );
+    match &d.cluster {
+        // Each server of a cluster keeps its own store: give it `-sd DIR`.
+        Some(cluster) => {
+            let _ = writeln!(out, "jetstream: enabled\n");
+            let routes: Vec<String> = cluster
+                .routes
+                .iter()
+                .map(|r| format!("nats-route://route:{}@{r}", cluster.password))
+                .collect();
+            let _ = writeln!(
+                out,
+                "cluster {{\n  name: {}\n  listen: {}\n  authorization {{\n    user: \"route\"\n    password: {}\n  }}\n  routes: {}\n}}\n",
+                quote(&cluster.name),
+                quote(&cluster.listen),
+                quote(&cluster.password),
+                list(&routes),
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "jetstream {{\n  store_dir: {}\n}}\n",
+                quote(&lattice.dir().join("jetstream").to_string_lossy())
+            );
+        }
+    }
     if d.tls {
         let tls = lattice.dir().join("tls");
         let path = |f: &str| quote(&tls.join(f).to_string_lossy());

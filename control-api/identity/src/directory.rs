@@ -143,6 +143,23 @@ pub struct InitOptions {
     pub providers: Vec<(String, ProviderGrants)>,
     /// Also make a CA and certificates, and require TLS.
     pub tls: bool,
+    /// Run the server as one of a cluster.
+    pub cluster: Option<Cluster>,
+}
+
+/// The cluster a lattice's servers form: every server runs the same nats.conf
+/// (each with its own `-n NAME` and `-sd DIR`), and routes authenticate with
+/// a password made at init.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cluster {
+    /// The cluster's name.
+    pub name: String,
+    /// Where each server listens for routes.
+    pub listen: String,
+    /// The routes, `host:port` of every server (its own included).
+    pub routes: Vec<String>,
+    /// The routes' password (nats.conf is written readable by its owner only).
+    pub password: String,
 }
 
 /// The description `lattice.json` holds.
@@ -155,6 +172,9 @@ pub struct Description {
     /// Whether the server requires TLS (certificates under `tls/`).
     #[serde(default)]
     pub tls: bool,
+    /// The cluster, if the lattice has several servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Cluster>,
     /// Every identity.
     pub identities: Vec<Identity>,
 }
@@ -183,6 +203,7 @@ impl LatticeDir {
                 lattice: options.lattice.clone(),
                 listen: options.listen.clone(),
                 tls: options.tls,
+                cluster: options.cluster.clone(),
                 identities: Vec::new(),
             },
         };
@@ -269,8 +290,8 @@ impl LatticeDir {
                 source,
             }
         })?;
-        write(&self.dir.join("lattice.json"), json.as_bytes(), false)?;
-        write(&self.conf_path(), conf::render(self).as_bytes(), false)
+        write(&self.dir.join("lattice.json"), json.as_bytes(), true)?;
+        write(&self.conf_path(), conf::render(self).as_bytes(), true)
     }
 
     /// The directory.
@@ -389,6 +410,7 @@ mod tests {
                 .map(|p| (p.to_string(), ProviderGrants::default()))
                 .collect(),
             tls: false,
+            cluster: None,
         }
     }
 

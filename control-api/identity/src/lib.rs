@@ -12,6 +12,7 @@ mod tls;
 
 pub use conf::{account, unsafe_stream, unsafe_subject};
 pub use directory::{
-    DEFAULT_PROVIDERS, Description, DirectoryError, Identity, InitOptions, Kind, LatticeDir,
+    Cluster, DEFAULT_PROVIDERS, Description, DirectoryError, Identity, InitOptions, Kind,
+    LatticeDir,
 };
 pub use permissions::{Permissions, ProviderGrants};
