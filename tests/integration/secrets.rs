@@ -219,3 +219,75 @@ async fn a_workload_whose_secret_cannot_be_resolved_does_not_start() -> TestResu
     nats.refused("Publish", "trellis.default.secrets.get.")?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_secret_in_binding_config_is_sealed_to_the_provider() -> TestResult {
+    const BUCKET: &str = "vaultbucket77";
+    let nats = Nats::start("secrets-config")?;
+    let _kv = crate::lattice::keyvalue_provider(&nats, "keyvalue")?;
+    let observer = nats.client().await?;
+    // The calls themselves (trellis-rr/1, one message each).
+    let mut calls = observer
+        .subscribe("trellis.default.provider.keyvalue.rr.>")
+        .await?;
+    observer.flush().await?;
+    // The counter, its bucket name passed as a secret from the host's environment.
+    let dir = scratch("secrets-config")?;
+    let file = dir.join("counter.yaml");
+    let text = crate::support::example_manifest("lattice.yaml")?
+        .replace(
+            "    bindings:\n      wasi:io: host",
+            "    secrets:\n      bucket-name: {env: TRELLIS_BUCKET_SECRET}\n    bindings:\n      wasi:io: host",
+        )
+        .replace("bucket: visits ", "bucket: {secret: bucket-name} ");
+    assert!(text.contains("{secret: bucket-name}"), "{text}");
+    std::fs::write(&file, text)?;
+    let auth = nats.auth("host", "h1")?;
+    let options: Vec<&str> = auth.iter().map(String::as_str).collect();
+    let mut h = host_in_env(
+        &nats,
+        &[&file],
+        &options,
+        &[("TRELLIS_BUCKET_SECRET", BUCKET)],
+    )?;
+    for n in 1..=2 {
+        let reply = get(h.addr, "localhost", "/").await?;
+        assert_eq!(
+            reply.body,
+            format!("Hello, trellis! You are visitor #{n}.\n")
+        );
+    }
+    // Every call carried the value sealed, never in plain text ...
+    let mut seen = 0;
+    while let Ok(Some(call)) = tokio::time::timeout(Duration::from_millis(300), calls.next()).await
+    {
+        let headers = call.headers.ok_or("a call without headers")?;
+        let sealed = headers
+            .get(trellis_lattice::headers::SECRETS)
+            .ok_or("a call without its sealed config")?;
+        assert!(!sealed.as_str().contains(BUCKET));
+        let config = headers
+            .get(trellis_lattice::headers::CONFIG)
+            .map(|v| v.as_str().to_string())
+            .unwrap_or_default();
+        assert!(!config.contains(BUCKET), "{config}");
+        // (Later calls pass the bucket handle the provider made from the
+        // value: its own use of it, not the host's transport.)
+        if call.subject.ends_with(".open") {
+            assert!(!String::from_utf8_lossy(&call.payload).contains(BUCKET));
+        }
+        seen += 1;
+    }
+    assert!(seen >= 2, "saw {seen} calls");
+    // ... and the provider opened it: the data sits under that bucket.
+    let js = async_nats::jetstream::new(nats.client().await?);
+    let store = js.get_key_value("trellis_default_data_keyvalue").await?;
+    let keys: Vec<String> = futures::TryStreamExt::try_collect(store.keys().await?).await?;
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with(&format!("counter.{BUCKET}."))),
+        "{keys:?}"
+    );
+    assert!(!h.stderr_text().contains(BUCKET));
+    Ok(())
+}

@@ -23,6 +23,10 @@ pub struct ProviderInfo {
     /// [`super::lean`]); absent for other wRPC servers.
     #[serde(default)]
     pub transports: Vec<String>,
+    /// The xkey public key secrets in binding config are sealed to; absent
+    /// for a provider started without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xkey: Option<String>,
 }
 
 impl ProviderInfo {

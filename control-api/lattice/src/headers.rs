@@ -10,5 +10,8 @@ pub const COMPONENT: &str = "Trellis-Component";
 pub const BINDING: &str = "Trellis-Binding";
 /// The binding's `config` as a JSON object of strings.
 pub const CONFIG: &str = "Trellis-Config";
+/// The binding's secret config values, a JSON object of config key to
+/// [`Sealed`](crate::Sealed) value, each sealed to the provider's xkey.
+pub const SECRETS: &str = "Trellis-Secrets";
 /// W3C trace context of the request that caused the call.
 pub const TRACEPARENT: &str = "traceparent";

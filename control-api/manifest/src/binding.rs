@@ -35,6 +35,9 @@ pub enum BindingTarget {
         timeout: Option<Duration>,
         /// Per-binding configuration handed to the provider.
         config: BTreeMap<String, String>,
+        /// Config keys whose values are the component's secrets (key → secret
+        /// name); the host seals each to the provider's xkey.
+        secrets: BTreeMap<String, String>,
     },
     /// A wRPC call over NATS to an export that another workload serves.
     Workload {

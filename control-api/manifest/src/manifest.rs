@@ -749,9 +749,9 @@ fn decode_target(d: &mut Decoder, key: &str, node: &Node) -> Option<BindingTarge
         _ => dns_label(d, n, &format!("{what} target")),
     })?;
     let timeout = decode_timeout(d, &f, &what);
-    let config = f
+    let (config, secrets) = f
         .get("config")
-        .map(|n| d.string_map(n, "binding config"))
+        .map(|n| decode_binding_config(d, n))
         .unwrap_or_default();
     if *kind != "provider" && f.get("config").is_some() {
         d.error(
@@ -773,9 +773,42 @@ fn decode_target(d: &mut Decoder, key: &str, node: &Node) -> Option<BindingTarge
             name,
             timeout,
             config,
+            secrets,
         },
         _ => BindingTarget::Workload { name, timeout },
     })
+}
+
+/// A provider binding's `config`: strings, or `{secret: NAME}` for a value
+/// that is one of the component's `secrets` (sealed to the provider on the way).
+fn decode_binding_config(
+    d: &mut Decoder,
+    node: &Node,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let (mut plain, mut secret) = (BTreeMap::new(), BTreeMap::new());
+    if node.is_null() {
+        return (plain, secret);
+    }
+    let Some(entries) = d.map(node, "binding config") else {
+        return (plain, secret);
+    };
+    for (key, value) in entries {
+        let Some(key) = d.string(key, "a key of binding config") else {
+            continue;
+        };
+        if let crate::yaml::Value::Map(_) = &value.value {
+            let what = format!("binding config `{key}`");
+            let name = d
+                .fields(value, &what, &["secret"], &["secret"])
+                .and_then(|f| f.get("secret").and_then(|n| d.string(n, &what)));
+            if let Some(name) = name {
+                secret.insert(key, name);
+            }
+        } else if let Some(text) = d.string(value, "the value of binding config") {
+            plain.insert(key, text);
+        }
+    }
+    (plain, secret)
 }
 
 fn decode_timeout(d: &mut Decoder, f: &Fields<'_>, what: &str) -> Option<Duration> {

@@ -95,6 +95,19 @@ pub(crate) fn check(workload: &Workload, d: &mut Decoder) {
     }
     for component in &workload.components {
         for binding in &component.bindings {
+            if let BindingTarget::Provider { secrets, .. } = &binding.target {
+                for (key, secret) in secrets {
+                    if !component.secrets.iter().any(|s| &s.name == secret) {
+                        d.report(
+                            Diagnostic::new(binding.pos, format!(
+                                "binding `{}` config `{key}` names secret `{secret}`, which component `{}` does not list under `secrets`",
+                                binding.import, component.name
+                            ))
+                            .with_hint("add it to the component's `secrets`, with where it comes from"),
+                        );
+                    }
+                }
+            }
             if let BindingTarget::Component { name } = &binding.target {
                 if name == &component.name {
                     d.error(

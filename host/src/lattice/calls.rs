@@ -53,6 +53,13 @@ impl CallTarget {
         }
     }
 
+    /// Adds the binding's secret config, already sealed to the provider
+    /// (a JSON object of config key to sealed value).
+    pub fn with_sealed_config(mut self, sealed: &str) -> Self {
+        self.identity.insert(headers::SECRETS, sealed);
+        self
+    }
+
     /// The context of one call: the identity plus a fresh `traceparent`.
     pub(crate) fn context(&self) -> Option<HeaderMap> {
         let mut headers = self.identity.clone();

@@ -77,6 +77,7 @@ pub(crate) async fn connect(
                 name,
                 timeout,
                 config,
+                secrets,
             } = &binding.target
             else {
                 continue;
@@ -113,7 +114,7 @@ pub(crate) async fn connect(
                     continue;
                 }
             };
-            let target = CallTarget::new(
+            let mut target = CallTarget::new(
                 client,
                 &manifest.name,
                 &component.name,
@@ -122,6 +123,19 @@ pub(crate) async fn connect(
                 timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
                 format!("provider `{name}`"),
             );
+            if !secrets.is_empty() {
+                match sealed_config(lattice, &manifest.name, component, name, &info, secrets).await
+                {
+                    Ok(sealed) => target = target.with_sealed_config(&sealed),
+                    Err(e) => {
+                        diagnostics.push(Diagnostic::new(
+                            binding.pos,
+                            format!("component `{}`: {e}", component.name),
+                        ));
+                        continue;
+                    }
+                }
+            }
             remotes.by_binding.insert(
                 (component.name.clone(), binding.import.as_str().to_string()),
                 Remote {
@@ -132,4 +146,47 @@ pub(crate) async fn connect(
         }
     }
     remotes
+}
+
+/// The binding's secret config values, each resolved like the component's
+/// secrets and sealed to provider `provider`'s announced xkey, as the JSON of
+/// the `Trellis-Secrets` header. Resolved once per version, not per call.
+async fn sealed_config(
+    lattice: &crate::lattice::Lattice,
+    workload: &str,
+    component: &trellis_manifest::Component,
+    provider: &str,
+    info: &trellis_lattice::ProviderInfo,
+    secrets: &std::collections::BTreeMap<String, String>,
+) -> Result<String, String> {
+    let recipient = info.xkey.as_deref().ok_or_else(|| {
+        format!(
+            "its binding to provider `{provider}` passes secrets in config, and the provider \
+             announces no xkey to seal them to (start it with --xkey)"
+        )
+    })?;
+    let sender = nkeys::XKey::new();
+    let mut sealed = std::collections::BTreeMap::new();
+    for (key, name) in secrets {
+        let secret = component
+            .secrets
+            .iter()
+            .find(|s| &s.name == name)
+            .ok_or_else(|| {
+                format!("config `{key}` names secret `{name}`, which it does not list")
+            })?;
+        let value = match &secret.source {
+            trellis_manifest::SecretSource::Env(var) => std::env::var(var).map_err(|_| {
+                format!("secret `{name}`: this host has no environment variable `{var}`")
+            })?,
+            trellis_manifest::SecretSource::Lattice(store_key) => lattice
+                .secret(workload, &component.name, store_key)
+                .await
+                .map_err(|e| format!("secret `{name}`: {e}"))?,
+        };
+        let boxed = trellis_lattice::Sealed::seal(name, value.as_bytes(), &sender, recipient)
+            .map_err(|e| e.to_string())?;
+        sealed.insert(key.clone(), boxed);
+    }
+    serde_json::to_string(&sealed).map_err(|e| e.to_string())
 }

@@ -87,6 +87,10 @@ pub struct ProviderArgs {
     /// beyond the reserved subjects.
     #[arg(long = "subject", value_name = "PATTERN")]
     pub subjects: Vec<String>,
+    /// The xkey seed secrets in binding config are sealed to (from `trellis
+    /// lattice init`); default: the `.xk` file beside `--nats-nkey`.
+    #[arg(long, value_name = "FILE")]
+    pub xkey: Option<std::path::PathBuf>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -147,6 +151,19 @@ impl Provider {
             .clone()
             .unwrap_or_else(|| description.name.to_string());
         trellis_lattice::check_name(trellis_lattice::NameKind::Provider, &name)?;
+        let xkey_file = args.xkey.clone().or_else(|| {
+            let beside = args.nats.nkey.as_ref()?.with_extension("xk");
+            beside.exists().then_some(beside)
+        });
+        let xkey = match xkey_file {
+            Some(path) => {
+                let key = trellis_lattice::read_xkey(&path).map_err(anyhow::Error::msg)?;
+                let public = key.public_key();
+                crate::caller::use_xkey(key);
+                Some(public)
+            }
+            None => None,
+        };
         let nats = args
             .nats
             .connect(&trellis_lattice::Role::Provider(name.clone()), true)
@@ -184,6 +201,7 @@ impl Provider {
                 uptime_seconds: 0,
                 in_flight: 0,
                 transports: vec![lean::PROTOCOL.to_string()],
+                xkey,
             },
             nats,
             drain: args.drain_timeout,
