@@ -256,18 +256,18 @@ impl LatticeDir {
     /// Adds provider `name` (`provider-<name>.nk`) with `grants`.
     pub fn add_provider(&mut self, name: &str, grants: ProviderGrants) -> Result<&Identity> {
         check_name(NameKind::Provider, name)?;
-        let problems = grants
+        let first_problem = grants
             .subjects
             .iter()
             .map(|s| conf::unsafe_subject(s))
-            .chain(grants.streams.iter().map(|s| conf::unsafe_stream(s)));
-        for problem in problems {
-            if let Some(problem) = problem {
-                return Err(DirectoryError::BadGrant {
-                    provider: name.into(),
-                    problem,
-                });
-            }
+            .chain(grants.streams.iter().map(|s| conf::unsafe_stream(s)))
+            .flatten()
+            .next();
+        if let Some(problem) = first_problem {
+            return Err(DirectoryError::BadGrant {
+                provider: name.into(),
+                problem,
+            });
         }
         self.make(Kind::Provider, name, &format!("provider-{name}"), grants)
     }
