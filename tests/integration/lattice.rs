@@ -84,6 +84,21 @@ impl Process {
         seen.iter().filter(|l| l.contains(needle)).count()
     }
 
+    /// Waits, at most `limit`, for stderr lines to hold `needle` more than
+    /// `before` times, blocking on the lines as they arrive.
+    fn wait_for_count(&self, needle: &str, before: usize, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        while self.count(needle) <= before {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .ok_or_else(|| format!("no `{needle}` within {limit:?}"))?;
+            if let Ok(line) = self.stderr.recv_timeout(left) {
+                self.lines().push(line);
+            }
+        }
+        Ok(())
+    }
+
     fn lines(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
         self.seen.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -250,13 +265,7 @@ impl Nats {
                 .arg("-sd")
                 .arg(dir.join(format!("js{i}")));
             let (mut process, _) = Process::spawn(command)?;
-            process.wait_for("Server is ready", Duration::from_secs(20))?;
-            let text = process.stderr_text();
-            let url = text
-                .lines()
-                .find_map(|l| l.split("Listening for client connections on ").nth(1))
-                .map(|addr| format!("nats://{}", addr.trim()))
-                .ok_or_else(|| format!("nats-server named no client address:\n{text}"))?;
+            let url = ready_url(&mut process)?;
             servers.push(Nats {
                 process,
                 url,
@@ -298,14 +307,7 @@ impl Nats {
             command.args(["-js", "-sd"]).arg(dir.join("js"));
         }
         let (mut process, _) = Process::spawn(command)?;
-        // nats-server says where it listens, then that it is ready (JetStream too).
-        process.wait_for("Server is ready", Duration::from_secs(20))?;
-        let text = process.stderr_text();
-        let url = text
-            .lines()
-            .find_map(|l| l.split("Listening for client connections on ").nth(1))
-            .map(|addr| format!("nats://{}", addr.trim()))
-            .ok_or_else(|| format!("nats-server named no client address:\n{text}"))?;
+        let url = ready_url(&mut process)?;
         Ok((process, url))
     }
 
@@ -420,14 +422,9 @@ impl Nats {
             .args(["-HUP", &self.process.child.id().to_string()])
             .status()
             .map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.process.count(RELOADED) == before {
-            if Instant::now() > deadline {
-                return Err("nats-server did not reload its configuration".into());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(())
+        self.process
+            .wait_for_count(RELOADED, before, Duration::from_secs(10))
+            .map_err(|e| format!("nats-server did not reload its configuration: {e}"))
     }
 
     /// A client with full access (the lattice's `admin` identity): the tests'
@@ -458,14 +455,9 @@ impl Nats {
     /// that a permission, not something else, stopped it.
     pub fn refused(&self, what: &str, subject: &str) -> Result<(), String> {
         let needle = format!("{what} Violation - Subject \"{subject}");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.process.count(&needle) == 0 {
-            if Instant::now() > deadline {
-                return Err(format!("nats-server never refused: {needle}"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
+        self.process
+            .wait_for_count(&needle, 0, Duration::from_secs(5))
+            .map_err(|_| format!("nats-server never refused: {needle}"))
     }
 
     /// A client that presents no credentials.
@@ -483,6 +475,16 @@ impl Drop for Nats {
             }
         }
     }
+}
+
+/// Waits until nats-server is ready (JetStream too) and returns its client URL.
+fn ready_url(process: &mut Process) -> Result<String, String> {
+    process.wait_for("Server is ready", Duration::from_secs(20))?;
+    let text = process.stderr_text();
+    text.lines()
+        .find_map(|l| l.split("Listening for client connections on ").nth(1))
+        .map(|addr| format!("nats://{}", addr.trim()))
+        .ok_or_else(|| format!("nats-server named no client address:\n{text}"))
 }
 
 /// Runs the `trellis` CLI, which must succeed.
