@@ -173,6 +173,8 @@ pub struct Nats {
     lattice: Option<PathBuf>,
     /// Serialises `trellis lattice add` and the reloads after it.
     adding: Mutex<()>,
+    /// Whether the server requires TLS (certificates under `lattice/tls/`).
+    tls: bool,
 }
 
 /// The application subjects and streams the tests' messaging components use.
@@ -193,11 +195,25 @@ impl Nats {
 
     /// [`Nats::start`] with `config` (nats-server configuration text) as well.
     pub fn start_with(name: &str, config: &str) -> Result<Nats, String> {
+        Self::start_secured(name, config, false)
+    }
+
+    /// [`Nats::start`] with `trellis lattice init --tls`: the server demands
+    /// TLS with client certificates, and every process the harness starts
+    /// presents the lattice's.
+    pub fn start_tls(name: &str) -> Result<Nats, String> {
+        Self::start_secured(name, "", true)
+    }
+
+    fn start_secured(name: &str, config: &str, tls: bool) -> Result<Nats, String> {
         let dir = crate::support::scratch(&format!("nats-{name}")).map_err(|e| e.to_string())?;
         let lattice = dir.join("lattice");
         let mut init = vec!["lattice".to_string(), "init".into()];
         init.push(lattice.to_string_lossy().into_owned());
         init.extend(MESSAGING_GRANTS.iter().map(|g| g.to_string()));
+        if tls {
+            init.push("--tls".into());
+        }
         trellis(&init)?;
         trellis(&[
             "lattice",
@@ -218,6 +234,7 @@ impl Nats {
             dir,
             lattice: Some(lattice),
             adding: Mutex::new(()),
+            tls,
         })
     }
 
@@ -272,6 +289,7 @@ impl Nats {
                 dir: dir.clone(),
                 lattice: Some(lattice.clone()),
                 adding: Mutex::new(()),
+                tls: false,
             });
         }
         Ok(servers)
@@ -293,6 +311,7 @@ impl Nats {
             dir,
             lattice: None,
             adding: Mutex::new(()),
+            tls: false,
         })
     }
 
@@ -361,12 +380,23 @@ impl Nats {
             return Ok(Vec::new());
         };
         let dir = self.lattice.as_ref().ok_or("no lattice")?;
-        Ok(vec![
+        let mut options = vec![
             "--nats-nkey".into(),
             dir.join(format!("{}.nk", identity.file))
                 .to_string_lossy()
                 .into_owned(),
-        ])
+        ];
+        if self.tls {
+            for (option, file) in [
+                ("--nats-tls-ca", "ca.pem"),
+                ("--nats-tls-cert", "client.pem"),
+                ("--nats-tls-key", "client-key.pem"),
+            ] {
+                options.push(option.into());
+                options.push(dir.join("tls").join(file).to_string_lossy().into_owned());
+            }
+        }
+        Ok(options)
     }
 
     /// The `--subject` options that tell provider `name` what the lattice grants it.
@@ -446,6 +476,12 @@ impl Nats {
         if let Some(identity) = self.identity(kind, name)? {
             let dir = self.lattice.as_ref().ok_or("no lattice")?;
             args.nkey = Some(dir.join(format!("{}.nk", identity.file)));
+            if self.tls {
+                let tls = dir.join("tls");
+                args.tls_ca = Some(tls.join("ca.pem"));
+                args.tls_cert = Some(tls.join("client.pem"));
+                args.tls_key = Some(tls.join("client-key.pem"));
+            }
         }
         args.connect(&role, true).await.map_err(|e| e.to_string())
     }

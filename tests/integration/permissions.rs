@@ -300,3 +300,48 @@ async fn a_cluster_from_one_generated_config_serves_the_lattice() -> TestResult 
     assert!(conf.contains("authorization"), "{conf}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_tls_lattice_serves_its_own_and_refuses_clients_without_its_certificates() -> TestResult {
+    // `trellis lattice init --tls`: every process presents the lattice's client
+    // certificate and trusts only its CA, beside its nkey.
+    let nats = Nats::start_tls("perm-tls")?;
+    let _kv = keyvalue_provider(&nats, "keyvalue")?;
+    let h = host(
+        &nats,
+        &[&repo().join("examples/counter/lattice.yaml")],
+        &["--id", "edge"],
+    )?;
+    let reply = get(h.addr, "localhost", "/").await?;
+    assert_eq!(reply.body, "Hello, trellis! You are visitor #1.\n");
+    let (code, out, err) = cli(&nats, &["get", "hosts"])?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&nats.host_id("edge")?), "{out}");
+
+    let operator = nats.lattice_file("operator.nk")?;
+    let tls = nats.lattice_file("tls")?;
+    // The operator's nkey without TLS: the server's certificate is not trusted.
+    let mut plain = NatsArgs::new(&nats.url);
+    plain.nkey = Some(operator.clone());
+    assert!(plain.connect(&Role::Operator, true).await.is_err());
+    // Trusting the CA but presenting no client certificate (`verify: true`).
+    let mut no_certificate = NatsArgs::new(&nats.url);
+    no_certificate.nkey = Some(operator.clone());
+    no_certificate.tls_ca = Some(tls.join("ca.pem"));
+    assert!(no_certificate.connect(&Role::Operator, true).await.is_err());
+    // A certificate from another CA.
+    let other = scratch("perm-tls-other")?.join("lattice");
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(["lattice", "init", "--tls"])
+        .arg(&other)
+        .output()?;
+    assert!(made.status.success(), "{made:?}");
+    let other = other.join("tls");
+    let mut stranger = NatsArgs::new(&nats.url);
+    stranger.nkey = Some(operator);
+    stranger.tls_ca = Some(tls.join("ca.pem"));
+    stranger.tls_cert = Some(other.join("client.pem"));
+    stranger.tls_key = Some(other.join("client-key.pem"));
+    assert!(stranger.connect(&Role::Operator, true).await.is_err());
+    Ok(())
+}
