@@ -209,13 +209,16 @@ async fn only_its_provider_reaches_a_workloads_data_in_jetstream() -> TestResult
 #[tokio::test]
 async fn the_messaging_provider_reaches_its_application_subjects_only() -> TestResult {
     let nats = Nats::start("perm-messaging")?;
-    let messaging = nats.client_as("provider", "messaging").await?;
+    // Flushed and waited on generously: under a loaded CI machine the
+    // delivery, not the permission, is what takes time.
     let observer = nats.client().await?;
     let mut orders = observer.subscribe("orders.new").await?;
     observer.flush().await?;
+    let messaging = nats.client_as("provider", "messaging").await?;
     messaging.publish("orders.new", "one".into()).await?;
+    messaging.flush().await?;
     let got = tokio::time::timeout(
-        Duration::from_secs(5),
+        Duration::from_secs(20),
         futures::StreamExt::next(&mut orders),
     )
     .await?
