@@ -53,7 +53,7 @@ pub enum Format {
 
 /// Connects as the operator; a refused identity or an unreachable server is
 /// reported at once (exit 3), not retried.
-async fn connect(nats: &NatsArgs) -> Result<async_nats::Client, Outcome> {
+pub(crate) async fn connect(nats: &NatsArgs) -> Result<async_nats::Client, Outcome> {
     nats.connect(&Role::Operator, true)
         .await
         .map_err(|e| Outcome::Unreachable(e.to_string()))
@@ -67,13 +67,23 @@ async fn store(nats: &NatsArgs) -> Result<(async_nats::Client, Store), Outcome> 
     Ok((client, store))
 }
 
-/// `trellis apply -f FILE`: records the manifest's desired state; idempotent.
+/// `trellis apply -f FILE`: uploads the manifest's local components and pins
+/// its registry tags ([`crate::publish::pin_sources`]), then records its
+/// desired state; idempotent.
 pub async fn apply(nats: &NatsArgs, file: &Path) -> Outcome {
     let text = match trellis_manifest::read_manifest(file) {
         Ok(text) => text,
         Err(e) => return Outcome::Invalid(e.to_string()),
     };
     let base = file.parent().unwrap_or(Path::new("."));
+    let workload = match trellis_manifest::Workload::from_yaml(&text, file, base) {
+        Ok(workload) => workload,
+        Err(e) => return Outcome::Invalid(e.to_string()),
+    };
+    let text = match crate::publish::pin_sources(nats, &text, &workload).await {
+        Ok(text) => text,
+        Err(outcome) => return outcome,
+    };
     let desired = match Desired::from_manifest(&text, file, base) {
         Ok(desired) => desired,
         Err(e) => return Outcome::Invalid(e.to_string()),
@@ -168,6 +178,26 @@ pub async fn get_workloads(nats: &NatsArgs, format: Format) -> Outcome {
     )
 }
 
+/// `components.<name>.source` of a recorded manifest (which the CLI wrote, so
+/// anything unreadable is left out rather than reported).
+fn recorded_sources(manifest: &str) -> BTreeMap<String, String> {
+    let Ok(root) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(manifest) else {
+        return BTreeMap::new();
+    };
+    let Some(components) = root.get("components").and_then(|c| c.as_mapping()) else {
+        return BTreeMap::new();
+    };
+    components
+        .iter()
+        .filter_map(|(name, component)| {
+            Some((
+                name.as_str()?.to_string(),
+                component.get("source")?.as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
 /// `trellis describe workload NAME`: desired state, then each replica.
 pub async fn describe_workload(nats: &NatsArgs, name: &str, format: Format) -> Outcome {
     let (_, store) = match store(nats).await {
@@ -187,6 +217,8 @@ pub async fn describe_workload(nats: &NatsArgs, name: &str, format: Format) -> O
         replicas: u32,
         selector: &'a BTreeMap<String, String>,
         spread: &'a Option<String>,
+        /// Each component's source as recorded (digests, after `apply` pinned them).
+        sources: BTreeMap<String, String>,
         status: &'a Option<Status>,
     }
     let described = Described {
@@ -195,6 +227,7 @@ pub async fn describe_workload(nats: &NatsArgs, name: &str, format: Format) -> O
         replicas: desired.replicas,
         selector: &desired.selector,
         spread: &desired.spread,
+        sources: recorded_sources(&desired.manifest),
         status: &status,
     };
     match format {
@@ -208,6 +241,9 @@ pub async fn describe_workload(nats: &NatsArgs, name: &str, format: Format) -> O
             );
             println!("Selector:  {}", show_labels(&desired.selector));
             println!("Spread:    {}", desired.spread.as_deref().unwrap_or(""));
+            for (component, source) in &described.sources {
+                println!("Source:    {component} = {source}");
+            }
             if let Some(error) = status.as_ref().and_then(|s| s.last_error.as_ref()) {
                 println!("Last error: {error}");
             }

@@ -20,8 +20,23 @@ use crate::Host;
 /// How often watched files are checked for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(300);
 
-/// Reads the workload `target` describes: a YAML manifest, or a component file.
+/// Reads the workload `target` describes: a YAML manifest, a component file,
+/// or a component's registry reference (`oci://…`).
 pub fn read_workload(target: &Path) -> Result<Workload, ManifestError> {
+    if let Some(reference) = target.to_str().and_then(ComponentSource::parse_reference) {
+        let source = reference.map_err(|e| {
+            ManifestError::new(
+                target,
+                vec![Diagnostic::new(Default::default(), e.to_string())],
+            )
+        })?;
+        let stem = match &source {
+            ComponentSource::Oci(oci) => oci.repository.rsplit('/').next().unwrap_or("app"),
+            _ => "app",
+        };
+        let stem = stem.to_string();
+        return Ok(bare_component(&stem, source));
+    }
     let is_manifest = matches!(
         target.extension().and_then(|e| e.to_str()),
         Some("yaml" | "yml")
@@ -35,11 +50,14 @@ pub fn read_workload(target: &Path) -> Result<Workload, ManifestError> {
             vec![Diagnostic::new(Default::default(), "no such file")],
         ));
     }
-    Ok(bare_component(target))
+    let stem = target.file_stem().and_then(|s| s.to_str()).unwrap_or("app");
+    Ok(bare_component(
+        stem,
+        ComponentSource::File(target.to_path_buf()),
+    ))
 }
 
-fn bare_component(path: &Path) -> Workload {
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("app");
+fn bare_component(stem: &str, source: ComponentSource) -> Workload {
     let mut name: String = stem
         .chars()
         .map(|c| {
@@ -67,7 +85,7 @@ fn bare_component(path: &Path) -> Workload {
         name: name.clone(),
         components: vec![Component {
             name: name.clone(),
-            source: ComponentSource::File(path.to_path_buf()),
+            source,
             config: BTreeMap::new(),
             env: BTreeMap::new(),
             secrets: Vec::new(),
@@ -91,8 +109,9 @@ fn bare_component(path: &Path) -> Workload {
 fn watched_files(target: &Path, workload: Option<&Workload>) -> Vec<PathBuf> {
     let mut files = vec![target.to_path_buf()];
     for component in workload.iter().flat_map(|w| &w.components) {
-        let ComponentSource::File(path) = &component.source;
-        files.push(path.clone());
+        if let ComponentSource::File(path) = &component.source {
+            files.push(path.clone());
+        }
     }
     files
 }

@@ -3,11 +3,14 @@
 //! One engine per host: pooling allocator for cheap per-request instances,
 //! epoch interruption so no guest can hold a thread past its deadline.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+};
 
 /// How often the epoch advances; a looping guest yields at this rate and is
 /// interrupted at most this late after its deadline.
@@ -20,6 +23,19 @@ pub struct EngineSettings {
     pub max_instances: u32,
     /// Largest linear memory any instance may have; per-component limits must fit. Default 1 GiB.
     pub max_instance_memory: u64,
+    /// Where compiled code is kept across restarts, keyed by the component's
+    /// bytes and the engine's configuration (wasmtime's own cache, so no
+    /// `unsafe` load of ours). Default: none, every start compiles.
+    pub compiled_cache: Option<CompiledCache>,
+}
+
+/// A directory of compiled code and the size it is trimmed to.
+#[derive(Debug, Clone)]
+pub struct CompiledCache {
+    /// The directory (created if missing).
+    pub dir: PathBuf,
+    /// Past this many bytes, least recently used entries are removed.
+    pub max_bytes: u64,
 }
 
 impl Default for EngineSettings {
@@ -27,6 +43,7 @@ impl Default for EngineSettings {
         EngineSettings {
             max_instances: 1_000,
             max_instance_memory: 1 << 30,
+            compiled_cache: None,
         }
     }
 }
@@ -66,6 +83,19 @@ impl HostEngine {
             .wasm_component_model(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if let Some(compiled) = &settings.compiled_cache {
+            let mut cache = CacheConfig::new();
+            cache
+                .with_directory(&compiled.dir)
+                .with_files_total_size_soft_limit(compiled.max_bytes);
+            let cache = Cache::new(cache).map_err(|e| {
+                EngineError(format!(
+                    "compiled-code cache in {}: {e:#}",
+                    compiled.dir.display()
+                ))
+            })?;
+            config.cache(Some(cache));
+        }
         let engine = Engine::new(&config).map_err(|e| EngineError(format!("{e:#}")))?;
         let ticker = EpochTicker::start(engine.clone());
         Ok(HostEngine {

@@ -34,7 +34,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-pub use engine::{EngineError, EngineSettings, HostEngine};
+pub use engine::{CompiledCache, EngineError, EngineSettings, HostEngine};
 pub use ingress::{HttpLimits, RouteInfo};
 pub use state::{InstanceState, MemoryLimitExceeded};
 pub use workload::{InvokeError, LoadedWorkload, ProbeError};
@@ -90,6 +90,13 @@ impl Host {
     /// default (`trellis dev`) the sandbox is open.
     pub fn sandboxed(mut self, sandbox: sandbox::Sandbox) -> Self {
         self.services.sandbox = Arc::new(sandbox);
+        self
+    }
+
+    /// A host that fetches registry and lattice sources through `fetcher`
+    /// (its cache, its lattice, the signers it trusts).
+    pub fn with_artifacts(mut self, fetcher: trellis_artifacts::Fetcher) -> Self {
+        self.services.artifacts = Arc::new(fetcher);
         self
     }
 

@@ -10,6 +10,7 @@ macro_rules! say {
 }
 
 mod cli;
+mod publish;
 mod setup;
 
 use std::collections::BTreeMap;
@@ -20,10 +21,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use trellis_artifacts::{DiskCache, Fetcher, MAX_ARTIFACT_BYTES, Trust};
 use trellis_host::control::{ControlAgent, Identity};
 use trellis_host::lattice::{HostIdentity, Lattice, publish_heartbeats};
 use trellis_host::sandbox::{FileAccess, HttpCeiling, Sandbox};
-use trellis_host::{EngineSettings, Host, HttpLimits, dev};
+use trellis_host::{CompiledCache, EngineSettings, Host, HttpLimits, dev};
 use trellis_lattice::NatsArgs;
 
 /// Trellis: a distributed WebAssembly platform.
@@ -41,13 +43,15 @@ enum Command {
     /// TARGET is a workload manifest (.yaml) or a bare component (.wasm or .wat);
     /// a bare component gets every `wasi:` import bound to the host and every path.
     Dev {
-        /// The manifest or component to run.
+        /// The manifest, component file or registry reference (`oci://…`) to run.
         target: PathBuf,
         /// Address for HTTP.
         #[arg(long, default_value = "127.0.0.1:8000")]
         listen: SocketAddr,
         #[command(flatten)]
         engine: EngineArgs,
+        #[command(flatten)]
+        cache: CacheArgs,
         #[command(flatten)]
         http: HttpArgs,
     },
@@ -87,8 +91,15 @@ enum Command {
         /// Honour components' `grants.network` (wasi:sockets). Default: refused.
         #[arg(long)]
         allow_network: bool,
+        /// Run only components signed by this nkey public key (repeatable; the
+        /// operator's, from `lattice.json`), whatever their source. Default:
+        /// signatures are not checked.
+        #[arg(long = "trust", value_name = "PUBLIC_KEY")]
+        trust: Vec<String>,
         #[command(flatten)]
         engine: EngineArgs,
+        #[command(flatten)]
+        cache: CacheArgs,
         #[command(flatten)]
         http: HttpArgs,
     },
@@ -98,6 +109,29 @@ enum Command {
         /// The workload manifest; its `deploy` block says how many and where.
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
+        #[command(flatten)]
+        nats: Box<NatsArgs>,
+    },
+    /// Store a component in the lattice's artifact store (and, given a
+    /// reference, in that OCI registry); prints `lattice://sha256:…` (and the
+    /// registry reference pinned to its digest).
+    Push {
+        /// The component (.wasm, or component text).
+        file: PathBuf,
+        /// Also push to this registry reference, `oci://REGISTRY/REPO:TAG`.
+        #[arg(value_parser = parse_oci)]
+        reference: Option<trellis_manifest::OciReference>,
+        /// Sign the component's digest with the operator's nkey (`--nats-nkey`).
+        #[arg(long)]
+        sign: bool,
+        #[command(flatten)]
+        nats: Box<NatsArgs>,
+    },
+    /// Sign a component with the operator's nkey (`--nats-nkey`) and record
+    /// the signature in the lattice, for hosts started with `--trust`.
+    Sign {
+        /// `lattice://sha256:…`, `oci://…` (pulled to learn its digest) or a file.
+        reference: String,
         #[command(flatten)]
         nats: Box<NatsArgs>,
     },
@@ -203,12 +237,62 @@ struct EngineArgs {
     max_instances: u32,
 }
 
-impl From<EngineArgs> for EngineSettings {
-    fn from(args: EngineArgs) -> Self {
+/// Where a host keeps the components it fetches and the code it compiles.
+#[derive(clap::Args)]
+struct CacheArgs {
+    /// Cache directory: fetched components (by digest, verified on every
+    /// read) in `artifacts/`, compiled code in `compiled/`. Default:
+    /// `$XDG_CACHE_HOME/trellis`, else `~/.cache/trellis`.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// The bound on each of the two caches, e.g. `4GiB`; the least recently
+    /// used entries go first, never one a workload on this host needs.
+    #[arg(long, default_value = "2GiB", value_parser = parse_size)]
+    cache_size: u64,
+    /// Keep nothing on disk: fetch and compile on every start.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+}
+
+impl CacheArgs {
+    /// The cache directory, unless caching is off or there is no home.
+    fn dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        self.cache_dir.clone().or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
+                .map(|base| base.join("trellis"))
+        })
+    }
+
+    /// The engine settings with the compiled-code cache, if any.
+    fn engine(&self, args: EngineArgs) -> EngineSettings {
         EngineSettings {
             max_instances: args.max_instances,
             max_instance_memory: args.max_instance_memory,
+            compiled_cache: self.dir().map(|dir| CompiledCache {
+                dir: dir.join("compiled"),
+                max_bytes: self.cache_size,
+            }),
         }
+    }
+
+    /// The artifact fetcher: this cache, `nats` for lattice sources and
+    /// signatures, and the signers to require.
+    fn fetcher(
+        &self,
+        nats: Option<(async_nats::Client, trellis_lattice::Subjects)>,
+        trust: &[String],
+    ) -> anyhow::Result<Fetcher> {
+        let cache = self
+            .dir()
+            .map(|dir| DiskCache::open(&dir.join("artifacts"), self.cache_size))
+            .transpose()?;
+        let trust = Trust::keys(trust).context("--trust")?;
+        Ok(Fetcher::new(cache, nats, trust, MAX_ARTIFACT_BYTES))
     }
 }
 
@@ -262,12 +346,23 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
     Ok((key.to_string(), value.to_string()))
 }
 
+fn parse_oci(text: &str) -> Result<trellis_manifest::OciReference, String> {
+    if !text.starts_with("oci://") {
+        return Err(format!(
+            "`{text}` is not a registry reference: write oci://REGISTRY/REPO:TAG"
+        ));
+    }
+    text.parse()
+        .map_err(|e: trellis_manifest::ReferenceError| e.to_string())
+}
+
 fn parse_size(text: &str) -> Result<u64, trellis_manifest::UnitError> {
     trellis_manifest::parse_size(text)
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    trellis_artifacts::install_crypto_provider();
     if let Some(outcome) = operate(&cli) {
         return outcome.exit();
     }
@@ -292,6 +387,15 @@ fn operate(cli: &Cli) -> Option<cli::Outcome> {
     };
     Some(match &cli.command {
         Command::Apply { file, nats } => runtime.block_on(cli::apply(nats, file)),
+        Command::Push {
+            file,
+            reference,
+            sign,
+            nats,
+        } => runtime.block_on(publish::push(nats, file, reference.as_ref(), *sign)),
+        Command::Sign { reference, nats } => {
+            runtime.block_on(publish::sign_artifact(nats, reference))
+        }
         Command::Get { what, output, nats } => runtime.block_on(async {
             match what {
                 Listing::Workloads => cli::get_workloads(nats, *output).await,
@@ -339,8 +443,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             target,
             listen,
             engine,
+            cache,
             http,
-        } => runtime.block_on(run_dev(target, listen, engine.into(), http.into())),
+        } => {
+            let fetcher = cache.fetcher(None, &[])?;
+            runtime.block_on(run_dev(
+                target,
+                listen,
+                cache.engine(engine),
+                fetcher,
+                http.into(),
+            ))
+        }
         Command::Host {
             nats,
             labels,
@@ -351,7 +465,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             allow_dirs,
             allow_http,
             allow_network,
+            trust,
             engine,
+            cache,
             http,
         } => runtime.block_on(run_host(
             HostOptions {
@@ -364,9 +480,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 allow_dirs,
                 allow_http,
                 allow_network,
+                trust,
                 http: http.into(),
             },
-            engine.into(),
+            cache.engine(engine),
+            cache,
         )),
         // The operator commands ran in `operate`.
         _ => Ok(()),
@@ -383,6 +501,7 @@ struct HostOptions {
     allow_dirs: Vec<PathBuf>,
     allow_http: Vec<String>,
     allow_network: bool,
+    trust: Vec<String>,
     http: HttpLimits,
 }
 
@@ -398,9 +517,10 @@ fn file_access(options: &HostOptions) -> anyhow::Result<FileAccess> {
     for file in &options.manifests {
         let workload = trellis_manifest::Workload::from_file(file)?;
         for component in &workload.components {
-            let trellis_manifest::ComponentSource::File(source) = &component.source;
-            let folder = source.parent().filter(|p| !p.as_os_str().is_empty());
-            dirs.push(folder.unwrap_or(Path::new(".")).to_path_buf());
+            if let trellis_manifest::ComponentSource::File(source) = &component.source {
+                let folder = source.parent().filter(|p| !p.as_os_str().is_empty());
+                dirs.push(folder.unwrap_or(Path::new(".")).to_path_buf());
+            }
             dirs.extend(component.grants.preopens.iter().map(|p| p.host.clone()));
         }
     }
@@ -425,7 +545,11 @@ fn host_id(id: Option<String>, public_key: Option<String>) -> anyhow::Result<Str
     Ok(id)
 }
 
-async fn run_host(options: HostOptions, settings: EngineSettings) -> anyhow::Result<()> {
+async fn run_host(
+    options: HostOptions,
+    settings: EngineSettings,
+    cache: CacheArgs,
+) -> anyhow::Result<()> {
     let sandbox = Sandbox {
         files: file_access(&options)?,
         http: if options.allow_http.is_empty() {
@@ -451,7 +575,15 @@ async fn run_host(options: HostOptions, settings: EngineSettings) -> anyhow::Res
         });
     }
     let lattice = Arc::new(lattice);
-    let host = Arc::new(Host::with_lattice(settings, Some(lattice.clone()))?.sandboxed(sandbox));
+    let fetcher = cache.fetcher(
+        Some((lattice.nats().clone(), lattice.subjects().clone())),
+        &options.trust,
+    )?;
+    let host = Arc::new(
+        Host::with_lattice(settings, Some(lattice.clone()))?
+            .sandboxed(sandbox)
+            .with_artifacts(fetcher),
+    );
     let agent = ControlAgent::new(
         host.clone(),
         Identity {
@@ -510,9 +642,10 @@ async fn run_dev(
     target: PathBuf,
     listen: SocketAddr,
     settings: EngineSettings,
+    fetcher: Fetcher,
     limits: HttpLimits,
 ) -> anyhow::Result<()> {
-    let host = Arc::new(Host::new(settings)?);
+    let host = Arc::new(Host::new(settings)?.with_artifacts(fetcher));
     let workload = dev::load_into(&host, &target).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

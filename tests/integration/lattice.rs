@@ -22,7 +22,10 @@ pub struct Process {
 }
 
 impl Process {
-    fn spawn(mut command: Command) -> Result<(Process, Option<std::process::ChildStdout>), String> {
+    /// Starts `command` with its stdout handed back and its stderr collected.
+    pub fn spawn(
+        mut command: Command,
+    ) -> Result<(Process, Option<std::process::ChildStdout>), String> {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -684,17 +687,58 @@ pub fn host_in_env(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Result<LatticeHost, String> {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_trellis"));
+    let mut command = host_command(nats, extra);
     command.envs(env.iter().copied());
-    command
-        .args(["host", "--nats", &nats.url, "--listen", "127.0.0.1:0"])
-        // Test manifests name components anywhere in the repository.
-        .arg("--allow-dir")
-        .arg(crate::support::repo())
-        .args(extra);
+    // Test manifests name components anywhere in the repository.
+    command.arg("--allow-dir").arg(crate::support::repo());
     for m in manifests {
         command.arg("--manifest").arg(m);
     }
+    start_host(command)
+}
+
+/// A host of the test's name `name` running in `dir` and allowed to read
+/// only there: it has no access to the repository or the operator's files.
+pub fn host_in_dir(
+    nats: &Nats,
+    name: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> Result<LatticeHost, String> {
+    let mut options = nats.auth("host", name)?;
+    if options.is_empty() {
+        options.extend(["--id".to_string(), name.to_string()]);
+    }
+    options.extend(extra.iter().map(|o| o.to_string()));
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    let mut command = host_command(nats, &options);
+    command.current_dir(dir).arg("--allow-dir").arg(dir);
+    start_host(command)
+}
+
+/// `trellis host` on `nats` with `extra`, and a cache of its own unless
+/// `extra` names one: tests must not share what one host fetched.
+fn host_command(nats: &Nats, extra: &[&str]) -> Command {
+    static CACHES: AtomicUsize = AtomicUsize::new(0);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_trellis"));
+    command
+        .args(["host", "--nats", &nats.url, "--listen", "127.0.0.1:0"])
+        .args(extra);
+    if !extra
+        .iter()
+        .any(|o| *o == "--cache-dir" || *o == "--no-cache")
+    {
+        let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "host-cache-{}-{}",
+            std::process::id(),
+            CACHES.fetch_add(1, Ordering::Relaxed)
+        ));
+        command.arg("--cache-dir").arg(cache);
+    }
+    command
+}
+
+fn start_host(command: Command) -> Result<LatticeHost, String> {
     let (mut process, stdout) = Process::spawn(command)?;
     let stdout = stdout.ok_or("no stdout")?;
     match served_address(stdout).recv_timeout(Duration::from_secs(120)) {

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `trellis` binary, real sockets, real components.
 
+mod artifacts;
 mod bad_input;
 mod blobstore;
 mod blobstore_nats;
@@ -17,6 +18,7 @@ mod named;
 mod permissions;
 mod providers;
 mod python;
+mod registry;
 mod reload;
 mod scheduler;
 mod secrets;

@@ -34,6 +34,8 @@ impl Dev {
     /// [`Dev::start`] with `extra` options.
     pub fn start_with(target: &Path, extra: &[&str]) -> Result<Dev, String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_trellis"))
+            // Compiled code is shared by this run's dev processes, never the user's cache.
+            .env("XDG_CACHE_HOME", dev_cache())
             .args(["dev", "--listen", "127.0.0.1:0"])
             .args(extra)
             .arg(target)
@@ -110,8 +112,15 @@ fn collect(stream: Option<std::process::ChildStderr>) -> mpsc::Receiver<String> 
 
 /// Runs `trellis dev TARGET` expecting it to refuse to start; returns its stderr.
 pub fn refused(target: &Path) -> Result<String, String> {
+    refused_with(target, &[])
+}
+
+/// [`refused`] with `extra` options.
+pub fn refused_with(target: &Path, extra: &[&str]) -> Result<String, String> {
     let out = Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .env("XDG_CACHE_HOME", dev_cache())
         .args(["dev", "--listen", "127.0.0.1:0"])
+        .args(extra)
         .arg(target)
         .output()
         .map_err(|e| e.to_string())?;
@@ -205,6 +214,11 @@ async fn read(
         status,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
+}
+
+/// The cache directory of this test run's `trellis dev` processes.
+pub fn dev_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("dev-cache-{}", std::process::id()))
 }
 
 /// A fresh scratch folder under the target directory.

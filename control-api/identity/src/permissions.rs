@@ -6,7 +6,9 @@
 //! keeps its data in one bucket and one object store named after it.
 
 use serde::Serialize;
-use trellis_lattice::{LINKS_BUCKET, Role, SECRETS_BUCKET, Subjects};
+use trellis_lattice::{
+    ARTIFACTS_BUCKET, LINKS_BUCKET, Role, SECRETS_BUCKET, SIGNATURES_BUCKET, Subjects,
+};
 
 /// The export a provider with application subjects delivers messages to.
 const DELIVERY_HANDLER: &str = "trellis:messaging/handler@0.1.0";
@@ -66,6 +68,11 @@ impl Permissions {
                 p.publish.push(subjects.secret_store_key());
                 p.publish
                     .push(format!("$KV.{}.>", subjects.bucket(SECRETS_BUCKET)));
+                // `trellis push` and `trellis sign`.
+                let artifacts = subjects.bucket(ARTIFACTS_BUCKET);
+                p.stream_owner(&format!("OBJ_{artifacts}"));
+                p.publish.push(format!("$O.{artifacts}.>"));
+                p.kv_owner(&subjects.bucket(SIGNATURES_BUCKET));
             }
             Role::Scheduler => {
                 p.control_hosts(subjects);
@@ -95,6 +102,9 @@ impl Permissions {
                     format!("{}.>", subjects.workload("*")),
                 ]);
                 p.kv_owner(&subjects.bucket(LINKS_BUCKET));
+                // Components and their signatures: read only.
+                p.stream_consumer(&format!("OBJ_{}", subjects.bucket(ARTIFACTS_BUCKET)));
+                p.stream_consumer(&format!("KV_{}", subjects.bucket(SIGNATURES_BUCKET)));
             }
             Role::Provider(name) => {
                 p.publish.extend([
@@ -229,6 +239,36 @@ mod tests {
         );
         assert!(!p.publish.iter().any(|s| s.contains("trellis.edge.host")));
         assert!(!p.allow_responses);
+    }
+
+    #[test]
+    fn hosts_read_artifacts_and_only_the_operator_writes_them() {
+        let host = of(Role::Host("HOSTA".into()));
+        assert!(
+            host.publish
+                .contains(&"$JS.API.DIRECT.GET.OBJ_trellis_edge_artifacts.>".to_string())
+        );
+        assert!(!host.publish.iter().any(|s| s.starts_with("$O.")));
+        assert!(
+            !host
+                .publish
+                .iter()
+                .any(|s| s.starts_with("$KV.trellis_edge_signatures"))
+        );
+        let operator = of(Role::Operator);
+        assert!(
+            operator
+                .publish
+                .contains(&"$O.trellis_edge_artifacts.>".to_string())
+        );
+        assert!(
+            operator
+                .publish
+                .contains(&"$KV.trellis_edge_signatures.>".to_string())
+        );
+        for role in [Role::Scheduler, Role::Provider("kv".into())] {
+            assert!(!of(role).publish.iter().any(|s| s.contains("artifacts")));
+        }
     }
 
     #[test]

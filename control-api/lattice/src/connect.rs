@@ -130,6 +130,11 @@ impl NatsArgs {
 
     /// The nkey public key, when authenticating with an nkey seed: a host's ID.
     pub fn nkey_public_key(&self) -> Result<Option<String>, ConnectError> {
+        Ok(self.nkey_pair()?.map(|pair| pair.public_key()))
+    }
+
+    /// The key pair of `--nats-nkey`, if given: the operator signs artifacts with it.
+    pub fn nkey_pair(&self) -> Result<Option<nkeys::KeyPair>, ConnectError> {
         let Some(path) = &self.nkey else {
             return Ok(None);
         };
@@ -140,7 +145,7 @@ impl NatsArgs {
                 path.display()
             ))
         })?;
-        Ok(Some(pair.public_key()))
+        Ok(Some(pair))
     }
 
     async fn options(&self) -> Result<async_nats::ConnectOptions, ConnectError> {

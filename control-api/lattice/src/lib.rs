@@ -41,4 +41,4 @@ pub use secrets::{
     MAX_SECRET_BYTES, SECRET_TIMEOUT, SECRETS_BUCKET, Sealed, SecretError, SecretReply,
     SecretRequest, fetch_secret, read_xkey,
 };
-pub use subjects::{DEFAULT_LATTICE, Subjects};
+pub use subjects::{ARTIFACTS_BUCKET, DEFAULT_LATTICE, SIGNATURES_BUCKET, Subjects};

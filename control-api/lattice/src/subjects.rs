@@ -5,6 +5,12 @@ use crate::Role;
 /// The lattice a process joins when none is named.
 pub const DEFAULT_LATTICE: &str = "default";
 
+/// The lattice's artifact store, a JetStream object store
+/// (`trellis_<lattice>_artifacts`): components by digest, written by the operator.
+pub const ARTIFACTS_BUCKET: &str = "artifacts";
+/// The artifacts' signatures, a KV bucket (`trellis_<lattice>_signatures`).
+pub const SIGNATURES_BUCKET: &str = "signatures";
+
 /// The subjects of one lattice: `trellis.<lattice>.…`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subjects {

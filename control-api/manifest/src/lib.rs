@@ -36,6 +36,7 @@ mod binding;
 mod decode;
 mod diagnostics;
 mod manifest;
+mod source;
 mod units;
 mod validate;
 pub mod yaml;
@@ -46,11 +47,12 @@ pub use binding::{
 };
 pub use diagnostics::{Diagnostic, ManifestError};
 pub use manifest::{
-    API_VERSION, BINDING_FIELDS, COMPONENT_FIELDS, Component, ComponentSource, EXPORT_FIELDS,
-    Export, GRANTS_FIELDS, Grants, LIMITS_FIELDS, Limits, MAX_MANIFEST_BYTES, PREOPEN_FIELDS,
-    ROUTE_FIELDS, Route, SECRET_SOURCES, SecretRef, SecretSource, WORKLOAD_FIELDS, Workload,
-    http_patterns_allow, read_manifest, valid_secret_key,
+    API_VERSION, BINDING_FIELDS, COMPONENT_FIELDS, Component, EXPORT_FIELDS, Export, GRANTS_FIELDS,
+    Grants, LIMITS_FIELDS, Limits, MAX_MANIFEST_BYTES, PREOPEN_FIELDS, ROUTE_FIELDS, Route,
+    SECRET_SOURCES, SecretRef, SecretSource, WORKLOAD_FIELDS, Workload, http_patterns_allow,
+    read_manifest, valid_secret_key,
 };
+pub use source::{ComponentSource, Digest, OciReference, OciVersion, ReferenceError};
 pub use units::{UnitError, parse_duration, parse_size};
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::binding::{Binding, BindingTarget, ImportPattern};
 use crate::decode::{Decoder, Fields, scalar_text};
 use crate::diagnostics::{Diagnostic, ManifestError};
+use crate::source::ComponentSource;
 use crate::units::{parse_duration, parse_size};
 use crate::yaml::{self, Node, Pos};
 
@@ -139,13 +140,6 @@ pub enum SecretSource {
     Lattice(String),
     /// An environment variable of the host that runs the workload.
     Env(String),
-}
-
-/// Where a component's bytes come from; an enum so registry references can join later.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ComponentSource {
-    /// A local file (binary component or component text), resolved against the manifest's folder.
-    File(PathBuf),
 }
 
 /// Limits enforced on every instance of a component.
@@ -530,15 +524,10 @@ fn valid_env_var(name: &str) -> bool {
 
 fn decode_source(d: &mut Decoder, node: &Node, base: &Path) -> Option<ComponentSource> {
     let text = d.string(node, "source")?;
-    if let Some((scheme, _)) = text.split_once("://") {
-        d.report(
-            Diagnostic::new(
-                node.pos,
-                format!("`{scheme}://` sources are not supported yet"),
-            )
-            .with_hint("give a path to a .wasm or .wat file, relative to the manifest"),
-        );
-        return None;
+    if let Some(reference) = ComponentSource::parse_reference(&text) {
+        return reference
+            .map_err(|e| d.error(node.pos, format!("source: {e}")))
+            .ok();
     }
     let path = base.join(text.strip_prefix("file:").unwrap_or(&text));
     if !path.is_file() {

@@ -147,13 +147,29 @@ fn link_cycles_are_refused() {
 }
 
 #[test]
-fn oci_sources_are_not_yet_supported() {
+fn registry_and_lattice_sources_parse_and_other_schemes_are_refused() {
+    let hex = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+    let workload = Workload::from_yaml(
+        &format!("apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: c\ncomponents:\n  a: {{source: 'oci://ghcr.io/x/y:1'}}\n  b: {{source: 'lattice://sha256:{hex}'}}\n"),
+        Path::new("m.yaml"),
+        Path::new("."),
+    )
+    .map_err(|e| e.to_string());
+    let sources: Result<Vec<String>, String> =
+        workload.map(|w| w.components.iter().map(|c| c.source.to_string()).collect());
+    assert_eq!(
+        sources,
+        Ok(vec![
+            "oci://ghcr.io/x/y:1".to_string(),
+            format!("lattice://sha256:{hex}")
+        ])
+    );
     let got = problems(
-        "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: c\ncomponents:\n  a: {source: 'oci://ghcr.io/x/y:1'}\n",
+        "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: c\ncomponents:\n  a: {source: 'https://x/y.wasm'}\n",
     );
     assert!(
         got.iter()
-            .any(|g| g.contains("`oci://` sources are not supported yet")),
+            .any(|g| g.contains("5:") && g.contains("`https://` sources are not supported")),
         "{got:?}"
     );
 }

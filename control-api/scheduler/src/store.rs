@@ -88,14 +88,18 @@ pub fn parse_id(id: &str) -> Option<(&str, &str, &str)> {
 
 /// A workload version: SHA-256 over the decoded manifest without its `deploy`
 /// block (comments, quoting and key order do not count) and over the bytes of
-/// every component, so an edit that changes nothing is no rollout and a
-/// component rebuilt at the same path is one. 16 hex digits (64 bits).
+/// every local component, so an edit that changes nothing is no rollout and a
+/// component rebuilt at the same path is one (a registry or lattice source is
+/// in the manifest text as a digest, which `trellis apply` pins). 16 hex
+/// digits (64 bits).
 fn version_of(workload: &Workload, text: &str) -> Result<String, VersionError> {
     let root = yaml::parse(text).map_err(|e| VersionError::Yaml(e.to_string()))?;
     let mut digest = Sha256::new();
     digest.update(root.canonical(&["deploy"]));
     for component in &workload.components {
-        let ComponentSource::File(path) = &component.source;
+        let ComponentSource::File(path) = &component.source else {
+            continue;
+        };
         let bytes = std::fs::read(path).map_err(|source| VersionError::Component {
             component: component.name.clone(),
             path: path.clone(),

@@ -238,6 +238,9 @@ pub struct HostServices {
     pub(crate) capabilities: Arc<CapabilityHosts>,
     /// The host's bounds on every workload (open until [`crate::Host::sandboxed`]).
     pub sandbox: Arc<crate::sandbox::Sandbox>,
+    /// Where registry and lattice sources come from (no cache, no lattice,
+    /// no signatures required until [`crate::Host::with_artifacts`]).
+    pub artifacts: Arc<trellis_artifacts::Fetcher>,
 }
 
 impl Default for HostServices {
@@ -246,6 +249,12 @@ impl Default for HostServices {
             lattice: None,
             capabilities: Arc::default(),
             sandbox: Arc::new(crate::sandbox::Sandbox::open()),
+            artifacts: Arc::new(trellis_artifacts::Fetcher::new(
+                None,
+                None,
+                trellis_artifacts::Trust::default(),
+                trellis_artifacts::MAX_ARTIFACT_BYTES,
+            )),
         }
     }
 }

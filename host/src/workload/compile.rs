@@ -7,7 +7,7 @@ use wasmtime::component::Component;
 
 /// The largest component file read: anything larger (or endless, like a
 /// device) is refused before it is read whole.
-const MAX_COMPONENT_BYTES: u64 = 256 << 20;
+const MAX_COMPONENT_BYTES: u64 = trellis_artifacts::MAX_ARTIFACT_BYTES;
 
 /// Every binary starts with this; the next four bytes are `01 00 00 00` for a core
 /// module and `0d 00 01 00` for a component.
@@ -47,6 +47,12 @@ pub(crate) fn compile(
     path: &Path,
     quote: bool,
 ) -> Result<Component, CompileError> {
+    compile_bytes(engine, &read(path)?, path, quote)
+}
+
+/// Reads a component file, refusing one larger than [`MAX_COMPONENT_BYTES`]
+/// before reading it whole.
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, CompileError> {
     let read = |source| CompileError::Read {
         path: path.to_path_buf(),
         source,
@@ -63,6 +69,21 @@ pub(crate) fn compile(
             path: path.to_path_buf(),
         });
     }
+    Ok(bytes)
+}
+
+/// Compiles `bytes`, named `path` in errors (a file, or a fetched artifact's reference).
+pub(crate) fn compile_bytes(
+    engine: &Engine,
+    bytes: &[u8],
+    path: &Path,
+    quote: bool,
+) -> Result<Component, CompileError> {
+    if bytes.len() as u64 > MAX_COMPONENT_BYTES {
+        return Err(CompileError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
     match bytes.get(..8) {
         Some(header) if header.starts_with(WASM_MAGIC) && header[4..8] == [1, 0, 0, 0] => {
             return Err(CompileError::CoreModule {
@@ -70,14 +91,14 @@ pub(crate) fn compile(
             });
         }
         Some(header) if header.starts_with(WASM_MAGIC) => {} // A binary component.
-        _ if std::str::from_utf8(&bytes).is_err() => {
+        _ if std::str::from_utf8(bytes).is_err() => {
             return Err(CompileError::NotWasm {
                 path: path.to_path_buf(),
             });
         }
         _ => {} // Text: let the component-text parser speak.
     }
-    Component::new(engine, &bytes).map_err(|e| CompileError::Invalid {
+    Component::new(engine, bytes).map_err(|e| CompileError::Invalid {
         path: path.to_path_buf(),
         message: if quote {
             format!("{e:#}")

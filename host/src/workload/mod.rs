@@ -4,6 +4,7 @@
 //! problem named; serving a request only instantiates from what was prepared.
 
 mod admit;
+mod artifacts;
 mod compile;
 mod exports;
 mod links;
@@ -11,7 +12,7 @@ mod remote;
 mod resolve;
 mod shapes;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
@@ -55,6 +56,8 @@ pub struct LoadedWorkload {
     pub manifest: Workload,
     pub(crate) components: Vec<LoadedComponent>,
     exports: Vec<exports::ServedExport>,
+    /// Keeps its fetched artifacts in the host's cache while it is loaded.
+    _artifacts: Vec<trellis_artifacts::Pin>,
 }
 
 /// One component of a loaded workload.
@@ -85,21 +88,24 @@ impl LoadedWorkload {
         if !diagnostics.is_empty() {
             return Err(ManifestError::new(file, diagnostics));
         }
+        let fetched = artifacts::fetch(&services.artifacts, &services.sandbox, &manifest).await;
         let engine = engine.clone();
         let services = services.clone();
         let file = file.to_path_buf();
         // Compilation is CPU-bound: keep it off the request threads.
-        tokio::task::spawn_blocking(move || prepare(&engine, &services, manifest, &file, &remotes))
-            .await
-            .unwrap_or_else(|e| {
-                Err(ManifestError::new(
-                    Path::new("<loader>"),
-                    vec![Diagnostic::new(
-                        Default::default(),
-                        format!("loader panicked: {e}"),
-                    )],
-                ))
-            })
+        tokio::task::spawn_blocking(move || {
+            prepare(&engine, &services, manifest, &file, &remotes, fetched)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(ManifestError::new(
+                Path::new("<loader>"),
+                vec![Diagnostic::new(
+                    Default::default(),
+                    format!("loader panicked: {e}"),
+                )],
+            ))
+        })
     }
 
     /// Instances of its components serving a request or call right now.
@@ -194,9 +200,12 @@ fn prepare(
     manifest: Workload,
     file: &Path,
     remotes: &remote::RemoteBindings,
+    fetched: Vec<artifacts::Fetched>,
 ) -> Result<Arc<LoadedWorkload>, ManifestError> {
     let fail = |diagnostics| ManifestError::new(file, diagnostics);
     let mut diagnostics = Vec::new();
+    let mut fetched = fetched.into_iter();
+    let mut pins = Vec::new();
     let max_memory = engine.settings().max_instance_memory;
     let mut compiled = Vec::new();
     for spec in &manifest.components {
@@ -206,20 +215,30 @@ fn prepare(
                 spec.name, spec.limits.memory >> 20, max_memory >> 20
             )));
         }
-        let ComponentSource::File(path) = &spec.source;
-        let mut allowed = services
-            .sandbox
-            .files
-            .check(path)
-            .map_err(|e| e.to_string());
+        let mut preopens = Ok(());
         for preopen in &spec.grants.preopens {
             if let Err(e) = services.sandbox.files.check(&preopen.host) {
-                allowed = Err(format!("preopen {e}"));
+                preopens = Err(format!("preopen {e}"));
             }
         }
-        let compiled_one = allowed.and_then(|path| {
-            compile::compile(engine.engine(), &path, services.sandbox.files.may_quote())
+        let quote = services.sandbox.files.may_quote();
+        let compiled_one = preopens.and_then(|()| match (fetched.next(), &spec.source) {
+            (Some(artifacts::Fetched::Bytes { bytes, pin }), source) => {
+                pins.extend(pin);
+                let name = PathBuf::from(source.to_string());
+                compile::compile_bytes(engine.engine(), &bytes, &name, quote)
+                    .map_err(|e| e.to_string())
+            }
+            (Some(artifacts::Fetched::Failed(message)), _) => Err(message),
+            (_, ComponentSource::File(path)) => services
+                .sandbox
+                .files
+                .check(path)
                 .map_err(|e| e.to_string())
+                .and_then(|path| {
+                    compile::compile(engine.engine(), &path, quote).map_err(|e| e.to_string())
+                }),
+            (_, source) => Err(format!("`{source}` was not fetched")),
         });
         match compiled_one {
             Ok(component) => compiled.push(resolve::Compiled { spec, component }),
@@ -325,6 +344,7 @@ fn prepare(
         manifest,
         components,
         exports,
+        _artifacts: pins,
     }))
 }
 

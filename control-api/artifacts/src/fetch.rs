@@ -1,0 +1,230 @@
+//! How a host gets a component's bytes: the disk cache first, then the
+//! lattice store or the registry, every copy verified against its digest,
+//! and (when the host trusts signers) its signature checked.
+
+use tokio::sync::OnceCell;
+use trellis_lattice::Subjects;
+use trellis_manifest::{ComponentSource, Digest, OciVersion};
+
+use crate::Progress;
+use crate::cache::{CacheError, DiskCache, Pin};
+use crate::oci::{OciError, Registries};
+use crate::signing::Trust;
+use crate::store::{LatticeStore, StoreError};
+
+/// Why a component's artifact could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The lattice store refused or lacks it.
+    #[error(transparent)]
+    Lattice(#[from] StoreError),
+    /// The registry refused or lacks it.
+    #[error(transparent)]
+    Oci(#[from] OciError),
+    /// A `lattice://` source where no lattice is connected.
+    #[error("`{0}` is in a lattice store, and this host is not on a lattice")]
+    NoLattice(String),
+    /// A local file, which the host reads itself (inside its sandbox).
+    #[error("`{0}` is a local file, not an artifact to fetch")]
+    LocalFile(String),
+    /// The cache could not be written.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// No trusted signature.
+    #[error(
+        "artifact {digest} has no signature by a key this host trusts ({signers}): sign it with `trellis sign` or `trellis push --sign`"
+    )]
+    Unsigned {
+        /// The artifact.
+        digest: Digest,
+        /// The keys the host trusts.
+        signers: String,
+    },
+    /// A signature by a trusted key that does not verify.
+    #[error(
+        "artifact {digest} has a signature by `{signer}` that does not verify: refused (tampered artifact or signature)"
+    )]
+    BadSignature {
+        /// The artifact.
+        digest: Digest,
+        /// Whose it claims to be.
+        signer: String,
+    },
+}
+
+/// A component's bytes and digest, kept in the cache while the pin lives.
+#[derive(Debug)]
+pub struct Artifact {
+    /// The component's own digest.
+    pub digest: Digest,
+    /// The component.
+    pub bytes: Vec<u8>,
+    /// Keeps it from eviction while a workload holds it.
+    pub pin: Option<Pin>,
+}
+
+/// Where a host's artifacts come from.
+pub struct Fetcher {
+    cache: Option<DiskCache>,
+    nats: Option<(async_nats::Client, Subjects)>,
+    store: OnceCell<LatticeStore>,
+    registries: Registries,
+    trust: Trust,
+    max_bytes: u64,
+}
+
+impl Fetcher {
+    /// A fetcher taking components of at most `max_bytes`; `nats` for
+    /// `lattice://` sources and signatures, `cache` for a disk cache.
+    pub fn new(
+        cache: Option<DiskCache>,
+        nats: Option<(async_nats::Client, Subjects)>,
+        trust: Trust,
+        max_bytes: u64,
+    ) -> Fetcher {
+        Fetcher {
+            cache,
+            nats,
+            store: OnceCell::new(),
+            registries: Registries::new(),
+            trust,
+            max_bytes,
+        }
+    }
+
+    /// The lattice store, opened on first use (a host starts before anyone pushes).
+    async fn store(&self, what: &str) -> Result<&LatticeStore, FetchError> {
+        let (nats, subjects) = self
+            .nats
+            .as_ref()
+            .ok_or_else(|| FetchError::NoLattice(what.to_string()))?;
+        Ok(self
+            .store
+            .get_or_try_init(|| LatticeStore::open(nats.clone(), subjects, false))
+            .await?)
+    }
+
+    /// The bytes of a registry or lattice source, verified (and signature-checked
+    /// when the host requires one). `File` sources are the host's to read.
+    pub async fn fetch(&self, source: &ComponentSource) -> Result<Artifact, FetchError> {
+        let artifact = match source {
+            ComponentSource::Lattice(digest) => self.fetch_lattice(digest).await?,
+            ComponentSource::Oci(reference) => {
+                let pinned = match &reference.version {
+                    OciVersion::Digest(manifest) => self
+                        .cache
+                        .as_ref()
+                        .and_then(|c| c.reference(manifest))
+                        .and_then(|content| self.cached(&content)),
+                    OciVersion::Tag(_) => None,
+                };
+                match pinned {
+                    Some(artifact) => artifact,
+                    None => {
+                        let pulled = self
+                            .registries
+                            .pull(reference, self.max_bytes, &Progress::none())
+                            .await?;
+                        let pin = self.keep(&pulled.content, &pulled.bytes)?;
+                        if let (Some(cache), OciVersion::Digest(_)) =
+                            (&self.cache, &reference.version)
+                        {
+                            cache.put_reference(&pulled.manifest, &pulled.content)?;
+                        }
+                        Artifact {
+                            digest: pulled.content,
+                            bytes: pulled.bytes,
+                            pin,
+                        }
+                    }
+                }
+            }
+            ComponentSource::File(path) => {
+                return Err(FetchError::LocalFile(path.display().to_string()));
+            }
+        };
+        self.check_signature(&artifact.digest).await?;
+        Ok(artifact)
+    }
+
+    fn cached(&self, digest: &Digest) -> Option<Artifact> {
+        let cache = self.cache.as_ref()?;
+        let pin = cache.pin(*digest);
+        let bytes = cache.get(digest, self.max_bytes)?;
+        Some(Artifact {
+            digest: *digest,
+            bytes,
+            pin: Some(pin),
+        })
+    }
+
+    fn keep(&self, digest: &Digest, bytes: &[u8]) -> Result<Option<Pin>, FetchError> {
+        let Some(cache) = &self.cache else {
+            return Ok(None);
+        };
+        let pin = cache.pin(*digest);
+        cache.put(digest, bytes)?;
+        Ok(Some(pin))
+    }
+
+    async fn fetch_lattice(&self, digest: &Digest) -> Result<Artifact, FetchError> {
+        if let Some(artifact) = self.cached(digest) {
+            return Ok(artifact);
+        }
+        let store = self.store(&format!("lattice://{digest}")).await?;
+        let bytes = store.get(digest, self.max_bytes, &Progress::none()).await?;
+        let pin = self.keep(digest, &bytes)?;
+        Ok(Artifact {
+            digest: *digest,
+            bytes,
+            pin,
+        })
+    }
+
+    /// Refuses `digest` unless a trusted key signed it (nothing to check when
+    /// the host trusts no keys). Signatures come from the cache or the lattice.
+    pub async fn check_signature(&self, digest: &Digest) -> Result<(), FetchError> {
+        if !self.trust.is_required() {
+            return Ok(());
+        }
+        for signer in self.trust.signers() {
+            let cached = self
+                .cache
+                .as_ref()
+                .and_then(|c| c.signature(digest, signer));
+            let signature = match cached {
+                Some(signature) => Some(signature),
+                None => match self.store("signatures").await {
+                    Ok(store) => store.signature(digest, signer).await?,
+                    Err(FetchError::NoLattice(_)) => None,
+                    Err(e) => return Err(e),
+                },
+            };
+            let Some(signature) = signature else { continue };
+            if !self.trust.verifies(signer, digest, &signature) {
+                return Err(FetchError::BadSignature {
+                    digest: *digest,
+                    signer: signer.to_string(),
+                });
+            }
+            if let Some(cache) = &self.cache {
+                cache.put_signature(digest, signer, &signature)?;
+            }
+            return Ok(());
+        }
+        Err(FetchError::Unsigned {
+            digest: *digest,
+            signers: self.trust.signers().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// Whether this host runs only signed artifacts.
+    pub fn signatures_required(&self) -> bool {
+        self.trust.is_required()
+    }
+
+    /// The registry clients (for `trellis apply`'s tag resolution).
+    pub fn registries(&self) -> &Registries {
+        &self.registries
+    }
+}

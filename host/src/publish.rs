@@ -1,0 +1,231 @@
+//! The operator's artifact commands: `push` and `sign`, and what `apply` does
+//! before it records a manifest: every local source uploaded to the lattice
+//! store and every registry tag resolved, so the desired state names bytes by
+//! digest and no host needs the operator's files.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use trellis_artifacts::{LatticeStore, MAX_ARTIFACT_BYTES, Progress, Registries, sign};
+use trellis_lattice::{NatsArgs, Subjects};
+use trellis_manifest::{ComponentSource, Digest, OciReference, OciVersion, Workload};
+
+use crate::cli::Outcome;
+
+/// `trellis push FILE [oci://REF] [--sign]`.
+pub async fn push(
+    nats: &NatsArgs,
+    file: &Path,
+    registry: Option<&OciReference>,
+    signed: bool,
+) -> Outcome {
+    let bytes = match read_component(file) {
+        Ok(bytes) => bytes,
+        Err(message) => return Outcome::Invalid(message),
+    };
+    let signer = match signed.then(|| signer(nats)).transpose() {
+        Ok(signer) => signer,
+        Err(outcome) => return outcome,
+    };
+    let store = match open_store(nats).await {
+        Ok(store) => store,
+        Err(outcome) => return outcome,
+    };
+    let digest = match store.put(&bytes, &progress("uploading")).await {
+        Ok(digest) => digest,
+        Err(e) => return Outcome::Unreachable(e.to_string()),
+    };
+    say!("lattice://{digest}");
+    if let Some(reference) = registry {
+        match Registries::new().push(reference, &bytes).await {
+            Ok(manifest) => say!("{}", reference.pinned(manifest)),
+            Err(e) => return Outcome::Refused(e.to_string()),
+        }
+    }
+    match signer {
+        Some(signer) => record_signature(&store, &signer, &digest).await,
+        None => Outcome::Done,
+    }
+}
+
+/// `trellis sign REF`: a lattice artifact, a registry artifact (pulled to
+/// learn and check its content digest) or a local file.
+pub async fn sign_artifact(nats: &NatsArgs, target: &str) -> Outcome {
+    let signer = match signer(nats) {
+        Ok(signer) => signer,
+        Err(outcome) => return outcome,
+    };
+    let store = match open_store(nats).await {
+        Ok(store) => store,
+        Err(outcome) => return outcome,
+    };
+    let digest = match ComponentSource::parse_reference(target) {
+        Some(Err(e)) => return Outcome::Invalid(e.to_string()),
+        Some(Ok(ComponentSource::Lattice(digest))) => match store.size(&digest).await {
+            Ok(Some(_)) => digest,
+            Ok(None) => {
+                return Outcome::Refused(format!(
+                    "no artifact {digest} in the lattice store (push it with `trellis push`)"
+                ));
+            }
+            Err(e) => return Outcome::Unreachable(e.to_string()),
+        },
+        Some(Ok(ComponentSource::Oci(reference))) => {
+            match Registries::new()
+                .pull(&reference, MAX_ARTIFACT_BYTES, &progress("pulling"))
+                .await
+            {
+                Ok(pulled) => pulled.content,
+                Err(e) => return Outcome::Refused(e.to_string()),
+            }
+        }
+        Some(Ok(ComponentSource::File(_))) | None => match read_component(Path::new(target)) {
+            Ok(bytes) => Digest::of(&bytes),
+            Err(message) => return Outcome::Invalid(message),
+        },
+    };
+    record_signature(&store, &signer, &digest).await
+}
+
+/// What `trellis apply` records instead of `text`: the same manifest with
+/// every local source replaced by its `lattice://` digest (uploaded first)
+/// and every registry tag by the digest it names now.
+pub async fn pin_sources(
+    nats: &NatsArgs,
+    text: &str,
+    workload: &Workload,
+) -> Result<String, Outcome> {
+    let mut pinned = Vec::new();
+    let mut store = None;
+    let registries = Registries::new();
+    for component in &workload.components {
+        let source = match &component.source {
+            ComponentSource::File(path) => {
+                let bytes = read_component(path).map_err(Outcome::Invalid)?;
+                if store.is_none() {
+                    store = Some(open_store(nats).await?);
+                }
+                let Some(store) = &store else { continue };
+                let digest = store
+                    .put(&bytes, &progress(&format!("uploading {}", component.name)))
+                    .await
+                    .map_err(|e| Outcome::Unreachable(e.to_string()))?;
+                ComponentSource::Lattice(digest)
+            }
+            ComponentSource::Oci(reference) if matches!(reference.version, OciVersion::Tag(_)) => {
+                let digest = registries.resolve(reference).await.map_err(|e| {
+                    Outcome::Refused(format!("component `{}`: {e}", component.name))
+                })?;
+                ComponentSource::Oci(reference.pinned(digest))
+            }
+            ComponentSource::Oci(_) | ComponentSource::Lattice(_) => continue,
+        };
+        pinned.push((component.name.as_str(), source.to_string()));
+    }
+    if pinned.is_empty() {
+        return Ok(text.to_string());
+    }
+    rewrite_sources(text, &pinned).map_err(Outcome::Invalid)
+}
+
+/// `text` with `components.<name>.source` set for each of `sources`.
+fn rewrite_sources(text: &str, sources: &[(&str, String)]) -> Result<String, String> {
+    let mut root: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(text).map_err(|e| format!("cannot re-read the manifest: {e}"))?;
+    for (name, source) in sources {
+        let slot = root
+            .get_mut("components")
+            .and_then(|c| c.get_mut(*name))
+            .and_then(|c| c.get_mut("source"))
+            .ok_or_else(|| format!("component `{name}` has no `source` to pin"))?;
+        *slot = serde_yaml_ng::Value::String(source.clone());
+    }
+    serde_yaml_ng::to_string(&root).map_err(|e| format!("cannot write the pinned manifest: {e}"))
+}
+
+/// A component file, at most [`MAX_ARTIFACT_BYTES`], refused unless it is a
+/// binary component or component text (compiled to binary here, so what a
+/// registry holds as `application/wasm` is WebAssembly).
+fn read_component(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_ARTIFACT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_ARTIFACT_BYTES {
+        return Err(format!(
+            "{} is larger than {} MiB",
+            path.display(),
+            MAX_ARTIFACT_BYTES >> 20
+        ));
+    }
+    if !bytes.starts_with(b"\0asm") {
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| format!("{} is not a WebAssembly component", path.display()))?;
+        bytes = wat::parse_str(text)
+            .map_err(|e| format!("{} is not a WebAssembly component: {e}", path.display()))?;
+    }
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', 0x0d, 0, 0x01, 0]) => Ok(bytes),
+        _ => Err(format!(
+            "{} is a core module, not a component (wrap it with `wasm-tools component new`)",
+            path.display()
+        )),
+    }
+}
+
+/// The operator's key pair, from `--nats-nkey`.
+fn signer(nats: &NatsArgs) -> Result<nkeys::KeyPair, Outcome> {
+    nats.nkey_pair()
+        .map_err(|e| Outcome::Invalid(e.to_string()))?
+        .ok_or_else(|| {
+            Outcome::Invalid(
+                "signing needs the operator's nkey: give --nats-nkey operator.nk".to_string(),
+            )
+        })
+}
+
+async fn record_signature(
+    store: &LatticeStore,
+    signer: &nkeys::KeyPair,
+    digest: &Digest,
+) -> Outcome {
+    let signature = match sign(signer, digest) {
+        Ok(signature) => signature,
+        Err(e) => return Outcome::Invalid(e.to_string()),
+    };
+    let key = signer.public_key();
+    match store.put_signature(digest, &key, &signature).await {
+        Ok(()) => {
+            say!("signed {digest} by {key}");
+            Outcome::Done
+        }
+        Err(e) => Outcome::Unreachable(e.to_string()),
+    }
+}
+
+async fn open_store(nats: &NatsArgs) -> Result<LatticeStore, Outcome> {
+    let client = crate::cli::connect(nats).await?;
+    LatticeStore::open(client, &Subjects::new(&nats.lattice), true)
+        .await
+        .map_err(|e| Outcome::Unreachable(e.to_string()))
+}
+
+/// Progress on stderr, `\r`-rewritten, for artifacts large enough to wait on.
+fn progress(what: &str) -> Progress {
+    let what = what.to_string();
+    Progress::with(move |done, total| {
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r{what}: {:.1} of {:.1} MiB",
+            done as f64 / 1048576.0,
+            total as f64 / 1048576.0
+        );
+        if done >= total {
+            let _ = writeln!(err);
+        }
+    })
+}
