@@ -80,7 +80,7 @@ pub async fn apply(nats: &NatsArgs, file: &Path) -> Outcome {
         Ok(workload) => workload,
         Err(e) => return Outcome::Invalid(e.to_string()),
     };
-    let text = match crate::publish::pin_sources(nats, &text, &workload).await {
+    let text = match crate::publish::pin_sources(nats, &text, file, &workload).await {
         Ok(text) => text,
         Err(outcome) => return outcome,
     };

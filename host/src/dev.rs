@@ -86,6 +86,7 @@ fn bare_component(stem: &str, source: ComponentSource) -> Workload {
         components: vec![Component {
             name: name.clone(),
             source,
+            source_pos: Default::default(),
             config: BTreeMap::new(),
             env: BTreeMap::new(),
             secrets: Vec::new(),

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use trellis_artifacts::{LatticeStore, MAX_ARTIFACT_BYTES, Progress, Registries, sign};
 use trellis_lattice::{NatsArgs, Subjects};
+use trellis_manifest::yaml::Pos;
 use trellis_manifest::{ComponentSource, Digest, OciReference, OciVersion, Workload};
 
 use crate::cli::Outcome;
@@ -89,10 +90,12 @@ pub async fn sign_artifact(nats: &NatsArgs, target: &str) -> Outcome {
 
 /// What `trellis apply` records instead of `text`: the same manifest with
 /// every local source replaced by its `lattice://` digest (uploaded first)
-/// and every registry tag by the digest it names now.
+/// and every registry tag by the digest it names now. Only those values
+/// change; comments and layout stay as written.
 pub async fn pin_sources(
     nats: &NatsArgs,
     text: &str,
+    file: &Path,
     workload: &Workload,
 ) -> Result<String, Outcome> {
     let mut pinned = Vec::new();
@@ -120,27 +123,99 @@ pub async fn pin_sources(
             }
             ComponentSource::Oci(_) | ComponentSource::Lattice(_) => continue,
         };
-        pinned.push((component.name.as_str(), source.to_string()));
+        pinned.push((component.source_pos, source));
     }
     if pinned.is_empty() {
         return Ok(text.to_string());
     }
-    rewrite_sources(text, &pinned).map_err(Outcome::Invalid)
+    let rewritten = rewrite_sources(text, &pinned);
+    // The rewrite is textual: read it back and insist on exactly the pinned sources.
+    let base = file.parent().unwrap_or(Path::new("."));
+    let reread = rewritten
+        .as_deref()
+        .ok()
+        .and_then(|t| Workload::from_yaml(t, file, base).ok());
+    let expected: Vec<&ComponentSource> = workload
+        .components
+        .iter()
+        .map(|c| {
+            pinned
+                .iter()
+                .find(|(pos, _)| *pos == c.source_pos)
+                .map_or(&c.source, |(_, s)| s)
+        })
+        .collect();
+    match (rewritten, reread) {
+        (Ok(text), Some(reread))
+            if reread
+                .components
+                .iter()
+                .map(|c| &c.source)
+                .eq(expected.iter().copied()) =>
+        {
+            Ok(text)
+        }
+        _ => Err(Outcome::Invalid(format!(
+            "{}: cannot pin the components' sources in place: write each `source` as a \
+             one-line value",
+            file.display()
+        ))),
+    }
 }
 
-/// `text` with `components.<name>.source` set for each of `sources`.
-fn rewrite_sources(text: &str, sources: &[(&str, String)]) -> Result<String, String> {
-    let mut root: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(text).map_err(|e| format!("cannot re-read the manifest: {e}"))?;
-    for (name, source) in sources {
-        let slot = root
-            .get_mut("components")
-            .and_then(|c| c.get_mut(*name))
-            .and_then(|c| c.get_mut("source"))
-            .ok_or_else(|| format!("component `{name}` has no `source` to pin"))?;
-        *slot = serde_yaml_ng::Value::String(source.clone());
+/// `text` with the scalar starting at each position replaced by `source`, double-quoted.
+fn rewrite_sources(text: &str, sources: &[(Pos, ComponentSource)]) -> Result<String, ()> {
+    let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
+    let mut sources: Vec<&(Pos, ComponentSource)> = sources.iter().collect();
+    // Right to left, so the columns still to replace stay where they were.
+    sources.sort_by_key(|(pos, _)| std::cmp::Reverse((pos.line, pos.column)));
+    for (pos, source) in sources {
+        let line = lines.get_mut(pos.line.wrapping_sub(1)).ok_or(())?;
+        let start = line
+            .char_indices()
+            .nth(pos.column.wrapping_sub(1))
+            .map(|(i, _)| i)
+            .ok_or(())?;
+        let len = scalar_len(&line[start..]).ok_or(())?;
+        line.replace_range(start..start + len, &format!("\"{source}\""));
     }
-    serde_yaml_ng::to_string(&root).map_err(|e| format!("cannot write the pinned manifest: {e}"))
+    Ok(lines.join("\n"))
+}
+
+/// The length of the one-line YAML scalar `rest` starts with.
+fn scalar_len(rest: &str) -> Option<usize> {
+    let bytes = rest.as_bytes();
+    match bytes.first()? {
+        b'"' => {
+            let mut i = 1;
+            while i < bytes.len() {
+                match bytes[i] {
+                    b'\\' => i += 2,
+                    b'"' => return Some(i + 1),
+                    _ => i += 1,
+                }
+            }
+            None
+        }
+        b'\'' => {
+            let mut i = 1;
+            while i < bytes.len() {
+                match (bytes[i], bytes.get(i + 1)) {
+                    (b'\'', Some(b'\'')) => i += 2,
+                    (b'\'', _) => return Some(i + 1),
+                    _ => i += 1,
+                }
+            }
+            None
+        }
+        _ => {
+            // A plain scalar ends at a comment, a flow indicator (in `{…}`)
+            // or the line's end; the read-back catches anything subtler.
+            let end = rest.find(" #").unwrap_or(rest.len());
+            let end = rest[..end].find([',', '}', ']']).unwrap_or(end);
+            Some(rest[..end].trim_end().len())
+        }
+    }
 }
 
 /// A component file, at most [`MAX_ARTIFACT_BYTES`], refused unless it is a
@@ -228,4 +303,41 @@ fn progress(what: &str) -> Progress {
             let _ = writeln!(err);
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pinned(digest: &[u8]) -> ComponentSource {
+        ComponentSource::Lattice(Digest::of(digest))
+    }
+
+    #[test]
+    fn sources_are_replaced_in_place_keeping_comments_and_layout() {
+        let text = "# top\ncomponents:\n  a:\n    source: ./a.wasm   # local\n  b: {source: 'b.wat', bindings: {}}\n  c:\n    source: \"c.wasm\"\n";
+        let at = |line, column| Pos { line, column };
+        let sources = [
+            (at(4, 13), pinned(b"a")),
+            (at(5, 15), pinned(b"b")),
+            (at(7, 13), pinned(b"c")),
+        ];
+        let Ok(out) = rewrite_sources(text, &sources) else {
+            panic!("the rewrite failed");
+        };
+        let expected = format!(
+            "# top\ncomponents:\n  a:\n    source: \"{}\"   # local\n  b: {{source: \"{}\", bindings: {{}}}}\n  c:\n    source: \"{}\"\n",
+            sources[0].1, sources[1].1, sources[2].1
+        );
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn positions_outside_the_text_are_refused() {
+        let text = "components:\n  a:\n    source: x\n";
+        let far = Pos { line: 9, column: 1 };
+        assert!(rewrite_sources(text, &[(far, pinned(b"x"))]).is_err());
+        assert_eq!(scalar_len("\"unterminated"), None);
+        assert_eq!(scalar_len("'it''s' # c"), Some(7));
+    }
 }

@@ -112,6 +112,17 @@ async fn registry_components_run_by_tag_and_digest_and_from_the_cache_with_the_r
     }
     let hex = content.trim_start_matches("sha256:");
     assert!(cache.join("artifacts/blobs/sha256").join(hex).is_file());
+    // The compiled code is kept too (wasmtime's cache, under `compiled/modules`).
+    let compiled = std::fs::read_dir(cache.join("compiled/modules"))?
+        .flatten()
+        .flat_map(|engine| {
+            std::fs::read_dir(engine.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .count();
+    assert!(compiled > 0, "nothing compiled was cached");
 
     // With the registry gone, the pinned reference starts from the cache;
     // the tag, which only the registry can resolve, fails and says why.

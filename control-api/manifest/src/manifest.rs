@@ -104,6 +104,9 @@ pub struct Component {
     pub name: String,
     /// Where the component's bytes come from.
     pub source: ComponentSource,
+    /// Where the `source` value starts in the manifest text: `trellis apply`
+    /// replaces it there with the pinned digest, keeping the rest as written.
+    pub source_pos: Pos,
     /// Values served through `wasi:config/store`.
     pub config: BTreeMap<String, String>,
     /// Environment variables seen through `wasi:cli/environment`.
@@ -394,6 +397,7 @@ fn decode_component(
     let what = format!("component `{name}`");
     let fields = d.fields(node, &what, COMPONENT_FIELDS, &["source"])?;
     let source = fields.get("source").and_then(|n| decode_source(d, n, base));
+    let source_pos = fields.get("source").map(|n| n.pos).unwrap_or(pos);
     let config = fields
         .get("config")
         .map(|n| d.string_map(n, "config"))
@@ -423,6 +427,7 @@ fn decode_component(
     Some(Component {
         name,
         source: source.unwrap_or_else(|| ComponentSource::File(PathBuf::new())),
+        source_pos,
         config,
         env,
         secrets,
