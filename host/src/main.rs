@@ -40,7 +40,8 @@ struct Cli {
 enum Command {
     /// Run a workload on this machine, no NATS needed, reloading on change.
     ///
-    /// TARGET is a workload manifest (.yaml) or a bare component (.wasm or .wat);
+    /// TARGET is a workload manifest (.yaml), a bare component (.wasm or .wat)
+    /// or a component in a registry (`oci://REGISTRY/REPO:TAG` or `…@sha256:…`);
     /// a bare component gets every `wasi:` import bound to the host and every path.
     Dev {
         /// The manifest, component file or registry reference (`oci://…`) to run.

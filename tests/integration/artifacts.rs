@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::lattice::{Nats, cli, host, host_in_dir, scheduler};
+use crate::lattice::{Nats, cli, cli_in_env, host, host_in_dir, scheduler};
 use crate::registry::Registry;
 use crate::support::{Dev, TestResult, eventually, get, refused_with, repo, scratch};
 
@@ -131,6 +131,52 @@ async fn registry_components_run_by_tag_and_digest_and_from_the_cache_with_the_r
     serves(dev.addr, "/", "hello from trellis\n").await?;
     let message = refused_with(Path::new(&tagged), &["--cache-dir", &cache_arg])?;
     assert!(message.contains("is unreachable"), "{message}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn registry_credentials_come_from_the_docker_config() -> TestResult {
+    let nats = Nats::start("oci-login")?;
+    let password = "correct-horse-battery";
+    let registry = Registry::start_with_login("login", "robot", password)?;
+    let dir = scratch("oci-login")?;
+    let file = hello(&dir, "hello from trellis\n")?;
+    let file = file.to_string_lossy();
+    let tagged = registry.reference("private/hello:v1");
+
+    let anonymous = dir.join("no-docker-config");
+    std::fs::create_dir_all(&anonymous)?;
+    let (code, _, err) = cli_in_env(
+        &nats,
+        &["push", &file, &tagged],
+        &[("DOCKER_CONFIG", &anonymous)],
+    )?;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("refused access"), "{err}");
+
+    let docker = dir.join("docker");
+    std::fs::create_dir_all(&docker)?;
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("robot:{password}"));
+    std::fs::write(
+        docker.join("config.json"),
+        format!(
+            "{{\"auths\": {{\"{}\": {{\"auth\": \"{auth}\"}}}}}}",
+            registry.addr
+        ),
+    )?;
+    let env = [("DOCKER_CONFIG", docker.as_path())];
+    let (code, out, err) = cli_in_env(&nats, &["push", &file, &tagged], &env)?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("/private/hello@sha256:"), "{out}");
+    // Pulling (to sign) uses them too; without them the pull is refused.
+    let (code, out, err) = cli_in_env(&nats, &["sign", &tagged], &env)?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("signed sha256:"), "{out}");
+    let (code, _, err) = cli_in_env(&nats, &["sign", &tagged], &[("DOCKER_CONFIG", &anonymous)])?;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("refused access"), "{err}");
+    assert!(!err.contains(password) && !out.contains(password));
     Ok(())
 }
 

@@ -795,7 +795,17 @@ pub fn scheduler_with(nats: &Nats, extra: &[&str]) -> Result<SchedulerProcess, S
 /// Runs the `trellis` CLI with `args` against `nats` as the operator; returns
 /// exit code, stdout, stderr.
 pub fn cli(nats: &Nats, args: &[&str]) -> Result<(i32, String, String), String> {
+    cli_in_env(nats, args, &[])
+}
+
+/// [`cli`], the process's environment extended by `env`.
+pub fn cli_in_env(
+    nats: &Nats,
+    args: &[&str],
+    env: &[(&str, &Path)],
+) -> Result<(i32, String, String), String> {
     let out = Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .envs(env.iter().copied())
         .args(args)
         .args(["--nats", &nats.url])
         .args(nats.auth("operator", "operator")?)

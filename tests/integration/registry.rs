@@ -43,6 +43,15 @@ fn binary() -> Result<PathBuf, String> {
 impl Registry {
     /// Starts a registry and waits until it listens.
     pub fn start(name: &str) -> Result<Registry, String> {
+        Self::start_with(name, None)
+    }
+
+    /// A registry that lets only `user` with `password` in (HTTP basic auth).
+    pub fn start_with_login(name: &str, user: &str, password: &str) -> Result<Registry, String> {
+        Self::start_with(name, Some((user, password)))
+    }
+
+    fn start_with(name: &str, login: Option<(&str, &str)>) -> Result<Registry, String> {
         let dir = scratch(&format!("registry-{name}")).map_err(|e| e.to_string())?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -50,11 +59,24 @@ impl Registry {
             .port();
         let addr = format!("127.0.0.1:{port}");
         let root = dir.join("data");
+        let auth = match login {
+            None => String::new(),
+            Some((user, password)) => {
+                // The registry reads bcrypt only; cost 4 keeps the test fast.
+                let hash = bcrypt::hash(password, 4).map_err(|e| e.to_string())?;
+                let file = dir.join("htpasswd");
+                std::fs::write(&file, format!("{user}:{hash}\n")).map_err(|e| e.to_string())?;
+                format!(
+                    "auth:\n  htpasswd:\n    realm: trellis-test\n    path: {}\n",
+                    file.display()
+                )
+            }
+        };
         let config = dir.join("config.yml");
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n{auth}http:\n  addr: {addr}\n",
                 root.display()
             ),
         )

@@ -353,6 +353,25 @@ fn classify(reference: &OciReference, error: OciDistributionError) -> OciError {
             OciError::NotFound(text)
         }
         OciDistributionError::ServerError { code: 404, .. } => OciError::NotFound(text),
+        OciDistributionError::ServerError {
+            code: code @ (401 | 403),
+            url,
+            ..
+        } => OciError::Denied {
+            reference: text,
+            message: format!("{code} at {url}"),
+        },
+        OciDistributionError::RegistryError { envelope, url }
+            if envelope
+                .errors
+                .iter()
+                .any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)) =>
+        {
+            OciError::Denied {
+                reference: text,
+                message: format!("unauthorized at {url}"),
+            }
+        }
         OciDistributionError::UnauthorizedError { url } => OciError::Denied {
             reference: text,
             message: format!("unauthorized at {url}"),
