@@ -70,7 +70,7 @@ async fn store(nats: &NatsArgs) -> Result<(async_nats::Client, Store), Outcome> 
 /// `trellis apply -f FILE`: uploads the manifest's local components and pins
 /// its registry tags ([`crate::publish::pin_sources`]), then records its
 /// desired state; idempotent.
-pub async fn apply(nats: &NatsArgs, file: &Path) -> Outcome {
+pub async fn apply(nats: &NatsArgs, file: &Path, signed: bool) -> Outcome {
     let text = match trellis_manifest::read_manifest(file) {
         Ok(text) => text,
         Err(e) => return Outcome::Invalid(e.to_string()),
@@ -80,7 +80,7 @@ pub async fn apply(nats: &NatsArgs, file: &Path) -> Outcome {
         Ok(workload) => workload,
         Err(e) => return Outcome::Invalid(e.to_string()),
     };
-    let text = match crate::publish::pin_sources(nats, &text, file, &workload).await {
+    let text = match crate::publish::pin_sources(nats, &text, file, &workload, signed).await {
         Ok(text) => text,
         Err(outcome) => return outcome,
     };

@@ -104,12 +104,17 @@ enum Command {
         #[command(flatten)]
         http: HttpArgs,
     },
-    /// Record a workload's desired state in the lattice (idempotent); the
-    /// scheduler places it. Exit codes: 0 done, 1 refused, 2 invalid, 3 unreachable.
+    /// Record a workload's desired state in the lattice (idempotent), local
+    /// components uploaded and registry tags pinned to digests; the scheduler
+    /// places it. Exit codes: 0 done, 1 refused, 2 invalid, 3 unreachable.
     Apply {
         /// The workload manifest; its `deploy` block says how many and where.
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
+        /// Sign every component the manifest names with the operator's nkey
+        /// (`--nats-nkey`), for hosts started with `--trust`.
+        #[arg(long)]
+        sign: bool,
         #[command(flatten)]
         nats: Box<NatsArgs>,
     },
@@ -387,7 +392,7 @@ fn operate(cli: &Cli) -> Option<cli::Outcome> {
         }
     };
     Some(match &cli.command {
-        Command::Apply { file, nats } => runtime.block_on(cli::apply(nats, file)),
+        Command::Apply { file, sign, nats } => runtime.block_on(cli::apply(nats, file, *sign)),
         Command::Push {
             file,
             reference,

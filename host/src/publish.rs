@@ -20,6 +20,11 @@ pub async fn push(
     registry: Option<&OciReference>,
     signed: bool,
 ) -> Outcome {
+    if let Some(reference) = registry.filter(|r| matches!(r.version, OciVersion::Digest(_))) {
+        return Outcome::Invalid(format!(
+            "{reference}: push to a tag (`oci://REGISTRY/REPO:TAG`); the digest is the registry's to make"
+        ));
+    }
     let bytes = match read_component(file) {
         Ok(bytes) => bytes,
         Err(message) => return Outcome::Invalid(message),
@@ -37,16 +42,19 @@ pub async fn push(
         Err(e) => return Outcome::Unreachable(e.to_string()),
     };
     say!("lattice://{digest}");
+    // Signed before the registry push, so a registry failure leaves no unsigned copy behind.
+    if let Some(signer) = &signer
+        && let Err(outcome) = record_signature(&store, signer, &digest).await
+    {
+        return outcome;
+    }
     if let Some(reference) = registry {
         match Registries::new().push(reference, &bytes).await {
             Ok(manifest) => say!("{}", reference.pinned(manifest)),
             Err(e) => return Outcome::Refused(e.to_string()),
         }
     }
-    match signer {
-        Some(signer) => record_signature(&store, &signer, &digest).await,
-        None => Outcome::Done,
-    }
+    Outcome::Done
 }
 
 /// `trellis sign REF`: a lattice artifact, a registry artifact (pulled to
@@ -71,6 +79,14 @@ pub async fn sign_artifact(nats: &NatsArgs, target: &str) -> Outcome {
             }
             Err(e) => return Outcome::Unreachable(e.to_string()),
         },
+        Some(Ok(ComponentSource::Oci(reference)))
+            if matches!(reference.version, OciVersion::Tag(_)) =>
+        {
+            return Outcome::Invalid(format!(
+                "{reference}: sign a pinned reference (`oci://…@sha256:…`, as `trellis push` \
+                 prints it): by the time hosts pull, a tag may name other bytes"
+            ));
+        }
         Some(Ok(ComponentSource::Oci(reference))) => {
             match Registries::new()
                 .pull(&reference, MAX_ARTIFACT_BYTES, &progress("pulling"))
@@ -85,45 +101,80 @@ pub async fn sign_artifact(nats: &NatsArgs, target: &str) -> Outcome {
             Err(message) => return Outcome::Invalid(message),
         },
     };
-    record_signature(&store, &signer, &digest).await
+    record_signature(&store, &signer, &digest)
+        .await
+        .err()
+        .unwrap_or(Outcome::Done)
 }
 
 /// What `trellis apply` records instead of `text`: the same manifest with
 /// every local source replaced by its `lattice://` digest (uploaded first)
 /// and every registry tag by the digest it names now. Only those values
-/// change; comments and layout stay as written.
+/// change; comments and layout stay as written. With `signed`, every
+/// component's content digest is signed with the operator's key as well
+/// (registry components are pulled to learn it).
 pub async fn pin_sources(
     nats: &NatsArgs,
     text: &str,
     file: &Path,
     workload: &Workload,
+    signed: bool,
 ) -> Result<String, Outcome> {
+    let signer = signed.then(|| signer(nats)).transpose()?;
     let mut pinned = Vec::new();
     let mut store = None;
     let registries = Registries::new();
     for component in &workload.components {
-        let source = match &component.source {
+        if store.is_none() && (signed || matches!(component.source, ComponentSource::File(_))) {
+            store = Some(open_store(nats).await?);
+        }
+        let (source, content) = match &component.source {
             ComponentSource::File(path) => {
                 let bytes = read_component(path).map_err(Outcome::Invalid)?;
-                if store.is_none() {
-                    store = Some(open_store(nats).await?);
-                }
                 let Some(store) = &store else { continue };
                 let digest = store
                     .put(&bytes, &progress(&format!("uploading {}", component.name)))
                     .await
                     .map_err(|e| Outcome::Unreachable(e.to_string()))?;
-                ComponentSource::Lattice(digest)
+                (Some(ComponentSource::Lattice(digest)), Some(digest))
             }
-            ComponentSource::Oci(reference) if matches!(reference.version, OciVersion::Tag(_)) => {
-                let digest = registries.resolve(reference).await.map_err(|e| {
+            ComponentSource::Oci(reference) => {
+                let refused = |e: trellis_artifacts::OciError| {
                     Outcome::Refused(format!("component `{}`: {e}", component.name))
-                })?;
-                ComponentSource::Oci(reference.pinned(digest))
+                };
+                let pinned = match reference.version {
+                    OciVersion::Tag(_) => {
+                        let digest = registries.resolve(reference).await.map_err(refused)?;
+                        reference.pinned(digest)
+                    }
+                    OciVersion::Digest(_) => reference.clone(),
+                };
+                let content = match signer {
+                    Some(_) => Some(
+                        registries
+                            .pull(
+                                &pinned,
+                                MAX_ARTIFACT_BYTES,
+                                &progress(&format!("pulling {}", component.name)),
+                            )
+                            .await
+                            .map_err(refused)?
+                            .content,
+                    ),
+                    None => None,
+                };
+                let changed = (pinned != *reference).then_some(ComponentSource::Oci(pinned));
+                (changed, content)
             }
-            ComponentSource::Oci(_) | ComponentSource::Lattice(_) => continue,
+            ComponentSource::Lattice(digest) => (None, Some(*digest)),
         };
-        pinned.push((component.source_pos, source));
+        if let (Some(signer), Some(digest), Some(store)) = (&signer, content, &store) {
+            record_signature(store, signer, &digest).await?;
+        }
+        if let Some(source) = source {
+            say!("component {}: {source}", component.name);
+            pinned.push((component.source_pos, source));
+        }
     }
     if pinned.is_empty() {
         return Ok(text.to_string());
@@ -176,6 +227,20 @@ fn rewrite_sources(text: &str, sources: &[(Pos, ComponentSource)]) -> Result<Str
             .nth(pos.column.wrapping_sub(1))
             .map(|(i, _)| i)
             .ok_or(())?;
+        // Only the value of a `source` key, and never an anchor or alias
+        // (another node shares it), may be rewritten.
+        let key = line[..start]
+            .trim_end()
+            .strip_suffix(':')
+            .ok_or(())?
+            .trim_end();
+        if !["source", "\"source\"", "'source'"]
+            .iter()
+            .any(|k| key.ends_with(k))
+            || line[start..].starts_with(['&', '*'])
+        {
+            return Err(());
+        }
         let len = scalar_len(&line[start..]).ok_or(())?;
         line.replace_range(start..start + len, &format!("\"{source}\""));
     }
@@ -266,19 +331,15 @@ async fn record_signature(
     store: &LatticeStore,
     signer: &nkeys::KeyPair,
     digest: &Digest,
-) -> Outcome {
-    let signature = match sign(signer, digest) {
-        Ok(signature) => signature,
-        Err(e) => return Outcome::Invalid(e.to_string()),
-    };
+) -> Result<(), Outcome> {
+    let signature = sign(signer, digest).map_err(|e| Outcome::Invalid(e.to_string()))?;
     let key = signer.public_key();
-    match store.put_signature(digest, &key, &signature).await {
-        Ok(()) => {
-            say!("signed {digest} by {key}");
-            Outcome::Done
-        }
-        Err(e) => Outcome::Unreachable(e.to_string()),
-    }
+    store
+        .put_signature(digest, &key, &signature)
+        .await
+        .map_err(|e| Outcome::Unreachable(e.to_string()))?;
+    say!("signed {digest} by {key}");
+    Ok(())
 }
 
 async fn open_store(nats: &NatsArgs) -> Result<LatticeStore, Outcome> {
@@ -337,6 +398,18 @@ mod tests {
         let text = "components:\n  a:\n    source: x\n";
         let far = Pos { line: 9, column: 1 };
         assert!(rewrite_sources(text, &[(far, pinned(b"x"))]).is_err());
+        // Only a `source` value, never an anchor or alias another node shares.
+        let anchored = "env: {X: &p ./a.wasm}\ncomponents:\n  a:\n    source: *p\n";
+        let env_value = Pos {
+            line: 1,
+            column: 10,
+        };
+        assert!(rewrite_sources(anchored, &[(env_value, pinned(b"a"))]).is_err());
+        let alias = Pos {
+            line: 4,
+            column: 13,
+        };
+        assert!(rewrite_sources(anchored, &[(alias, pinned(b"a"))]).is_err());
         assert_eq!(scalar_len("\"unterminated"), None);
         assert_eq!(scalar_len("'it''s' # c"), Some(7));
     }

@@ -97,12 +97,16 @@ async fn registry_components_run_by_tag_and_digest_and_from_the_cache_with_the_r
 
     // The registry's copy is the lattice's: `trellis sign` pulls it and
     // signs the same content digest.
-    let signed = ok(&nats, &["sign", &tagged])?;
+    let signed = ok(&nats, &["sign", &pinned])?;
     let content = in_lattice.trim_start_matches("lattice://");
     assert!(
         signed.starts_with(&format!("signed {content} by U")),
         "{signed}"
     );
+    // A tag is not signed: by the time hosts pull, it may name other bytes.
+    let (code, _, err) = cli(&nats, &["sign", &tagged])?;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("sign a pinned reference"), "{err}");
 
     let cache = dir.join("cache");
     let cache_arg = cache.to_string_lossy().to_string();
@@ -131,6 +135,16 @@ async fn registry_components_run_by_tag_and_digest_and_from_the_cache_with_the_r
     serves(dev.addr, "/", "hello from trellis\n").await?;
     let message = refused_with(Path::new(&tagged), &["--cache-dir", &cache_arg])?;
     assert!(message.contains("is unreachable"), "{message}");
+    drop(dev);
+
+    // A name the registry does not have says so.
+    let registry = Registry::start("pull-again")?;
+    let missing = registry.reference("apps/missing:v1");
+    let message = refused_with(Path::new(&missing), &["--cache-dir", &cache_arg])?;
+    assert!(
+        message.contains("was not found in its registry"),
+        "{message}"
+    );
     Ok(())
 }
 
@@ -168,12 +182,13 @@ async fn registry_credentials_come_from_the_docker_config() -> TestResult {
     let env = [("DOCKER_CONFIG", docker.as_path())];
     let (code, out, err) = cli_in_env(&nats, &["push", &file, &tagged], &env)?;
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("/private/hello@sha256:"), "{out}");
+    let pinned = line(&out, "oci://")?.to_string();
+    assert!(pinned.contains("/private/hello@sha256:"), "{out}");
     // Pulling (to sign) uses them too; without them the pull is refused.
-    let (code, out, err) = cli_in_env(&nats, &["sign", &tagged], &env)?;
+    let (code, out, err) = cli_in_env(&nats, &["sign", &pinned], &env)?;
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("signed sha256:"), "{out}");
-    let (code, _, err) = cli_in_env(&nats, &["sign", &tagged], &[("DOCKER_CONFIG", &anonymous)])?;
+    let (code, _, err) = cli_in_env(&nats, &["sign", &pinned], &[("DOCKER_CONFIG", &anonymous)])?;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("refused access"), "{err}");
     assert!(!err.contains(password) && !out.contains(password));
@@ -287,6 +302,12 @@ async fn a_lattice_artifact_that_does_not_match_its_digest_fails_and_the_running
 
     let error = fails_with(&nats, "app", "has digest").await?;
     assert!(error.contains(&digest), "{error}");
+    // A digest nobody pushed.
+    let unknown = format!("lattice://sha256:{}", "0".repeat(64));
+    let missing = dir.join("missing.yaml");
+    std::fs::write(&missing, workload("missing", &unknown))?;
+    ok(&nats, &["apply", "-f", &missing.to_string_lossy()])?;
+    fails_with(&nats, "missing", "no artifact sha256:0000").await?;
     let reply = get(h.addr, "localhost", "/app").await?;
     assert_eq!(
         (reply.status, reply.body.as_str()),
@@ -348,6 +369,37 @@ async fn a_host_that_trusts_the_operator_runs_only_what_it_signed() -> TestResul
     // Signing afterwards lets the unsigned one start at the scheduler's next retry.
     ok(&nats, &["sign", &unsigned_ref])?;
     serves(h.addr, "/unsigned", "unsigned from trel\n").await?;
+
+    // `apply --sign` signs what it uploads.
+    let applied = hello(&dir, "applied from trell\n")?;
+    let manifest = dir.join("applied.yaml");
+    std::fs::write(&manifest, workload("applied", &applied.to_string_lossy()))?;
+    let out = ok(
+        &nats,
+        &["apply", "--sign", "-f", &manifest.to_string_lossy()],
+    )?;
+    assert!(out.contains(&format!("by {operator}")), "{out}");
+    serves(h.addr, "/applied", "applied from trell\n").await?;
+
+    // A local component text file, signed, runs from `--manifest` on a trusting host;
+    // its digest is its binary form's, on both sides.
+    let local = hello(&dir, "locally from trell\n")?;
+    let manifest = dir.join("local.yaml");
+    std::fs::write(&manifest, workload("local", &local.to_string_lossy()))?;
+    ok(&nats, &["sign", &local.to_string_lossy()])?;
+    let h2 = host(&nats, &[&manifest], &["--trust", &operator])?;
+    serves(h2.addr, "/local", "locally from trell\n").await?;
+    // Unsigned, the same kind of file is refused at start.
+    let stranger = hello(&dir, "strange from trell\n")?;
+    let manifest = dir.join("stranger.yaml");
+    std::fs::write(&manifest, workload("stranger", &stranger.to_string_lossy()))?;
+    let Err(refused) = host(&nats, &[&manifest], &["--trust", &operator]) else {
+        return Err("an unsigned local component started on a trusting host".into());
+    };
+    assert!(
+        refused.contains("no signature by a key this host trusts"),
+        "{refused}"
+    );
     Ok(())
 }
 

@@ -164,7 +164,8 @@ async fn a_workload_whose_secret_cannot_be_resolved_does_not_start() -> TestResu
     )?;
     let (code, _, err) = cli(&nats, &["apply", "-f", &file.to_string_lossy()])?;
     assert_eq!(code, 0, "{err}");
-    let error = eventually(Duration::from_secs(30), "the start fails", async || {
+    // The 18 MB Python component is fetched and compiled before its secrets fail.
+    let error = eventually(Duration::from_secs(90), "the start fails", async || {
         let (_, out, _) = cli(&nats, &["describe", "workload", "locked", "-o", "json"]).ok()?;
         let v: serde_json::Value = serde_json::from_str(&out).ok()?;
         v["status"]["last_error"].as_str().map(String::from)

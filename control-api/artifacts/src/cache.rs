@@ -232,11 +232,18 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
         path: path.to_path_buf(),
         source,
     };
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    // Unique per write: two loads of one digest in a process must not share it.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()));
     let mut file = std::fs::File::create(&tmp).map_err(io)?;
     file.write_all(bytes).map_err(io)?;
     file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
 }
 
 #[cfg(test)]

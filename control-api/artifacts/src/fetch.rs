@@ -2,6 +2,8 @@
 //! lattice store or the registry, every copy verified against its digest,
 //! and (when the host trusts signers) its signature checked.
 
+use std::time::Duration;
+
 use tokio::sync::OnceCell;
 use trellis_lattice::Subjects;
 use trellis_manifest::{ComponentSource, Digest, OciVersion};
@@ -11,6 +13,10 @@ use crate::cache::{CacheError, DiskCache, Pin};
 use crate::oci::{OciError, Registries};
 use crate::signing::Trust;
 use crate::store::{LatticeStore, StoreError};
+
+/// The longest a fetch may take, however slowly a registry or the lattice
+/// sends: a start then fails instead of waiting forever.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Why a component's artifact could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +36,14 @@ pub enum FetchError {
     /// The cache could not be written.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// The fetch took longer than [`FETCH_TIMEOUT`].
+    #[error("fetching {what} took longer than {after:?}: given up")]
+    Timeout {
+        /// The source.
+        what: String,
+        /// The bound.
+        after: Duration,
+    },
     /// No trusted signature.
     #[error(
         "artifact {digest} has no signature by a key this host trusts ({signers}): sign it with `trellis sign` or `trellis push --sign`"
@@ -105,10 +119,26 @@ impl Fetcher {
     }
 
     /// The bytes of a registry or lattice source, verified (and signature-checked
-    /// when the host requires one). `File` sources are the host's to read.
+    /// when the host requires one), within [`FETCH_TIMEOUT`]. `File` sources
+    /// are the host's to read.
     pub async fn fetch(&self, source: &ComponentSource) -> Result<Artifact, FetchError> {
+        tokio::time::timeout(FETCH_TIMEOUT, self.fetch_unbounded(source))
+            .await
+            .unwrap_or_else(|_| {
+                Err(FetchError::Timeout {
+                    what: source.to_string(),
+                    after: FETCH_TIMEOUT,
+                })
+            })
+    }
+
+    async fn fetch_unbounded(&self, source: &ComponentSource) -> Result<Artifact, FetchError> {
         let artifact = match source {
-            ComponentSource::Lattice(digest) => self.fetch_lattice(digest).await?,
+            ComponentSource::Lattice(digest) => {
+                // The digest is known: refuse an unsigned one before downloading it.
+                self.check_signature(digest).await?;
+                return self.fetch_lattice(digest).await;
+            }
             ComponentSource::Oci(reference) => {
                 let pinned = match &reference.version {
                     OciVersion::Digest(manifest) => self
@@ -171,7 +201,12 @@ impl Fetcher {
         if let Some(artifact) = self.cached(digest) {
             return Ok(artifact);
         }
-        let store = self.store(&format!("lattice://{digest}")).await?;
+        let store = match self.store(&format!("lattice://{digest}")).await {
+            Err(FetchError::Lattice(StoreError::Empty(_))) => {
+                return Err(StoreError::NotFound(*digest).into());
+            }
+            other => other?,
+        };
         let bytes = store.get(digest, self.max_bytes, &Progress::none()).await?;
         let pin = self.keep(digest, &bytes)?;
         Ok(Artifact {
@@ -187,6 +222,7 @@ impl Fetcher {
         if !self.trust.is_required() {
             return Ok(());
         }
+        let mut bad = None;
         for signer in self.trust.signers() {
             let cached = self
                 .cache
@@ -196,21 +232,28 @@ impl Fetcher {
                 Some(signature) => Some(signature),
                 None => match self.store("signatures").await {
                     Ok(store) => store.signature(digest, signer).await?,
-                    Err(FetchError::NoLattice(_)) => None,
+                    Err(FetchError::NoLattice(_) | FetchError::Lattice(StoreError::Empty(_))) => {
+                        None
+                    }
                     Err(e) => return Err(e),
                 },
             };
             let Some(signature) = signature else { continue };
             if !self.trust.verifies(signer, digest, &signature) {
-                return Err(FetchError::BadSignature {
-                    digest: *digest,
-                    signer: signer.to_string(),
-                });
+                // Another trusted key may still have signed it.
+                bad.get_or_insert_with(|| signer.to_string());
+                continue;
             }
             if let Some(cache) = &self.cache {
                 cache.put_signature(digest, signer, &signature)?;
             }
             return Ok(());
+        }
+        if let Some(signer) = bad {
+            return Err(FetchError::BadSignature {
+                digest: *digest,
+                signer,
+            });
         }
         Err(FetchError::Unsigned {
             digest: *digest,

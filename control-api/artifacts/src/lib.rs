@@ -16,7 +16,7 @@ mod signing;
 mod store;
 
 pub use cache::{CacheError, DiskCache, Pin};
-pub use fetch::{Artifact, FetchError, Fetcher};
+pub use fetch::{Artifact, FETCH_TIMEOUT, FetchError, Fetcher};
 pub use oci::{OciError, Pulled, Registries, WASM_CONFIG, WASM_LAYER};
 pub use progress::Progress;
 pub use signing::{SignatureError, Trust, sign};

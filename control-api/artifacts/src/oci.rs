@@ -202,6 +202,13 @@ impl Registries {
                 &format!("its layer is `{}`, not `{WASM_LAYER}`", layer.media_type),
             ));
         }
+        if layer.urls.as_ref().is_some_and(|urls| !urls.is_empty()) {
+            // oci-client would fetch them, unauthenticated, wherever they point.
+            return Err(not_wasm(
+                reference,
+                "its layer names foreign URLs, which are never fetched",
+            ));
+        }
         let size = u64::try_from(layer.size).unwrap_or(u64::MAX);
         if size > max {
             return Err(OciError::TooLarge {

@@ -21,10 +21,13 @@ pub enum SignatureError {
     Sign(String),
 }
 
-/// What is signed: the digest, under a domain tag so no other nkey signature
-/// (a NATS connect nonce, say) can pass for one.
+/// What is signed: a 0xFF byte, a domain tag and the digest. The CLI's nkey
+/// also signs NATS connect nonces, which the server chooses but which are
+/// always UTF-8 text, where 0xFF never occurs: no nonce can pass for this.
 fn message(digest: &Digest) -> Vec<u8> {
-    format!("trellis-artifact-v1 {digest}").into_bytes()
+    let mut message = vec![0xff];
+    message.extend_from_slice(format!("trellis-artifact-v1 {digest}").as_bytes());
+    message
 }
 
 /// Signs `digest` with `signer`.
@@ -80,6 +83,10 @@ impl Trust {
 mod tests {
     use super::*;
 
+    fn sign_text(pair: &KeyPair, text: &str) -> Vec<u8> {
+        pair.sign(text.as_bytes()).unwrap_or_default()
+    }
+
     #[test]
     fn a_signature_verifies_for_its_digest_and_signer_only() -> Result<(), SignatureError> {
         let operator = KeyPair::new_user();
@@ -91,6 +98,9 @@ mod tests {
         assert!(!trust.verifies(&operator.public_key(), &Digest::of(b"other"), &signature));
         assert!(!trust.verifies(&other.public_key(), &digest, &sign(&other, &digest)?));
         assert!(Trust::keys(&["not-a-key".into()]).is_err());
+        // Text (a connect nonce) signed with the same key is no artifact signature.
+        let nonce = sign_text(&operator, &format!("trellis-artifact-v1 {digest}"));
+        assert!(!trust.verifies(&operator.public_key(), &digest, &nonce));
         Ok(())
     }
 }

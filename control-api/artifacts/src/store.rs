@@ -25,6 +25,11 @@ pub enum StoreError {
         /// The server's or client's reason.
         message: String,
     },
+    /// Nothing was ever pushed to this lattice (its store does not exist yet).
+    #[error(
+        "the lattice has no artifact store `{0}` yet: nothing was pushed (`trellis push`, `trellis apply`)"
+    )]
+    Empty(String),
     /// No artifact with this digest has been pushed.
     #[error("no artifact {0} in the lattice store (push it with `trellis push`)")]
     NotFound(Digest),
@@ -94,6 +99,18 @@ impl LatticeStore {
                 .map_err(|e| failed(&signatures, "create")(&e))?;
             (objects, signatures)
         } else {
+            // Nothing pushed yet: say so, rather than how opening failed.
+            if let Err(e) = js.get_stream(format!("OBJ_{bucket}")).await {
+                use async_nats::jetstream::context::GetStreamErrorKind;
+                return Err(match e.kind() {
+                    GetStreamErrorKind::JetStream(e)
+                        if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                    {
+                        StoreError::Empty(bucket)
+                    }
+                    _ => failed(&bucket, "open")(&e),
+                });
+            }
             let objects = js
                 .get_object_store(&bucket)
                 .await
