@@ -52,7 +52,7 @@ enum Command {
         #[command(flatten)]
         engine: EngineArgs,
         #[command(flatten)]
-        cache: CacheArgs,
+        artifacts: ArtifactArgs,
         #[command(flatten)]
         http: HttpArgs,
     },
@@ -100,7 +100,7 @@ enum Command {
         #[command(flatten)]
         engine: EngineArgs,
         #[command(flatten)]
-        cache: CacheArgs,
+        artifacts: ArtifactArgs,
         #[command(flatten)]
         http: HttpArgs,
     },
@@ -243,9 +243,13 @@ struct EngineArgs {
     max_instances: u32,
 }
 
-/// Where a host keeps the components it fetches and the code it compiles.
+/// Where a host gets components from and keeps them and the code it compiles.
 #[derive(clap::Args)]
-struct CacheArgs {
+struct ArtifactArgs {
+    /// Pull only from this registry (repeatable; `host[:port]` exactly as
+    /// references name it). Default: any registry a manifest names.
+    #[arg(long = "allow-registry", value_name = "REGISTRY")]
+    allow_registries: Vec<String>,
     /// Cache directory: fetched components (by digest, verified on every
     /// read) in `artifacts/`, compiled code in `compiled/`. Default:
     /// `$XDG_CACHE_HOME/trellis`, else `~/.cache/trellis`.
@@ -260,7 +264,7 @@ struct CacheArgs {
     no_cache: bool,
 }
 
-impl CacheArgs {
+impl ArtifactArgs {
     /// The cache directory, unless caching is off or there is no home.
     fn dir(&self) -> Option<PathBuf> {
         if self.no_cache {
@@ -298,7 +302,12 @@ impl CacheArgs {
             .map(|dir| DiskCache::open(&dir.join("artifacts"), self.cache_size))
             .transpose()?;
         let trust = Trust::keys(trust).context("--trust")?;
-        Ok(Fetcher::new(cache, nats, trust, MAX_ARTIFACT_BYTES))
+        let fetcher = Fetcher::new(cache, nats, trust, MAX_ARTIFACT_BYTES);
+        Ok(if self.allow_registries.is_empty() {
+            fetcher
+        } else {
+            fetcher.allow_registries(self.allow_registries.clone())
+        })
     }
 }
 
@@ -449,14 +458,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             target,
             listen,
             engine,
-            cache,
+            artifacts,
             http,
         } => {
-            let fetcher = cache.fetcher(None, &[])?;
+            let fetcher = artifacts.fetcher(None, &[])?;
             runtime.block_on(run_dev(
                 target,
                 listen,
-                cache.engine(engine),
+                artifacts.engine(engine),
                 fetcher,
                 http.into(),
             ))
@@ -473,7 +482,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             allow_network,
             trust,
             engine,
-            cache,
+            artifacts,
             http,
         } => runtime.block_on(run_host(
             HostOptions {
@@ -489,8 +498,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 trust,
                 http: http.into(),
             },
-            cache.engine(engine),
-            cache,
+            artifacts.engine(engine),
+            artifacts,
         )),
         // The operator commands ran in `operate`.
         _ => Ok(()),
@@ -554,7 +563,7 @@ fn host_id(id: Option<String>, public_key: Option<String>) -> anyhow::Result<Str
 async fn run_host(
     options: HostOptions,
     settings: EngineSettings,
-    cache: CacheArgs,
+    artifacts: ArtifactArgs,
 ) -> anyhow::Result<()> {
     let sandbox = Sandbox {
         files: file_access(&options)?,
@@ -581,7 +590,7 @@ async fn run_host(
         });
     }
     let lattice = Arc::new(lattice);
-    let fetcher = cache.fetcher(
+    let fetcher = artifacts.fetcher(
         Some((lattice.nats().clone(), lattice.subjects().clone())),
         &options.trust,
     )?;

@@ -128,6 +128,22 @@ async fn registry_components_run_by_tag_and_digest_and_from_the_cache_with_the_r
         .count();
     assert!(compiled > 0, "nothing compiled was cached");
 
+    // A host that pulls only from other registries refuses it, cached or not.
+    let message = refused_with(
+        Path::new(&pinned),
+        &[
+            "--cache-dir",
+            &cache_arg,
+            "--allow-registry",
+            "registry.example.com",
+        ],
+    )?;
+    assert!(
+        message
+            .contains("is not one this host pulls from (--allow-registry: registry.example.com)"),
+        "{message}"
+    );
+
     // With the registry gone, the pinned reference starts from the cache;
     // the tag, which only the registry can resolve, fails and says why.
     registry.stop();

@@ -30,6 +30,14 @@ pub enum FetchError {
     /// A `lattice://` source where no lattice is connected.
     #[error("`{0}` is in a lattice store, and this host is not on a lattice")]
     NoLattice(String),
+    /// A registry outside the host's allow list.
+    #[error("registry `{registry}` is not one this host pulls from (--allow-registry: {allowed})")]
+    RegistryNotAllowed {
+        /// The reference's registry.
+        registry: String,
+        /// The registries the host allows.
+        allowed: String,
+    },
     /// A local file, which the host reads itself (inside its sandbox).
     #[error("`{0}` is a local file, not an artifact to fetch")]
     LocalFile(String),
@@ -85,6 +93,7 @@ pub struct Fetcher {
     registries: Registries,
     trust: Trust,
     max_bytes: u64,
+    allowed_registries: Option<Vec<String>>,
 }
 
 impl Fetcher {
@@ -103,7 +112,15 @@ impl Fetcher {
             registries: Registries::new(),
             trust,
             max_bytes,
+            allowed_registries: None,
         }
+    }
+
+    /// Pulls only from these registries (`host[:port]`, as references name
+    /// them); without a call, from any.
+    pub fn allow_registries(mut self, registries: Vec<String>) -> Fetcher {
+        self.allowed_registries = Some(registries);
+        self
     }
 
     /// The lattice store, opened on first use (a host starts before anyone pushes).
@@ -140,6 +157,14 @@ impl Fetcher {
                 return self.fetch_lattice(digest).await;
             }
             ComponentSource::Oci(reference) => {
+                if let Some(allowed) = &self.allowed_registries
+                    && !allowed.contains(&reference.registry)
+                {
+                    return Err(FetchError::RegistryNotAllowed {
+                        registry: reference.registry.clone(),
+                        allowed: allowed.join(", "),
+                    });
+                }
                 let pinned = match &reference.version {
                     OciVersion::Digest(manifest) => self
                         .cache
