@@ -234,6 +234,49 @@ async fn a_registry_layer_that_does_not_match_its_digest_is_refused() -> TestRes
     )?;
     assert!(message.contains("digest mismatch"), "{message}");
     assert!(!cache.join("artifacts/blobs/sha256").join(content).exists());
+
+    // On a host that trusts the operator, an unsigned registry component is
+    // refused before it is downloaded: its bytes never reach the cache.
+    let operator = nats
+        .identity("operator", "operator")?
+        .ok_or("a secured lattice has an operator")?
+        .public_key;
+    let unsigned = hello(&dir, "unsigned from trel\n")?;
+    let out = ok(
+        &nats,
+        &[
+            "push",
+            &unsigned.to_string_lossy(),
+            &registry.reference("apps/unsigned:v1"),
+        ],
+    )?;
+    let content = line(&out, "lattice://sha256:")?.trim_start_matches("lattice://sha256:");
+    let manifest = dir.join("unsigned.yaml");
+    std::fs::write(&manifest, workload("unsigned", line(&out, "oci://")?))?;
+    let trusting = dir.join("trusting-cache");
+    let refused = host(
+        &nats,
+        &[&manifest],
+        &[
+            "--trust",
+            &operator,
+            "--cache-dir",
+            &trusting.to_string_lossy(),
+        ],
+    );
+    let Err(message) = refused else {
+        return Err("an unsigned registry component started on a trusting host".into());
+    };
+    assert!(
+        message.contains("no signature by a key this host trusts"),
+        "{message}"
+    );
+    assert!(
+        !trusting
+            .join("artifacts/blobs/sha256")
+            .join(content)
+            .exists()
+    );
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::OnceCell;
 use trellis_lattice::Subjects;
-use trellis_manifest::{ComponentSource, Digest, OciVersion};
+use trellis_manifest::{ComponentSource, Digest, OciReference, OciVersion};
 
 use crate::Progress;
 use crate::cache::{CacheError, DiskCache, Pin};
@@ -175,23 +175,7 @@ impl Fetcher {
                 };
                 match pinned {
                     Some(artifact) => artifact,
-                    None => {
-                        let pulled = self
-                            .registries
-                            .pull(reference, self.max_bytes, &Progress::none())
-                            .await?;
-                        let pin = self.keep(&pulled.content, &pulled.bytes)?;
-                        if let (Some(cache), OciVersion::Digest(_)) =
-                            (&self.cache, &reference.version)
-                        {
-                            cache.put_reference(&pulled.manifest, &pulled.content)?;
-                        }
-                        Artifact {
-                            digest: pulled.content,
-                            bytes: pulled.bytes,
-                            pin,
-                        }
-                    }
+                    None => self.fetch_oci(reference).await?,
                 }
             }
             ComponentSource::File(path) => {
@@ -199,6 +183,32 @@ impl Fetcher {
             }
         };
         self.check_signature(&artifact.digest).await?;
+        Ok(artifact)
+    }
+
+    /// A registry component: its manifest first, then the cache or (signature
+    /// checked first on a trusting host) the download.
+    async fn fetch_oci(&self, reference: &OciReference) -> Result<Artifact, FetchError> {
+        let located = self.registries.locate(reference, self.max_bytes).await?;
+        let artifact = match self.cached(&located.content) {
+            Some(artifact) => artifact,
+            None => {
+                self.check_signature(&located.content).await?;
+                let bytes = self
+                    .registries
+                    .download(reference, &located, &Progress::none())
+                    .await?;
+                let pin = self.keep(&located.content, &bytes)?;
+                Artifact {
+                    digest: located.content,
+                    bytes,
+                    pin,
+                }
+            }
+        };
+        if let (Some(cache), OciVersion::Digest(_)) = (&self.cache, &reference.version) {
+            cache.put_reference(&located.manifest, &located.content)?;
+        }
         Ok(artifact)
     }
 

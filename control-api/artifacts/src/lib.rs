@@ -17,7 +17,7 @@ mod store;
 
 pub use cache::{CacheError, DiskCache, Pin};
 pub use fetch::{Artifact, FETCH_TIMEOUT, FetchError, Fetcher};
-pub use oci::{OciError, Pulled, Registries, WASM_CONFIG, WASM_LAYER};
+pub use oci::{Located, OciError, Pulled, Registries, WASM_CONFIG, WASM_LAYER};
 pub use progress::Progress;
 pub use signing::{SignatureError, Trust, sign};
 pub use store::{LatticeStore, StoreError};

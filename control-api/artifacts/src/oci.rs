@@ -101,6 +101,17 @@ pub struct Pulled {
     pub bytes: Vec<u8>,
 }
 
+/// A registry manifest read and checked: the component it names, not yet downloaded.
+#[derive(Debug, Clone)]
+pub struct Located {
+    /// The image manifest's digest.
+    pub manifest: Digest,
+    /// The component's own digest (its layer).
+    pub content: Digest,
+    size: u64,
+    layer: oci_client::manifest::OciDescriptor,
+}
+
 /// Registry clients, one per registry (plain HTTP for loopback ones).
 #[derive(Default)]
 pub struct Registries {
@@ -154,6 +165,18 @@ impl Registries {
         max: u64,
         progress: &Progress,
     ) -> Result<Pulled, OciError> {
+        let located = self.locate(reference, max).await?;
+        let bytes = self.download(reference, &located, progress).await?;
+        Ok(Pulled {
+            manifest: located.manifest,
+            content: located.content,
+            bytes,
+        })
+    }
+
+    /// Reads and checks the manifest `reference` names (a pinned digest
+    /// verified): which component it holds, before anything is downloaded.
+    pub async fn locate(&self, reference: &OciReference, max: u64) -> Result<Located, OciError> {
         let client = self.client(reference);
         let image = image(reference);
         let (raw, _) = client
@@ -223,8 +246,25 @@ impl Registries {
                 &format!("its layer digest `{}` is not sha256", layer.digest),
             )
         })?;
-        let mut stream = client
-            .pull_blob_stream(&image, layer)
+        Ok(Located {
+            manifest: manifest_digest,
+            content,
+            size,
+            layer: layer.clone(),
+        })
+    }
+
+    /// Downloads the component `located` names, verified against its digest.
+    pub async fn download(
+        &self,
+        reference: &OciReference,
+        located: &Located,
+        progress: &Progress,
+    ) -> Result<Vec<u8>, OciError> {
+        let (size, content) = (located.size, located.content);
+        let mut stream = self
+            .client(reference)
+            .pull_blob_stream(&image(reference), &located.layer)
             .await
             .map_err(|e| classify(reference, e))?;
         let mut bytes = Vec::with_capacity(size as usize);
@@ -249,11 +289,7 @@ impl Registries {
                 actual: actual.to_string(),
             });
         }
-        Ok(Pulled {
-            manifest: manifest_digest,
-            content,
-            bytes,
-        })
+        Ok(bytes)
     }
 
     /// Pushes `bytes` as a component artifact to `reference` (a tag) and
