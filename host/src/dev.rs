@@ -21,7 +21,7 @@ use crate::Host;
 pub const POLL_INTERVAL: Duration = Duration::from_millis(300);
 
 /// Reads the workload `target` describes: a YAML manifest, a component file,
-/// or a component's registry reference (`oci://…`).
+/// or a component's reference (`oci://…`, `lattice://…`).
 pub fn read_workload(target: &Path) -> Result<Workload, ManifestError> {
     if let Some(reference) = target.to_str().and_then(ComponentSource::parse_reference) {
         let source = reference.map_err(|e| {

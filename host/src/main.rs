@@ -40,11 +40,13 @@ struct Cli {
 enum Command {
     /// Run a workload on this machine, no NATS needed, reloading on change.
     ///
-    /// TARGET is a workload manifest (.yaml), a bare component (.wasm or .wat)
-    /// or a component in a registry (`oci://REGISTRY/REPO:TAG` or `…@sha256:…`);
-    /// a bare component gets every `wasi:` import bound to the host and every path.
+    /// TARGET is a workload manifest (.yaml), a bare component (.wasm or .wat),
+    /// a component in a registry (`oci://REGISTRY/REPO:TAG` or `…@sha256:…`) or
+    /// in a lattice's store (`lattice://sha256:…`, read through the NATS options,
+    /// as the operator; NATS is contacted only for such sources); a bare
+    /// component gets every `wasi:` import bound to the host and every path.
     Dev {
-        /// The manifest, component file or registry reference (`oci://…`) to run.
+        /// The manifest, component file or reference (`oci://…`, `lattice://…`) to run.
         target: PathBuf,
         /// Address for HTTP.
         #[arg(long, default_value = "127.0.0.1:8000")]
@@ -55,6 +57,8 @@ enum Command {
         artifacts: ArtifactArgs,
         #[command(flatten)]
         http: HttpArgs,
+        #[command(flatten)]
+        nats: Box<NatsArgs>,
     },
     /// Join a lattice: run workloads whose bindings may call providers and other
     /// workloads over NATS, serve the control API, and announce this host with heartbeats.
@@ -460,16 +464,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             engine,
             artifacts,
             http,
-        } => {
-            let fetcher = artifacts.fetcher(None, &[])?;
-            runtime.block_on(run_dev(
+            nats,
+        } => runtime.block_on(async {
+            let fetcher = artifacts.fetcher(dev_lattice(&target, &nats).await?, &[])?;
+            run_dev(
                 target,
                 listen,
                 artifacts.engine(engine),
                 fetcher,
                 http.into(),
-            ))
-        }
+            )
+            .await
+        }),
         Command::Host {
             nats,
             labels,
@@ -651,6 +657,32 @@ async fn run_host(
     // NATS may be gone: the last flush is bounded like the drain.
     let _ = tokio::time::timeout(options.http.drain_timeout, lattice.nats().flush()).await;
     Ok(())
+}
+
+/// The lattice `trellis dev` reads `lattice://` sources from, connected (as
+/// the operator) only when the target names one.
+async fn dev_lattice(
+    target: &Path,
+    nats: &NatsArgs,
+) -> anyhow::Result<Option<(async_nats::Client, trellis_lattice::Subjects)>> {
+    let Ok(workload) = dev::read_workload(target) else {
+        return Ok(None); // Reported when it is loaded.
+    };
+    let needs = workload
+        .components
+        .iter()
+        .any(|c| matches!(c.source, trellis_manifest::ComponentSource::Lattice(_)));
+    if !needs {
+        return Ok(None);
+    }
+    let client = nats
+        .connect(&trellis_lattice::Role::Operator, true)
+        .await
+        .context("lattice:// sources are read from the lattice")?;
+    Ok(Some((
+        client,
+        trellis_lattice::Subjects::new(&nats.lattice),
+    )))
 }
 
 async fn run_dev(

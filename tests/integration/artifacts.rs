@@ -343,6 +343,18 @@ async fn a_lattice_artifact_that_does_not_match_its_digest_fails_and_the_running
     ok(&nats, &["apply", "-f", &manifest.to_string_lossy()])?;
     serves(h.addr, "/app", "good from trellis!\n").await?;
 
+    // `trellis dev` runs the same artifact straight from the lattice store.
+    let mut options = vec!["--nats".to_string(), nats.url.clone()];
+    options.extend(nats.auth("operator", "operator")?);
+    options.extend([
+        "--cache-dir".to_string(),
+        dir.join("dev-cache").to_string_lossy().into_owned(),
+    ]);
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    let dev = Dev::start_with(Path::new(out.trim()), &options)?;
+    serves(dev.addr, "/", "good from trellis!\n").await?;
+    drop(dev);
+
     // A new version whose stored bytes were replaced behind the lattice's back.
     let next = hello(&dir, "next from trellis!\n")?;
     let out = ok(&nats, &["push", &next.to_string_lossy()])?;
