@@ -37,7 +37,7 @@ use std::time::Duration;
 pub use engine::{CompiledCache, EngineError, EngineSettings, HostEngine};
 pub use ingress::{HttpLimits, RouteInfo};
 pub use state::{InstanceState, MemoryLimitExceeded};
-pub use workload::{InvokeError, LoadedWorkload, ProbeError};
+pub use workload::{CompileError, InvokeError, LoadedWorkload, ProbeError, read_binary};
 
 use capabilities::HostServices;
 use ingress::{RouteTable, SharedRoutes};

@@ -283,37 +283,10 @@ fn scalar_len(rest: &str) -> Option<usize> {
     }
 }
 
-/// A component file, at most [`MAX_ARTIFACT_BYTES`], refused unless it is a
-/// binary component or component text (compiled to binary here, so what a
-/// registry holds as `application/wasm` is WebAssembly).
+/// A component file in binary form (component text compiled), refused
+/// unless it is a component: what a registry holds as `application/wasm`.
 fn read_component(path: &Path) -> Result<Vec<u8>, String> {
-    use std::io::Read as _;
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_ARTIFACT_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if bytes.len() as u64 > MAX_ARTIFACT_BYTES {
-        return Err(format!(
-            "{} is larger than {} MiB",
-            path.display(),
-            MAX_ARTIFACT_BYTES >> 20
-        ));
-    }
-    if !bytes.starts_with(b"\0asm") {
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| format!("{} is not a WebAssembly component", path.display()))?;
-        bytes = wat::parse_str(text)
-            .map_err(|e| format!("{} is not a WebAssembly component: {e}", path.display()))?;
-    }
-    match bytes.get(..8) {
-        Some([0, b'a', b's', b'm', 0x0d, 0, 0x01, 0]) => Ok(bytes),
-        _ => Err(format!(
-            "{} is a core module, not a component (wrap it with `wasm-tools component new`)",
-            path.display()
-        )),
-    }
+    trellis_host::read_binary(path, true).map_err(|e| e.to_string())
 }
 
 /// The operator's key pair, from `--nats-nkey`.

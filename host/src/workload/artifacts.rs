@@ -47,17 +47,10 @@ async fn local_signed(fetcher: &Fetcher, sandbox: &Sandbox, path: &std::path::Pa
         Ok(path) => path,
         Err(e) => return Fetched::Failed(e.to_string()),
     };
-    let bytes = match super::compile::read(&path) {
+    // Checked and compiled in binary form, whose digest `trellis sign` names.
+    let bytes = match super::compile::read_binary(&path, sandbox.files.may_quote()) {
         Ok(bytes) => bytes,
         Err(e) => return Fetched::Failed(e.to_string()),
-    };
-    // A component's digest is that of its binary form, as `trellis sign` computes it.
-    let bytes = match std::str::from_utf8(&bytes) {
-        Ok(text) if !bytes.starts_with(b"\0asm") => match wat::parse_str(text) {
-            Ok(binary) => binary,
-            Err(e) => return Fetched::Failed(format!("{}: {e}", path.display())),
-        },
-        _ => bytes,
     };
     match fetcher.check_signature(&Digest::of(&bytes)).await {
         Ok(()) => Fetched::Bytes { bytes, pin: None },

@@ -13,30 +13,46 @@ const MAX_COMPONENT_BYTES: u64 = trellis_artifacts::MAX_ARTIFACT_BYTES;
 /// module and `0d 00 01 00` for a component.
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 
-/// Why a component file did not compile; each says what the file is.
+/// Why a component file was refused; each says what the file is.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum CompileError {
+pub enum CompileError {
     /// The file could not be read.
     #[error("cannot read `{}`: {source}", path.display())]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
     /// Larger than [`MAX_COMPONENT_BYTES`].
     #[error("`{}` is larger than {} MiB", path.display(), MAX_COMPONENT_BYTES >> 20)]
-    TooLarge { path: PathBuf },
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
     /// A core module where a component belongs.
     #[error(
         "`{}` is a core WebAssembly module, not a component (hint: wrap it with `wasm-tools component new`)",
         path.display()
     )]
-    CoreModule { path: PathBuf },
+    CoreModule {
+        /// The file.
+        path: PathBuf,
+    },
     /// Neither a binary nor text.
     #[error("`{}` is not WebAssembly: it has no `\\0asm` header", path.display())]
-    NotWasm { path: PathBuf },
-    /// wasmtime refused it.
+    NotWasm {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The text parser or wasmtime refused it.
     #[error("`{}` is not a valid WebAssembly component: {message}", path.display())]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (without quoted source lines unless allowed).
+        message: String,
+    },
 }
 
 /// Reads `path` and compiles it; binary components and component text are
@@ -72,6 +88,24 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>, CompileError> {
     Ok(bytes)
 }
 
+/// A component file in binary form: component text is converted, so a
+/// component's digest (what signatures name) is the same whether it was
+/// written as text or binary. `quote` as for [`compile`].
+pub fn read_binary(path: &Path, quote: bool) -> Result<Vec<u8>, CompileError> {
+    let bytes = read(path)?;
+    check_header(&bytes, path)?;
+    if bytes.starts_with(WASM_MAGIC) {
+        return Ok(bytes);
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| CompileError::NotWasm {
+        path: path.to_path_buf(),
+    })?;
+    let binary = wat::parse_str(text).map_err(|e| invalid(path, &e, quote))?;
+    // Text may spell a core module.
+    check_header(&binary, path)?;
+    Ok(binary)
+}
+
 /// Compiles `bytes`, named `path` in errors (a file, or a fetched artifact's reference).
 pub(crate) fn compile_bytes(
     engine: &Engine,
@@ -79,6 +113,13 @@ pub(crate) fn compile_bytes(
     path: &Path,
     quote: bool,
 ) -> Result<Component, CompileError> {
+    check_header(bytes, path)?;
+    Component::new(engine, bytes).map_err(|e| invalid(path, &e, quote))
+}
+
+/// Refuses what cannot be a component before any parser sees it: too large,
+/// a core module, or neither a binary nor text.
+fn check_header(bytes: &[u8], path: &Path) -> Result<(), CompileError> {
     if bytes.len() as u64 > MAX_COMPONENT_BYTES {
         return Err(CompileError::TooLarge {
             path: path.to_path_buf(),
@@ -98,14 +139,19 @@ pub(crate) fn compile_bytes(
         }
         _ => {} // Text: let the component-text parser speak.
     }
-    Component::new(engine, bytes).map_err(|e| CompileError::Invalid {
+    Ok(())
+}
+
+fn invalid(path: &Path, error: &dyn std::fmt::Display, quote: bool) -> CompileError {
+    let message = format!("{error:#}");
+    CompileError::Invalid {
         path: path.to_path_buf(),
         message: if quote {
-            format!("{e:#}")
+            message
         } else {
-            without_snippets(&format!("{e:#}"))
+            without_snippets(&message)
         },
-    })
+    }
 }
 
 /// An error's message and position lines, without the source lines the

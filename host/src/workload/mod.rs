@@ -12,6 +12,8 @@ mod remote;
 mod resolve;
 mod shapes;
 
+pub use compile::{CompileError, read_binary};
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
