@@ -120,6 +120,7 @@ async fn simulate(nats: async_nats::Client, subjects: Subjects, host: SimulatedH
                 instances_in_use: 0,
                 interfaces: Vec::new(),
                 http_listen: None,
+                domain: None,
             };
             if let Ok(json) = serde_json::to_vec(&beat) {
                 let _ = nats.publish(beat_subject.clone(), json.into()).await;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use serde::Serialize;
 use trellis_host::lattice::HEARTBEAT_INTERVAL;
-use trellis_lattice::{HostHeartbeat, NatsArgs, ProviderInfo, Role, Subjects};
+use trellis_lattice::{HostHeartbeat, NatsArgs, ProviderInfo, Role};
 use trellis_scheduler::{Applied, Desired, Scheduler, SchedulerError, Status, Store, show_labels};
 
 /// How a command ended, as a process exit code.
@@ -61,7 +61,7 @@ pub(crate) async fn connect(nats: &NatsArgs) -> Result<async_nats::Client, Outco
 
 async fn store(nats: &NatsArgs) -> Result<(async_nats::Client, Store), Outcome> {
     let client = connect(nats).await?;
-    let store = Store::open(client.clone(), &Subjects::new(&nats.lattice))
+    let store = Store::open(client.clone(), &nats.subjects())
         .await
         .map_err(|e| Outcome::Unreachable(e.to_string()))?;
     Ok((client, store))
@@ -287,7 +287,7 @@ pub async fn get_hosts(nats: &NatsArgs, format: Format) -> Outcome {
         Ok(c) => c,
         Err(o) => return o,
     };
-    let subjects = Subjects::new(&nats.lattice);
+    let subjects = nats.subjects();
     let sub = match client.subscribe(subjects.host_heartbeats()).await {
         Ok(sub) => sub,
         Err(e) => return Outcome::Unreachable(e.to_string()),
@@ -325,7 +325,7 @@ pub async fn get_providers(nats: &NatsArgs, format: Format) -> Outcome {
         Ok(c) => c,
         Err(o) => return o,
     };
-    let subjects = Subjects::new(&nats.lattice);
+    let subjects = nats.subjects();
     // Every replica answers the ping on our inbox.
     let inbox = client.new_inbox();
     let sub = match client.subscribe(inbox.clone()).await {
@@ -379,7 +379,7 @@ pub async fn scheduler(
             Ok(key) => key,
             Err(e) => return Outcome::Invalid(e),
         };
-        let subjects = Subjects::new(&nats.lattice);
+        let subjects = nats.subjects();
         let store = match Store::open(client.clone(), &subjects).await {
             Ok(store) => store,
             Err(e) => return Outcome::Unreachable(e.to_string()),
@@ -392,7 +392,7 @@ pub async fn scheduler(
         });
     }
     let me = format!("scheduler-{}", uuid::Uuid::new_v4().simple());
-    let scheduler = match Scheduler::new(client, Subjects::new(&nats.lattice), &me).await {
+    let scheduler = match Scheduler::new(client, nats.subjects(), &me).await {
         Ok(s) => s.drain_timeout(drain),
         Err(e) => return Outcome::Unreachable(e.to_string()),
     };
@@ -444,7 +444,7 @@ pub async fn put_secret(nats: &NatsArgs, name: &str, file: Option<&Path>) -> Out
         Ok(c) => c,
         Err(outcome) => return outcome,
     };
-    let subjects = Subjects::new(&nats.lattice);
+    let subjects = nats.subjects();
     let unreachable = || {
         Outcome::Unreachable(
             "the lattice's secret store does not answer (run `trellis scheduler --secrets-key`)"
@@ -466,7 +466,7 @@ pub async fn put_secret(nats: &NatsArgs, name: &str, file: Option<&Path>) -> Out
         Err(e) => return Outcome::Refused(e.to_string()),
     };
     let bucket = subjects.bucket(trellis_lattice::SECRETS_BUCKET);
-    let js = async_nats::jetstream::new(client);
+    let js = subjects.jetstream(client);
     let stored = async {
         js.publish(format!("$KV.{bucket}.{name}"), body.into())
             .await?

@@ -10,6 +10,7 @@ macro_rules! say {
 }
 
 mod cli;
+mod mirror;
 mod publish;
 mod setup;
 
@@ -194,6 +195,16 @@ enum Command {
         /// `scheduler.xk` from `trellis lattice init`).
         #[arg(long, value_name = "FILE")]
         secrets_key: Option<PathBuf>,
+    },
+    /// At a leaf site (`--js-domain SITE`): mirror the hub's desired state,
+    /// status, artifacts and signatures into the site's domain, so `trellis
+    /// get` answers and hosts fetch `lattice://` components through a cut link.
+    Mirror {
+        /// The hub's JetStream domain.
+        #[arg(long, value_name = "DOMAIN")]
+        hub_domain: String,
+        #[command(flatten)]
+        nats: Box<NatsArgs>,
     },
     /// Manage the lattice's secrets; values are sealed to the secret store's key
     /// before they leave this machine.
@@ -450,6 +461,7 @@ fn operate(cli: &Cli) -> Option<cli::Outcome> {
             command: SecretCommand::Put { name, file, nats },
         } => runtime.block_on(cli::put_secret(nats, name, file.as_deref())),
         Command::Lattice { command } => setup::run(command),
+        Command::Mirror { hub_domain, nats } => runtime.block_on(mirror::mirror(nats, hub_domain)),
         Command::Dev { .. } | Command::Host { .. } => return None,
     })
 }
@@ -585,7 +597,7 @@ async fn run_host(
         .nats
         .connect(&trellis_lattice::Role::Host(id.clone()), true)
         .await?;
-    let mut lattice = Lattice::new(nats, &options.nats.lattice);
+    let mut lattice = Lattice::new(nats, options.nats.subjects());
     let beside_nkey = options.nats.nkey.as_ref().map(|p| p.with_extension("xk"));
     let xkey = options.xkey.clone().or(beside_nkey.filter(|p| p.exists()));
     if let Some(path) = xkey {
@@ -679,10 +691,7 @@ async fn dev_lattice(
         .connect(&trellis_lattice::Role::Operator, true)
         .await
         .context("lattice:// sources are read from the lattice")?;
-    Ok(Some((
-        client,
-        trellis_lattice::Subjects::new(&nats.lattice),
-    )))
+    Ok(Some((client, nats.subjects())))
 }
 
 async fn run_dev(

@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::path::Path;
 
 use trellis_artifacts::{LatticeStore, MAX_ARTIFACT_BYTES, Progress, Registries, sign};
-use trellis_lattice::{NatsArgs, Subjects};
+use trellis_lattice::NatsArgs;
 use trellis_manifest::yaml::Pos;
 use trellis_manifest::{ComponentSource, Digest, OciReference, OciVersion, Workload};
 
@@ -317,7 +317,7 @@ async fn record_signature(
 
 async fn open_store(nats: &NatsArgs) -> Result<LatticeStore, Outcome> {
     let client = crate::cli::connect(nats).await?;
-    LatticeStore::open(client, &Subjects::new(&nats.lattice), true)
+    LatticeStore::open(client, &nats.subjects(), true)
         .await
         .map_err(|e| Outcome::Unreachable(e.to_string()))
 }

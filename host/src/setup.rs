@@ -49,6 +49,18 @@ pub enum LatticeCommand {
         /// A server of the cluster, `host:port` of its route listener (repeatable).
         #[arg(long = "route", value_name = "HOST:PORT")]
         routes: Vec<String>,
+        /// Make this server a hub for leaf sites: listen for their leaf
+        /// connections here (`trellis lattice add site` makes each one's
+        /// configuration); needs `--js-domain`.
+        #[arg(long, value_name = "HOST:PORT", requires = "js_domain")]
+        leafnodes: Option<String>,
+        /// The leaf node address sites reach the hub by, which it tells them
+        /// to reconnect to (behind NAT or a load balancer); default: `--leafnodes`.
+        #[arg(long, value_name = "HOST:PORT", requires = "leafnodes")]
+        leafnodes_advertise: Option<String>,
+        /// The JetStream domain of this server (the hub's), e.g. `hub`.
+        #[arg(long, value_name = "DOMAIN")]
+        js_domain: Option<String>,
     },
     /// Add an identity to the lattice in DIR and rewrite its nats.conf; reload
     /// nats-server afterwards (`nats-server --signal reload`, or SIGHUP).
@@ -82,6 +94,21 @@ pub enum AddCommand {
         #[arg(long = "stream", value_name = "STREAM")]
         streams: Vec<String>,
     },
+    /// A leaf site of a hub lattice: DIR/sites/NAME/nats.conf, for the site's
+    /// own nats-server (JetStream domain NAME, joined to the hub over a leaf
+    /// connection, admitting the lattice's identities); reload the hub after.
+    Site {
+        /// The lattice directory (made with `--leafnodes`).
+        dir: PathBuf,
+        /// The site's name, which is its JetStream domain.
+        name: String,
+        /// The hub's leaf node listener, as the site reaches it.
+        #[arg(long, value_name = "HOST:PORT")]
+        hub: String,
+        /// Where the site's server listens for its hosts and providers.
+        #[arg(long, default_value = "127.0.0.1:4222")]
+        listen: String,
+    },
     /// Full access to the lattice's account (DIR/admin-NAME.nk), for the `nats`
     /// CLI when troubleshooting; it can read every workload's data.
     Admin {
@@ -113,6 +140,9 @@ pub fn run(command: &LatticeCommand) -> Outcome {
             cluster,
             cluster_listen,
             routes,
+            leafnodes,
+            leafnodes_advertise,
+            js_domain,
         } => {
             let cluster = cluster.as_ref().map(|name| Cluster {
                 name: name.clone(),
@@ -121,7 +151,17 @@ pub fn run(command: &LatticeCommand) -> Outcome {
                 password: nkeys::XKey::new().public_key(),
             });
             let grants = Grants { subjects, streams };
-            init(dir, lattice, listen, providers, &grants, *tls, cluster)
+            let options = InitOptions {
+                lattice: lattice.clone(),
+                listen: listen.clone(),
+                providers: Vec::new(),
+                tls: *tls,
+                cluster,
+                js_domain: js_domain.clone(),
+                leafnodes: leafnodes.clone(),
+                leafnodes_advertise: leafnodes_advertise.clone(),
+            };
+            init(dir, options, providers, &grants)
         }
         LatticeCommand::Add { what } => add(what),
     }
@@ -135,12 +175,9 @@ struct Grants<'a> {
 
 fn init(
     dir: &Path,
-    lattice: &str,
-    listen: &str,
+    mut options: InitOptions,
     providers: &[String],
     grants: &Grants<'_>,
-    tls: bool,
-    cluster: Option<Cluster>,
 ) -> Outcome {
     let Grants { subjects, streams } = *grants;
     let mut names: Vec<String> = if providers.is_empty() {
@@ -157,13 +194,8 @@ fn init(
         subjects: pick(subjects, name),
         streams: pick(streams, name),
     };
-    let options = InitOptions {
-        lattice: lattice.into(),
-        listen: listen.into(),
-        providers: names.iter().map(|n| (n.clone(), grants_of(n))).collect(),
-        tls,
-        cluster,
-    };
+    options.providers = names.iter().map(|n| (n.clone(), grants_of(n))).collect();
+    let lattice = &options.lattice;
     match LatticeDir::init(dir, &options) {
         Ok(made) => {
             say!(
@@ -192,6 +224,7 @@ fn add(what: &AddCommand) -> Outcome {
     let dir = match what {
         AddCommand::Host { dir, .. }
         | AddCommand::Provider { dir, .. }
+        | AddCommand::Site { dir, .. }
         | AddCommand::Admin { dir, .. } => dir,
     };
     let mut lattice = match LatticeDir::open(dir) {
@@ -199,6 +232,9 @@ fn add(what: &AddCommand) -> Outcome {
         Err(e) => return Outcome::Invalid(e.to_string()),
     };
     let added = match what {
+        AddCommand::Site {
+            name, hub, listen, ..
+        } => return add_site(&mut lattice, name, hub, listen),
         AddCommand::Host { name, .. } => lattice.add_host(name),
         AddCommand::Provider {
             name,
@@ -223,6 +259,22 @@ fn add(what: &AddCommand) -> Outcome {
     }
     show(&lattice, &identity);
     say!("reload nats-server to admit it: nats-server --signal reload");
+    Outcome::Done
+}
+
+fn add_site(lattice: &mut LatticeDir, name: &str, hub: &str, listen: &str) -> Outcome {
+    if let Err(e) = lattice.add_site(name, hub, listen) {
+        return Outcome::Invalid(e.to_string());
+    }
+    if let Err(e) = lattice.save() {
+        return Outcome::Invalid(e.to_string());
+    }
+    say!(
+        "site `{name}`: start nats-server -c {} at the site, then reload the hub \
+         (nats-server --signal reload) to admit its leaf connection",
+        lattice.site_conf_path(name).display()
+    );
+    say!("processes at the site connect to it with --js-domain {name}");
     Outcome::Done
 }
 

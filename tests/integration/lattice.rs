@@ -298,6 +298,78 @@ impl Nats {
         Ok(servers)
     }
 
+    /// A hub and its leaf sites, secured the way deploy/README.md says:
+    /// `trellis lattice init --js-domain hub --leafnodes` for the hub and
+    /// `trellis lattice add site` for each site, every server started from
+    /// the configuration those write. `sites` are each site's name (also its
+    /// JetStream domain) and the port its leaf connection dials (the hub's
+    /// `leaf_port`, or a [`crate::link::Link`] in front of it, which the hub
+    /// then advertises so the site reconnects through it too); `hosts` are
+    /// the host identities made up front (a site's server is not reloaded
+    /// when one is added later). Returns once every site's leaf is up.
+    pub fn start_edge(
+        name: &str,
+        leaf_port: u16,
+        sites: &[(&str, u16)],
+        hosts: &[&str],
+    ) -> Result<(Nats, Vec<Nats>), String> {
+        let dir = crate::support::scratch(&format!("nats-{name}")).map_err(|e| e.to_string())?;
+        let lattice = dir.join("lattice");
+        let path = lattice.to_string_lossy().into_owned();
+        let leafnodes = format!("--leafnodes=127.0.0.1:{leaf_port}");
+        let mut init = vec!["lattice", "init", &path, "--js-domain=hub", &leafnodes];
+        let relayed = sites.iter().find(|(_, port)| *port != leaf_port);
+        let advertise = relayed.map(|(_, port)| format!("--leafnodes-advertise=127.0.0.1:{port}"));
+        init.extend(advertise.as_deref());
+        init.extend(MESSAGING_GRANTS);
+        trellis(&init)?;
+        trellis(&["lattice", "add", "admin", &path, "test"])?;
+        for host in hosts {
+            trellis(&["lattice", "add", "host", &path, host])?;
+        }
+        for (site, port) in sites {
+            trellis(&[
+                "lattice",
+                "add",
+                "site",
+                &path,
+                site,
+                &format!("--hub=127.0.0.1:{port}"),
+            ])?;
+        }
+        std::fs::write(dir.join("nats.conf"), "include ./lattice/nats.conf\n")
+            .map_err(|e| e.to_string())?;
+        let (process, url) = Self::spawn(&dir, "-1")?;
+        let hub = Nats {
+            process,
+            url,
+            dir: dir.clone(),
+            lattice: Some(lattice.clone()),
+            adding: Mutex::new(()),
+            tls: false,
+        };
+        let mut leaves = Vec::new();
+        for (site, _) in sites {
+            let mut command = Command::new(nats_server()?);
+            command
+                .arg("-c")
+                .arg(lattice.join("sites").join(site).join("nats.conf"))
+                .args(["-a", "127.0.0.1", "-p", "-1", "-n", site]);
+            let (mut process, _) = Process::spawn(command)?;
+            let url = ready_url(&mut process)?;
+            process.wait_for("Leafnode connection created", Duration::from_secs(20))?;
+            leaves.push(Nats {
+                process,
+                url,
+                dir: lattice.join("sites").join(site),
+                lattice: Some(lattice.clone()),
+                adding: Mutex::new(()),
+                tls: false,
+            });
+        }
+        Ok((hub, leaves))
+    }
+
     /// Waits until the server's stderr says `needle` (cluster formation, …).
     pub fn wait_for_log(&mut self, needle: &str, limit: Duration) -> Result<(), String> {
         self.process.wait_for(needle, limit)

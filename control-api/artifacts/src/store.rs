@@ -69,7 +69,7 @@ impl LatticeStore {
         subjects: &Subjects,
         create: bool,
     ) -> Result<LatticeStore, StoreError> {
-        let js = jetstream::new(nats);
+        let js = subjects.jetstream(nats);
         let bucket = subjects.bucket(ARTIFACTS_BUCKET);
         let signatures = subjects.bucket(SIGNATURES_BUCKET);
         let failed = |bucket: &str, operation| {

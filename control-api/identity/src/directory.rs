@@ -59,6 +59,19 @@ pub enum DirectoryError {
     /// Key generation failed.
     #[error("cannot make a key: {0}")]
     Key(String),
+    /// A site was added to a lattice that is no hub.
+    #[error(
+        "this lattice has no leaf node listener; make it a hub with `trellis lattice init --leafnodes ADDR --js-domain DOMAIN`"
+    )]
+    NotAHub,
+    /// An address nats-server would misread.
+    #[error("{what}: {problem}")]
+    BadAddress {
+        /// The option.
+        what: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 type Result<T> = std::result::Result<T, DirectoryError>;
@@ -145,6 +158,27 @@ pub struct InitOptions {
     pub tls: bool,
     /// Run the server as one of a cluster.
     pub cluster: Option<Cluster>,
+    /// The hub's JetStream domain, for a hub with leaf sites.
+    pub js_domain: Option<String>,
+    /// Where the hub listens for leaf sites.
+    pub leafnodes: Option<String>,
+    /// The leaf node address the hub tells sites to reconnect to.
+    pub leafnodes_advertise: Option<String>,
+}
+
+/// A leaf site: its own nats-server (`site-<name>.conf`) joined to the hub
+/// over a leaf connection, with its own JetStream domain (`<name>`), so its
+/// processes keep their data and serve through a cut link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Site {
+    /// The site's name, which is its JetStream domain.
+    pub name: String,
+    /// The hub's leaf node listener, `host:port`.
+    pub hub: String,
+    /// Where the site's server listens for its clients.
+    pub listen: String,
+    /// The password its leaf connection presents (user `site-<name>`).
+    pub password: String,
 }
 
 /// The cluster a lattice's servers form: every server runs the same nats.conf
@@ -175,6 +209,18 @@ pub struct Description {
     /// The cluster, if the lattice has several servers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<Cluster>,
+    /// The hub's JetStream domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub js_domain: Option<String>,
+    /// Where the hub listens for leaf sites.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leafnodes: Option<String>,
+    /// The leaf node address the hub advertises (what sites reconnect to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leafnodes_advertise: Option<String>,
+    /// The leaf sites.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sites: Vec<Site>,
     /// Every identity.
     pub identities: Vec<Identity>,
 }
@@ -192,6 +238,9 @@ impl LatticeDir {
     /// the given providers, their seeds, and nats.conf.
     pub fn init(dir: &Path, options: &InitOptions) -> Result<LatticeDir> {
         check_name(NameKind::Lattice, &options.lattice)?;
+        if let Some(domain) = &options.js_domain {
+            check_name(NameKind::Domain, domain)?;
+        }
         let dir = absolute(dir)?;
         if dir.join("lattice.json").exists() {
             return Err(DirectoryError::Exists(dir));
@@ -204,6 +253,10 @@ impl LatticeDir {
                 listen: options.listen.clone(),
                 tls: options.tls,
                 cluster: options.cluster.clone(),
+                js_domain: options.js_domain.clone(),
+                leafnodes: options.leafnodes.clone(),
+                leafnodes_advertise: options.leafnodes_advertise.clone(),
+                sites: Vec::new(),
                 identities: Vec::new(),
             },
         };
@@ -272,6 +325,42 @@ impl LatticeDir {
         self.make(Kind::Provider, name, &format!("provider-{name}"), grants)
     }
 
+    /// Adds leaf site `name` (its JetStream domain too), whose server joins
+    /// the hub's leaf node listener at `hub` and serves clients on `listen`.
+    pub fn add_site(&mut self, name: &str, hub: &str, listen: &str) -> Result<&Site> {
+        check_name(NameKind::Domain, name)?;
+        let d = &self.description;
+        if d.leafnodes.is_none() {
+            return Err(DirectoryError::NotAHub);
+        }
+        if d.js_domain.as_deref() == Some(name) {
+            return Err(DirectoryError::Duplicate {
+                kind: "JetStream domain",
+                name: name.into(),
+            });
+        }
+        if d.sites.iter().any(|s| s.name == name) {
+            return Err(DirectoryError::Duplicate {
+                kind: "site",
+                name: name.into(),
+            });
+        }
+        for (what, value) in [("--hub", hub), ("--listen", listen)] {
+            if let Some(problem) = conf::unsafe_address(value) {
+                return Err(DirectoryError::BadAddress { what, problem });
+            }
+        }
+        self.description.sites.push(Site {
+            name: name.into(),
+            hub: hub.into(),
+            listen: listen.into(),
+            password: nkeys::XKey::new().public_key(),
+        });
+        create_dir(&self.dir.join("sites").join(name))?;
+        let last = self.description.sites.len() - 1;
+        Ok(&self.description.sites[last])
+    }
+
     /// Adds an identity with full access to the lattice's account.
     pub fn add_admin(&mut self, name: &str) -> Result<&Identity> {
         self.make(
@@ -291,7 +380,17 @@ impl LatticeDir {
             }
         })?;
         write(&self.dir.join("lattice.json"), json.as_bytes(), true)?;
-        write(&self.conf_path(), conf::render(self).as_bytes(), true)
+        write(&self.conf_path(), conf::render(self).as_bytes(), true)?;
+        for site in &self.description.sites {
+            let text = conf::render_site(self, site);
+            write(&self.site_conf_path(&site.name), text.as_bytes(), true)?;
+        }
+        Ok(())
+    }
+
+    /// The nats-server configuration of leaf site `name`.
+    pub fn site_conf_path(&self, name: &str) -> PathBuf {
+        self.dir.join("sites").join(name).join("nats.conf")
     }
 
     /// The directory.
@@ -411,6 +510,9 @@ mod tests {
                 .collect(),
             tls: false,
             cluster: None,
+            js_domain: None,
+            leafnodes: None,
+            leafnodes_advertise: None,
         }
     }
 

@@ -13,6 +13,6 @@ mod tls;
 pub use conf::{account, unsafe_stream, unsafe_subject};
 pub use directory::{
     Cluster, DEFAULT_PROVIDERS, Description, DirectoryError, Identity, InitOptions, Kind,
-    LatticeDir,
+    LatticeDir, Site,
 };
 pub use permissions::{Permissions, ProviderGrants};

@@ -4,6 +4,11 @@
 //! wider than the subjects it serves. JetStream streams are named exactly
 //! (a permission cannot match a prefix of a token), which is why a provider
 //! keeps its data in one bucket and one object store named after it.
+//!
+//! Every JetStream API subject is allowed in both forms, `$JS.API.…` and
+//! `$JS.<domain>.API.…` (any domain): at a leaf site a process names its
+//! site's domain (`--js-domain`), and the streams it reaches are the same by
+//! name in every domain.
 
 use serde::Serialize;
 use trellis_lattice::{
@@ -49,7 +54,7 @@ impl Permissions {
         p.subscribe.push(format!("{}.>", subjects.inbox(role)));
         if !matches!(role, Role::Admin(_)) {
             // Account information (limits, usage), which clients read first.
-            p.publish.push("$JS.API.INFO".into());
+            p.js_api("INFO");
         }
         match role {
             Role::Admin(_) => {
@@ -123,7 +128,7 @@ impl Permissions {
                 // Links: read, and created by whichever of hosts and providers
                 // comes first (with the one config every process uses).
                 let links = format!("KV_{}", subjects.bucket(LINKS_BUCKET));
-                p.publish.push(format!("$JS.API.STREAM.CREATE.{links}"));
+                p.js_api(&format!("STREAM.CREATE.{links}"));
                 p.stream_consumer(&links);
                 for subject in &grants.subjects {
                     p.publish.push(subject.clone());
@@ -167,32 +172,47 @@ impl Permissions {
     /// Every JetStream API call on `stream` (create, info, consumers, direct
     /// gets, purge, delete), its acks and flow control.
     fn stream_owner(&mut self, stream: &str) {
-        self.publish.extend([
-            format!("$JS.API.*.*.{stream}"),
-            format!("$JS.API.*.*.{stream}.>"),
-            format!("$JS.API.*.*.*.{stream}"),
-            format!("$JS.API.*.*.*.{stream}.>"),
-        ]);
+        for call in [
+            format!("*.*.{stream}"),
+            format!("*.*.{stream}.>"),
+            format!("*.*.*.{stream}"),
+            format!("*.*.*.{stream}.>"),
+        ] {
+            self.js_api(&call);
+        }
         self.acks(stream);
     }
 
     /// Reading `stream` through consumers and direct gets, never changing it.
     fn stream_consumer(&mut self, stream: &str) {
-        self.publish.extend([
-            format!("$JS.API.STREAM.INFO.{stream}"),
-            format!("$JS.API.STREAM.MSG.GET.{stream}"),
-            format!("$JS.API.DIRECT.GET.{stream}"),
-            format!("$JS.API.DIRECT.GET.{stream}.>"),
-            format!("$JS.API.CONSUMER.*.{stream}"),
-            format!("$JS.API.CONSUMER.*.{stream}.>"),
-            format!("$JS.API.CONSUMER.*.*.{stream}.>"),
-        ]);
+        for call in [
+            format!("STREAM.INFO.{stream}"),
+            format!("STREAM.MSG.GET.{stream}"),
+            format!("DIRECT.GET.{stream}"),
+            format!("DIRECT.GET.{stream}.>"),
+            format!("CONSUMER.*.{stream}"),
+            format!("CONSUMER.*.{stream}.>"),
+            format!("CONSUMER.*.*.{stream}.>"),
+        ] {
+            self.js_api(&call);
+        }
         self.acks(stream);
     }
 
+    /// JetStream API `call` in this server's domain and in any named one.
+    fn js_api(&mut self, call: &str) {
+        self.publish.push(format!("$JS.API.{call}"));
+        self.publish.push(format!("$JS.*.API.{call}"));
+    }
+
+    /// Acks and flow control, in both forms of the ack subject (the newer
+    /// one carries the domain and the account before the stream).
     fn acks(&mut self, stream: &str) {
-        self.publish.push(format!("$JS.ACK.{stream}.>"));
-        self.publish.push(format!("$JS.FC.{stream}.>"));
+        self.publish.extend([
+            format!("$JS.ACK.{stream}.>"),
+            format!("$JS.ACK.*.*.{stream}.>"),
+            format!("$JS.FC.{stream}.>"),
+        ]);
     }
 }
 
@@ -234,7 +254,7 @@ mod tests {
         assert!(
             p.publish
                 .iter()
-                .filter(|s| s.starts_with("$JS.API.*"))
+                .filter(|s| s.starts_with("$JS.API.*") || s.starts_with("$JS.*.API.*"))
                 .all(|s| s.contains("trellis_edge_data_kv"))
         );
         assert!(!p.publish.iter().any(|s| s.contains("trellis.edge.host")));

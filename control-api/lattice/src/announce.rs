@@ -59,4 +59,8 @@ pub struct HostHeartbeat {
     pub interfaces: Vec<String>,
     /// The address its HTTP ingress listens on.
     pub http_listen: Option<String>,
+    /// The JetStream domain it keeps its data in (`--js-domain`): at a leaf
+    /// site, the site's. The scheduler tells a cut site from dead hosts by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
 }

@@ -43,6 +43,10 @@ pub struct NatsArgs {
     /// The client certificate's private key (PEM).
     #[arg(long = "nats-tls-key", value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// The JetStream domain to keep buckets and streams in: at a leaf site,
+    /// the site's own, so they stay reachable when the link to the hub is down.
+    #[arg(long = "js-domain", env = "NATS_JS_DOMAIN", value_name = "DOMAIN")]
+    pub js_domain: Option<String>,
 }
 
 /// Why connecting to NATS failed; each variant names the option at fault.
@@ -88,7 +92,13 @@ impl NatsArgs {
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
+            js_domain: None,
         }
+    }
+
+    /// The lattice's subjects, in the JetStream domain of `--js-domain`.
+    pub fn subjects(&self) -> Subjects {
+        Subjects::new(&self.lattice).with_domain(self.js_domain.clone())
     }
 
     /// Connects as `role`, with its replies under the role's own inbox prefix
@@ -102,6 +112,9 @@ impl NatsArgs {
         wait: bool,
     ) -> Result<async_nats::Client, ConnectError> {
         crate::check_name(crate::NameKind::Lattice, &self.lattice)?;
+        if let Some(domain) = &self.js_domain {
+            crate::check_name(crate::NameKind::Domain, domain)?;
+        }
         let name = match role {
             Role::Operator | Role::Scheduler => format!("trellis-{}", role.kind()),
             Role::Host(n) | Role::Provider(n) | Role::Admin(n) => {

@@ -12,6 +12,9 @@ pub enum NameKind {
     Provider,
     /// A host ID (`--id`, or its nkey public key): letters, digits and `-`.
     Host,
+    /// A JetStream domain (`--js-domain`), which is also a leaf site's name:
+    /// a DNS label, one token of `$JS.<domain>.API`.
+    Domain,
 }
 
 impl std::fmt::Display for NameKind {
@@ -20,6 +23,7 @@ impl std::fmt::Display for NameKind {
             NameKind::Lattice => "lattice name",
             NameKind::Provider => "provider name",
             NameKind::Host => "host ID",
+            NameKind::Domain => "JetStream domain",
         })
     }
 }
@@ -39,7 +43,7 @@ pub struct InvalidName {
 /// Checks `name` against its kind's rule.
 pub fn check_name(kind: NameKind, name: &str) -> Result<(), InvalidName> {
     let (ok, rule) = match kind {
-        NameKind::Lattice | NameKind::Provider => (
+        NameKind::Lattice | NameKind::Provider | NameKind::Domain => (
             !name.is_empty()
                 && name.len() <= 63
                 && name

@@ -11,17 +11,42 @@ pub const ARTIFACTS_BUCKET: &str = "artifacts";
 /// The artifacts' signatures, a KV bucket (`trellis_<lattice>_signatures`).
 pub const SIGNATURES_BUCKET: &str = "signatures";
 
-/// The subjects of one lattice: `trellis.<lattice>.…`.
+/// The subjects of one lattice: `trellis.<lattice>.…`, and the JetStream
+/// domain this process keeps its buckets and streams in (a leaf site's own,
+/// so they stay reachable when the link to the hub is down).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subjects {
     root: String,
+    domain: Option<String>,
 }
 
 impl Subjects {
-    /// The subjects of `lattice`.
+    /// The subjects of `lattice`, in the JetStream domain of the server the
+    /// process connects to.
     pub fn new(lattice: &str) -> Self {
         Subjects {
             root: format!("trellis.{lattice}"),
+            domain: None,
+        }
+    }
+
+    /// The same subjects, with JetStream reached in `domain` (`$JS.<domain>.API`).
+    pub fn with_domain(mut self, domain: Option<String>) -> Self {
+        self.domain = domain;
+        self
+    }
+
+    /// The JetStream domain named with `--js-domain`, if any.
+    pub fn domain(&self) -> Option<&str> {
+        self.domain.as_deref()
+    }
+
+    /// A JetStream context in this process's domain: every bucket, object
+    /// store and stream of the lattice is opened through it.
+    pub fn jetstream(&self, client: async_nats::Client) -> async_nats::jetstream::Context {
+        match &self.domain {
+            Some(domain) => async_nats::jetstream::with_domain(client, domain),
+            None => async_nats::jetstream::new(client),
         }
     }
 

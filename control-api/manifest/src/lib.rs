@@ -48,8 +48,8 @@ pub use binding::{
 pub use diagnostics::{Diagnostic, ManifestError};
 pub use manifest::{
     API_VERSION, BINDING_FIELDS, COMPONENT_FIELDS, Component, EXPORT_FIELDS, Export, GRANTS_FIELDS,
-    Grants, LIMITS_FIELDS, Limits, MAX_MANIFEST_BYTES, PREOPEN_FIELDS, ROUTE_FIELDS, Route,
-    SECRET_SOURCES, SecretRef, SecretSource, WORKLOAD_FIELDS, Workload, http_patterns_allow,
+    Grants, LIMITS_FIELDS, Limits, MAX_MANIFEST_BYTES, PREOPEN_FIELDS, Partition, ROUTE_FIELDS,
+    Route, SECRET_SOURCES, SecretRef, SecretSource, WORKLOAD_FIELDS, Workload, http_patterns_allow,
     read_manifest, valid_secret_key,
 };
 pub use source::{ComponentSource, Digest, OciReference, OciVersion, ReferenceError};

@@ -29,7 +29,7 @@ pub const WORKLOAD_FIELDS: &[&str] = &[
     "deploy",
 ];
 /// Fields of the `deploy` block.
-pub const DEPLOY_FIELDS: &[&str] = &["replicas", "selector", "spread"];
+pub const DEPLOY_FIELDS: &[&str] = &["replicas", "selector", "spread", "partition"];
 /// Fields of one component.
 pub const COMPONENT_FIELDS: &[&str] = &[
     "source", "config", "env", "secrets", "limits", "grants", "bindings",
@@ -73,6 +73,22 @@ pub struct Deploy {
     pub selector: BTreeMap<String, String>,
     /// A label key whose values replicas are spread across, if any.
     pub spread: Option<String>,
+    /// What the scheduler does with copies at a leaf site it cannot hear.
+    pub partition: Partition,
+}
+
+/// What the scheduler does with the copies on a leaf site's hosts while every
+/// host of that site is silent: the link is most likely cut, and the site
+/// keeps serving what it runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Partition {
+    /// Count them as still there: no second copy elsewhere, none duplicated
+    /// when the link returns.
+    #[default]
+    Hold,
+    /// Treat the site's hosts as dead and place the copies elsewhere; the
+    /// surplus is stopped when the site is heard again.
+    Reschedule,
 }
 
 impl Default for Deploy {
@@ -81,6 +97,7 @@ impl Default for Deploy {
             replicas: 1,
             selector: BTreeMap::new(),
             spread: None,
+            partition: Partition::Hold,
         }
     }
 }
@@ -866,6 +883,17 @@ fn decode_deploy(d: &mut Decoder, node: &Node) -> Deploy {
     }
     if let Some(n) = f.get("spread") {
         deploy.spread = d.string(n, "deploy.spread");
+    }
+    if let Some(n) = f.get("partition") {
+        match d.string(n, "deploy.partition").as_deref() {
+            Some("hold") => deploy.partition = Partition::Hold,
+            Some("reschedule") => deploy.partition = Partition::Reschedule,
+            Some(other) => d.error(
+                n.pos,
+                format!("deploy.partition is `{other}`; use `hold` or `reschedule`"),
+            ),
+            None => {}
+        }
     }
     deploy
 }

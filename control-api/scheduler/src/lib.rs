@@ -6,6 +6,11 @@
 //! ([`placement::plan`]), starts and stops copies, and writes a status. Hosts are
 //! live while their heartbeats arrive. Several schedulers may run; the one holding
 //! the KV lease acts, and another takes over when the lease lapses.
+//!
+//! Hosts at a leaf site (their heartbeats name a JetStream domain other than
+//! the scheduler's) are judged by site: one silent host among heard ones is
+//! dead, but a site whose hosts are all silent is cut off, and its copies are
+//! held — still counted, told nothing — per the workload's `deploy.partition`.
 
 #![deny(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
@@ -184,6 +189,8 @@ pub struct Scheduler {
     store: Store,
     lease: Lease,
     hosts: Arc<Mutex<HashMap<String, (Instant, HostHeartbeat)>>>,
+    /// What each host last reported running: a silent site's copies.
+    last_copies: HashMap<String, Vec<Copy>>,
     clients: HashMap<String, ControlClient>,
     pending: Arc<Mutex<HashSet<String>>>,
     errors: Arc<Mutex<HashMap<String, String>>>,
@@ -212,6 +219,7 @@ impl Scheduler {
             store,
             lease,
             hosts: Arc::default(),
+            last_copies: HashMap::new(),
             clients: HashMap::new(),
             pending: Arc::default(),
             errors: Arc::default(),
@@ -356,15 +364,36 @@ impl Scheduler {
         }
     }
 
-    /// Live hosts by heartbeat.
-    fn live_hosts(&self) -> Vec<HostHeartbeat> {
+    /// Whether `beat` comes from a host at a leaf site (another JetStream domain).
+    fn is_remote(&self, beat: &HostHeartbeat) -> bool {
+        beat.domain.is_some() && beat.domain.as_deref() != self.subjects.domain()
+    }
+
+    /// Hosts by heartbeat: those heard lately, and those of leaf sites that
+    /// are silent as a whole (kept until heard again).
+    fn known_hosts(&self) -> (Vec<HostHeartbeat>, Vec<HostHeartbeat>) {
+        let mine = self.subjects.domain();
         let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
-        hosts.retain(|_, (seen, _)| seen.elapsed() < HOST_DEAD_AFTER * 10);
-        hosts
+        let heard_sites: HashSet<Option<String>> = hosts
             .values()
             .filter(|(seen, _)| seen.elapsed() < HOST_DEAD_AFTER)
-            .map(|(_, beat)| beat.clone())
-            .collect()
+            .map(|(_, beat)| beat.domain.clone())
+            .collect();
+        let cut_off = |beat: &HostHeartbeat| {
+            beat.domain.is_some()
+                && beat.domain.as_deref() != mine
+                && !heard_sites.contains(&beat.domain)
+        };
+        hosts.retain(|_, (seen, beat)| seen.elapsed() < HOST_DEAD_AFTER * 10 || cut_off(beat));
+        let (mut live, mut silent) = (Vec::new(), Vec::new());
+        for (seen, beat) in hosts.values() {
+            if seen.elapsed() < HOST_DEAD_AFTER {
+                live.push(beat.clone());
+            } else if cut_off(beat) {
+                silent.push(beat.clone());
+            }
+        }
+        (live, silent)
     }
 
     async fn client(&mut self, host: &str) -> Result<ControlClient, SchedulerError> {
@@ -379,20 +408,22 @@ impl Scheduler {
 
     /// One level-triggered pass over every desired workload.
     async fn reconcile(&mut self) -> Result<(), SchedulerError> {
-        let live = self.live_hosts();
+        let (live, silent) = self.known_hosts();
         // Clients of hosts that went away go with them.
         self.clients
             .retain(|id, _| live.iter().any(|beat| &beat.id == id));
-        let mut views = Vec::new();
+        self.last_copies
+            .retain(|id, _| live.iter().chain(&silent).any(|beat| &beat.id == id));
+        let mut views_of = Vec::new();
         for beat in live {
             let client = self.client(&beat.id).await?;
-            views.push(async move {
+            views_of.push(async move {
                 let copies = tokio::time::timeout(LIST_TIMEOUT, client.workloads()).await;
                 let copies = match copies {
                     Ok(Ok(list)) => list,
-                    _ => return None, // counted as absent this tick
+                    _ => return Err(beat),
                 };
-                Some(HostView {
+                Ok(HostView {
                     id: beat.id,
                     labels: beat.labels,
                     load: beat.instances_in_use,
@@ -404,14 +435,42 @@ impl Scheduler {
                             last_error: w.last_error,
                         })
                         .collect(),
+                    reachable: true,
+                    partitioned: false,
                 })
             });
         }
-        let mut views: Vec<HostView> = futures::future::join_all(views)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
+        // A host here that does not answer is counted as absent this pass (a
+        // crash shows as no responders at once). A site host that does not
+        // answer may be behind a link that just failed: it keeps what it last
+        // reported, as a silent site's hosts do until they are heard again.
+        let mut views = Vec::new();
+        let mut held = silent;
+        for listed in futures::future::join_all(views_of).await {
+            match listed {
+                Ok(view) => {
+                    self.last_copies
+                        .insert(view.id.clone(), view.copies.clone());
+                    views.push(view);
+                }
+                Err(beat) if self.is_remote(&beat) => held.push(beat),
+                Err(_) => {}
+            }
+        }
+        for beat in held {
+            let mut copies = self.last_copies.get(&beat.id).cloned().unwrap_or_default();
+            for copy in copies.iter_mut().filter(|c| c.state != "failed") {
+                copy.state = "unreachable".into();
+            }
+            views.push(HostView {
+                id: beat.id,
+                labels: beat.labels,
+                load: beat.instances_in_use,
+                copies,
+                reachable: false,
+                partitioned: true,
+            });
+        }
         self.due_retries(&mut views);
         let desired: Vec<Desired> = self.desired.values().map(|(_, d)| d.clone()).collect();
         let names: HashSet<&str> = desired.iter().map(|d| d.name.as_str()).collect();
@@ -440,8 +499,8 @@ impl Scheduler {
                 self.written.insert(d.name.clone(), status);
             }
         }
-        // Copies of workloads nobody wants any more.
-        for view in &views {
+        // Copies of workloads nobody wants any more (a silent site's wait).
+        for view in views.iter().filter(|v| v.reachable) {
             for copy in &view.copies {
                 if let Some((_, name, _)) = parse_id(&copy.id)
                     && !names.contains(name)

@@ -27,6 +27,12 @@ pub struct HostView {
     pub load: u32,
     /// What it runs.
     pub copies: Vec<Copy>,
+    /// Whether it can be told anything now: false for a host that did not
+    /// answer this pass and for the hosts of a silent leaf site, whose
+    /// copies are those they last reported.
+    pub reachable: bool,
+    /// Whether its whole leaf site is silent (a cut link, most likely).
+    pub partitioned: bool,
 }
 
 /// What to do for one workload.
@@ -122,10 +128,14 @@ pub fn plan(
 ) -> Plan {
     let mut plan = Plan::default();
     let hosts = inventory.hosts;
-    let held: &[Held<'_>] = inventory
+    // Copies at a silent site count as there unless the workload asks otherwise.
+    let held: Vec<&Held<'_>> = inventory
         .by_name
         .get(desired.name.as_str())
-        .map_or(&[], Vec::as_slice);
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .filter(|h| !hosts[h.host].partitioned || !desired.reschedule_on_partition)
+        .collect();
     let matches = |host: &HostView| {
         desired
             .selector
@@ -138,7 +148,7 @@ pub fn plan(
             .as_ref()
             .and_then(|key| host.labels.get(key).cloned())
     };
-    let this_version = |h: &&Held<'_>| h.version == desired.version;
+    let this_version = |h: &&&Held<'_>| h.version == desired.version;
     let mut current: HashSet<usize> = held
         .iter()
         .filter(this_version)
@@ -180,7 +190,12 @@ pub fn plan(
     let mut count = holders.len();
     if count < wanted {
         let mut candidates: Vec<usize> = (0..hosts.len())
-            .filter(|i| matches(&hosts[*i]) && !current.contains(i) && !failed.contains(i))
+            .filter(|i| {
+                hosts[*i].reachable
+                    && matches(&hosts[*i])
+                    && !current.contains(i)
+                    && !failed.contains(i)
+            })
             .collect();
         while count < wanted && !candidates.is_empty() {
             let best = candidates
@@ -212,7 +227,8 @@ pub fn plan(
         .filter(this_version)
         .filter(|h| h.state == "running" && matches(&hosts[h.host]))
         .count();
-    for h in held {
+    // A silent site is told nothing; what it should stop waits until it is heard.
+    for h in held.iter().filter(|h| hosts[h.host].reachable) {
         let is_current = h.version == desired.version;
         let stale = !is_current && running >= wanted;
         let misplaced = is_current && !matches(&hosts[h.host]);
@@ -221,7 +237,11 @@ pub fn plan(
         }
     }
     if holders.len() > wanted {
-        let mut surplus: Vec<&HostView> = holders.iter().map(|&i| &hosts[i]).collect();
+        let mut surplus: Vec<&HostView> = holders
+            .iter()
+            .map(|&i| &hosts[i])
+            .filter(|h| h.reachable)
+            .collect();
         surplus.sort_by_key(|h| std::cmp::Reverse((h.load, h.id.clone())));
         for host in surplus.into_iter().take(holders.len() - wanted) {
             plan.stop.push((host.id.clone(), desired.id_on(&host.id)));
@@ -255,6 +275,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             spread: spread.map(String::from),
+            reschedule_on_partition: false,
             secrets: Vec::new(),
         }
     }
@@ -275,6 +296,8 @@ mod tests {
                     last_error: None,
                 })
                 .collect(),
+            reachable: true,
+            partitioned: false,
         }
     }
 
@@ -396,5 +419,45 @@ mod tests {
         }
         chosen.sort();
         assert_eq!(chosen, ["A", "B", "C"]);
+    }
+
+    #[test]
+    fn a_silent_site_keeps_its_copies_unless_the_workload_reschedules() {
+        let mut site = host("S", &[("tier", "edge")], 0, &[("S:shop@v2", "unreachable")]);
+        (site.reachable, site.partitioned) = (false, true);
+        let hosts = [site, host("B", &[("tier", "edge")], 0, &[])];
+        let d = desired(1, &[("tier", "edge")], None);
+        assert_eq!(
+            plan(&d, &hosts, &HashSet::new(), &mut HashMap::new()),
+            Plan::default(),
+            "held: no second copy, and nothing sent to the silent host"
+        );
+        let mut moving = d.clone();
+        moving.reschedule_on_partition = true;
+        let p = plan(&moving, &hosts, &HashSet::new(), &mut HashMap::new());
+        assert_eq!(p.start, vec![("B".into(), "B:shop@v2".into())]);
+        assert!(p.stop.is_empty(), "{p:?}");
+
+        // Scaled down during the cut: only a reachable host is told to stop.
+        let mut site = host("S", &[], 0, &[("S:shop@v2", "unreachable")]);
+        (site.reachable, site.partitioned) = (false, true);
+        let hosts = [site, host("B", &[], 0, &[("B:shop@v2", "running")])];
+        let p = plan(
+            &desired(1, &[], None),
+            &hosts,
+            &HashSet::new(),
+            &mut HashMap::new(),
+        );
+        assert_eq!(p.stop, vec![("B".into(), "B:shop@v2".into())]);
+        // Never a placement on a silent host.
+        let mut silent = host("S", &[], 0, &[]);
+        (silent.reachable, silent.partitioned) = (false, true);
+        let p = plan(
+            &desired(1, &[], None),
+            &[silent],
+            &HashSet::new(),
+            &mut HashMap::new(),
+        );
+        assert_eq!(p, Plan::default());
     }
 }

@@ -5,7 +5,7 @@
 //! that component (see `trellis_lattice::fetch_secret`). No value is ever
 //! logged, and every answer names the key, not the value.
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use futures::StreamExt as _;
 use nkeys::XKey;
 use trellis_lattice::{
@@ -35,7 +35,7 @@ pub async fn serve_secrets(
     key: XKey,
     store: Store,
 ) -> Result<(), SchedulerError> {
-    let js = jetstream::new(nats.clone());
+    let js = subjects.jetstream(nats.clone());
     let bucket = open_bucket(&js, secrets_bucket(&subjects)).await?;
     let mut requests = nats
         .queue_subscribe(subjects.secret_store(), "secrets".into())

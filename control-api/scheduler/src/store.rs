@@ -34,6 +34,10 @@ pub struct Desired {
     pub selector: BTreeMap<String, String>,
     /// A label key to spread replicas across.
     pub spread: Option<String>,
+    /// Place copies elsewhere while their leaf site is silent, instead of
+    /// holding them (`deploy.partition: reschedule`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reschedule_on_partition: bool,
     /// The lattice secrets each component may have, as (component, store
     /// key): what the secret store hands out for this workload. Names only.
     #[serde(default)]
@@ -69,6 +73,8 @@ impl Desired {
             replicas: workload.deploy.replicas,
             selector: workload.deploy.selector,
             spread: workload.deploy.spread,
+            reschedule_on_partition: workload.deploy.partition
+                == trellis_manifest::Partition::Reschedule,
             secrets,
         })
     }
@@ -192,7 +198,7 @@ impl Store {
         nats: async_nats::Client,
         subjects: &Subjects,
     ) -> Result<Self, SchedulerError> {
-        let js = jetstream::new(nats.clone());
+        let js = subjects.jetstream(nats.clone());
         let bucket = |what: &str, max_age: Duration| kv::Config {
             bucket: subjects.bucket(what),
             history: 1,

@@ -45,6 +45,7 @@ pub async fn publish_heartbeats(
                 .map(|b| b.name.to_string())
                 .collect(),
             http_listen: http_listen.clone(),
+            domain: lattice.subjects().domain().map(str::to_string),
         };
         let Ok(json) = serde_json::to_vec(&beat) else {
             continue;

@@ -27,7 +27,7 @@ impl Links {
     /// Entries of this host (`instance`) in `subjects`' lattice on `nats`.
     pub fn new(nats: async_nats::Client, subjects: &Subjects, instance: String) -> Self {
         Links {
-            js: jetstream::new(nats),
+            js: subjects.jetstream(nats),
             bucket: subjects.bucket(LINKS_BUCKET),
             instance,
             store: OnceCell::new(),

@@ -77,9 +77,8 @@ pub struct HostIdentity {
 }
 
 impl Lattice {
-    /// The lattice `name` over `nats`.
-    pub fn new(nats: async_nats::Client, name: &str) -> Self {
-        let subjects = Subjects::new(name);
+    /// The lattice of `subjects` over `nats`.
+    pub fn new(nats: async_nats::Client, subjects: Subjects) -> Self {
         let instance = nats
             .new_inbox()
             .rsplit('.')
@@ -89,7 +88,7 @@ impl Lattice {
         Lattice {
             links: Links::new(nats.clone(), &subjects, instance),
             nats,
-            name: name.to_string(),
+            name: subjects.lattice().to_string(),
             subjects,
             clients: Default::default(),
             identity: None,

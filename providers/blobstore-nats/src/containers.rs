@@ -30,9 +30,8 @@ pub struct Container {
 }
 
 impl Containers {
-    /// Opens (or creates) the object store `bucket` on `nats`.
-    pub async fn open_store(nats: async_nats::Client, bucket: &str) -> anyhow::Result<Self> {
-        let js = jetstream::new(nats.clone());
+    /// Opens (or creates) the object store `bucket` through `js` (the provider's domain).
+    pub async fn open_store(js: jetstream::Context, bucket: &str) -> anyhow::Result<Self> {
         let store = match js.get_object_store(bucket).await {
             Ok(store) => store,
             Err(_) => match js
@@ -50,7 +49,7 @@ impl Containers {
             },
         };
         Ok(Containers {
-            nats,
+            nats: js.client(),
             js,
             store,
             bucket: bucket.to_string(),

@@ -34,12 +34,11 @@ const INTERFACES: &[&str] = &[
 async fn main() -> anyhow::Result<()> {
     Provider::main(
         trellis_provider_sdk::describe!("blobstore", INTERFACES),
-        async |provider, args| {
+        async |provider, _args| {
             provider.require_jetstream().await?;
-            let data = trellis_provider_sdk::lattice::Subjects::new(&args.nats.lattice)
-                .provider_data(provider.name());
+            let data = provider.subjects().provider_data(provider.name());
             let containers =
-                containers::Containers::open_store(provider.nats().clone(), &data).await?;
+                containers::Containers::open_store(provider.jetstream(), &data).await?;
             let handler = handler::Handler::new(containers);
             bindings::serve(provider.wrpc(), handler).await
         },

@@ -26,9 +26,8 @@ pub struct Bucket {
 }
 
 impl Buckets {
-    /// Opens (or creates) the store called `name`.
-    pub async fn open(nats: async_nats::Client, name: &str) -> anyhow::Result<Self> {
-        let js = jetstream::new(nats.clone());
+    /// Opens (or creates) the store called `name` through `js` (the provider's domain).
+    pub async fn open(js: jetstream::Context, name: &str) -> anyhow::Result<Self> {
         let config = kv::Config {
             bucket: name.to_string(),
             history: 1,
@@ -44,7 +43,10 @@ impl Buckets {
                 })?,
             },
         };
-        Ok(Buckets { store, nats })
+        Ok(Buckets {
+            store,
+            nats: js.client(),
+        })
     }
 
     /// The store.

@@ -30,11 +30,10 @@ const INTERFACES: &[&str] = &[
 async fn main() -> anyhow::Result<()> {
     Provider::main(
         trellis_provider_sdk::describe!("keyvalue", INTERFACES),
-        async |provider, args| {
+        async |provider, _args| {
             provider.require_jetstream().await?;
-            let data = trellis_provider_sdk::lattice::Subjects::new(&args.nats.lattice)
-                .provider_data(provider.name());
-            let buckets = buckets::Buckets::open(provider.nats().clone(), &data).await?;
+            let data = provider.subjects().provider_data(provider.name());
+            let buckets = buckets::Buckets::open(provider.jetstream(), &data).await?;
             let handler = handler::Handler::new(provider.nats().clone(), buckets);
             bindings::serve(provider.wrpc(), handler).await
         },

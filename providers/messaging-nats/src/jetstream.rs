@@ -91,7 +91,7 @@ fn owns_token(cx: &NatsContext, token: &str) -> std::result::Result<Caller, Stri
 
 impl Handler {
     async fn stream(&self, name: &str) -> std::result::Result<jetstream::stream::Stream, String> {
-        jetstream::new(self.nats.clone())
+        self.js
             .get_stream(name)
             .await
             .map_err(|e| format!("stream `{name}`: {e}"))

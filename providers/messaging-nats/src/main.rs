@@ -49,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
             ));
             let handler = Handler {
                 nats: provider.nats().clone(),
+                js: provider.jetstream(),
                 granted,
             };
             bindings::serve(provider.wrpc(), handler).await
@@ -61,5 +62,7 @@ async fn main() -> anyhow::Result<()> {
 #[derive(Clone)]
 pub struct Handler {
     nats: async_nats::Client,
+    /// JetStream in the provider's domain: the streams its components consume.
+    js: async_nats::jetstream::Context,
     granted: subjects::Granted,
 }

@@ -1,7 +1,7 @@
 //! The links of a provider: which workloads bind to it, with their config,
 //! known before any call (see `trellis_lattice::Link`).
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use futures::{Stream, StreamExt as _};
 use trellis_lattice::{Link, links_bucket, open_bucket, provider_links};
 
@@ -19,7 +19,7 @@ pub enum LinkChange {
 impl Provider {
     /// This provider's links: every current one, then each change as it happens.
     pub async fn links(&self) -> anyhow::Result<impl Stream<Item = LinkChange> + Send + 'static> {
-        let js = jetstream::new(self.nats().clone());
+        let js = self.jetstream();
         let bucket = self.subjects().bucket(trellis_lattice::LINKS_BUCKET);
         let store = open_bucket(&js, links_bucket(&bucket)).await?;
         let watch = store

@@ -168,7 +168,7 @@ impl Provider {
             .nats
             .connect(&trellis_lattice::Role::Provider(name.clone()), true)
             .await?;
-        let subjects = Subjects::new(&args.nats.lattice);
+        let subjects = args.nats.subjects();
         let prefix = subjects.provider(&name);
         let wrpc = wrpc_transport_nats::Client::new(
             nats.clone(),
@@ -217,7 +217,7 @@ impl Provider {
     /// itself before its backend is reachable, and its first call does not pay
     /// for setting up the JetStream request path.
     pub async fn require_jetstream(&self) -> anyhow::Result<()> {
-        let js = async_nats::jetstream::new(self.nats.clone());
+        let js = self.jetstream();
         match tokio::time::timeout(JETSTREAM_CHECK, js.query_account()).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(anyhow::anyhow!(
@@ -248,6 +248,12 @@ impl Provider {
     /// The NATS connection, for the provider's backend (JetStream, …).
     pub fn nats(&self) -> &async_nats::Client {
         &self.nats
+    }
+
+    /// JetStream in the provider's domain (`--js-domain`): where its data
+    /// lives, at a leaf site the site's own.
+    pub fn jetstream(&self) -> async_nats::jetstream::Context {
+        self.subjects.jetstream(self.nats.clone())
     }
 
     /// Serves `invocations` until SIGINT or SIGTERM, then stops taking calls and
