@@ -24,7 +24,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use futures::StreamExt as _;
-use support::{alternate, compare, keyvalue_provider, median, nats_server, setting, trellis_host};
+use support::{
+    alternate, compare, keyvalue_provider, median, nats_server, setting, trellis_host,
+    wait_for_provider,
+};
 use tokio::time::Instant;
 use trellis_lattice::lean::{DualServer, LeanClient};
 use trellis_lattice::{BoundedServer, ServerLimits};
@@ -101,19 +104,6 @@ fn manifest(dir: &Path, name: &str, wasm: &Path, path: &str, keyvalue: &str) -> 
         ),
     )?;
     Ok(file)
-}
-
-async fn wait_for_provider(url: &str, name: &str) -> Result<()> {
-    let nats = async_nats::connect(url).await?;
-    let subject = format!("trellis.default.provider.{name}.info");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if nats.request(subject.clone(), "".into()).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("provider `{name}` did not start")
 }
 
 /// Echo servers on both transports, then alternating rounds per caller count.

@@ -4,7 +4,9 @@
 //! signatures in its JetStream domain. At a site, mirrors of them in the
 //! site's own domain let `trellis get` answer and hosts fetch `lattice://`
 //! components while the hub is unreachable; JetStream catches them up when
-//! the link returns. They are read-only copies: writes go to the hub.
+//! the link returns. They are read-only copies: writes go to the hub. Run it
+//! after the hub's scheduler has started (it makes the buckets it mirrors);
+//! a mirror made earlier waits for its origin and catches up later.
 
 use async_nats::jetstream::{kv, stream};
 use trellis_lattice::{ARTIFACTS_BUCKET, NameKind, NatsArgs, SIGNATURES_BUCKET, check_name};
@@ -35,6 +37,12 @@ pub async fn mirror(nats: &NatsArgs, hub: &str) -> Outcome {
         Err(outcome) => return outcome,
     };
     let subjects = nats.subjects();
+    // The artifact store and the signatures exist at the hub before any push,
+    // so their mirrors start at once instead of retrying.
+    let at_hub = trellis_lattice::Subjects::new(&nats.lattice).with_domain(Some(hub.to_string()));
+    if let Err(e) = trellis_artifacts::LatticeStore::open(client.clone(), &at_hub, true).await {
+        return Outcome::Unreachable(format!("the hub's artifact store (domain `{hub}`): {e}"));
+    }
     let js = subjects.jetstream(client);
     let from = |name: String| stream::Source {
         name,

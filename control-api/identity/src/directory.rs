@@ -577,4 +577,59 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         Ok(())
     }
+
+    #[test]
+    fn a_hub_admits_each_site_and_each_site_keeps_its_data_to_itself() -> Result<()> {
+        let dir = scratch("hub");
+        let mut plain = LatticeDir::init(&dir, &options())?;
+        assert!(matches!(
+            plain.add_site("a", "hub.example:7422", "127.0.0.1:4222"),
+            Err(DirectoryError::NotAHub)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        let hub_options = InitOptions {
+            js_domain: Some("hub".into()),
+            leafnodes: Some("0.0.0.0:7422".into()),
+            ..options()
+        };
+        let mut hub = LatticeDir::init(&dir, &hub_options)?;
+        let password = hub
+            .add_site("a", "hub.example:7422", "127.0.0.1:4222")?
+            .password
+            .clone();
+        for bad in ["hub", "a", "A", "a.b"] {
+            assert!(
+                hub.add_site(bad, "hub.example:7422", "127.0.0.1:4222")
+                    .is_err(),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            hub.add_site("b", "hub example", "127.0.0.1:4222"),
+            Err(DirectoryError::BadAddress { what: "--hub", .. })
+        ));
+        hub.save()?;
+        let read = |path: PathBuf| {
+            fs::read_to_string(&path).map_err(|source| DirectoryError::Io { path, source })
+        };
+        let hub_conf = read(hub.conf_path())?;
+        assert!(hub_conf.contains("domain: \"hub\""), "{hub_conf}");
+        assert!(hub_conf.contains(&format!("user: \"site-a\", password: \"{password}\"")));
+        let site = read(hub.site_conf_path("a"))?;
+        assert!(site.contains("domain: \"a\""), "{site}");
+        assert!(site.contains(&format!("nats-leaf://site-a:{password}@hub.example:7422")));
+        assert!(
+            site.contains("deny_imports: [\"$KV.>\", \"$O.>\"]"),
+            "{site}"
+        );
+        assert!(
+            site.contains("deny_exports: [\"$KV.>\", \"$O.>\"]"),
+            "{site}"
+        );
+        for identity in &hub.description.identities {
+            assert!(site.contains(&identity.public_key), "{}", identity.name);
+        }
+        let _ = fs::remove_dir_all(&dir);
+        Ok(())
+    }
 }

@@ -307,4 +307,30 @@ mod tests {
                 .any(|s| s.contains(".host.*"))
         );
     }
+
+    #[test]
+    fn jetstream_calls_are_allowed_in_every_domain_for_the_same_streams() {
+        let p = of(Role::Host("HOSTA".into()));
+        for form in ["$JS.API.", "$JS.*.API."] {
+            assert!(
+                p.publish
+                    .contains(&format!("{form}DIRECT.GET.KV_trellis_edge_signatures.>")),
+                "{form}"
+            );
+        }
+        // No domain form reaches a stream the plain form does not.
+        let plain: Vec<&String> = p
+            .publish
+            .iter()
+            .filter(|s| s.starts_with("$JS.API."))
+            .collect();
+        let domained: Vec<String> = p
+            .publish
+            .iter()
+            .filter_map(|s| s.strip_prefix("$JS.*.API."))
+            .map(|rest| format!("$JS.API.{rest}"))
+            .collect();
+        assert_eq!(plain.len(), domained.len());
+        assert!(domained.iter().all(|s| plain.contains(&s)));
+    }
 }

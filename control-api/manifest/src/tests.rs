@@ -287,3 +287,23 @@ fn http_grants_match_hosts_ports_and_wildcards() {
     assert!(Grants::default().allows_http("x", 80, true));
     assert!(!Grants::default().allows_http("x", 80, false));
 }
+
+/// `deploy.partition` takes `hold` or `reschedule`, and says so at the value.
+#[test]
+fn partition_policies_are_named() {
+    let doc = |policy: &str| {
+        format!(
+            "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: z\ncomponents:\n  a: {{source: 'x.wat'}}\ndeploy:\n  partition: {policy}\n"
+        )
+    };
+    let got = problems(&doc("wait"));
+    assert!(
+        got.iter()
+            .any(|g| g.contains("7:14: deploy.partition is `wait`; use `hold` or `reschedule`")),
+        "{got:?}"
+    );
+    for ok in ["hold", "reschedule"] {
+        let got = problems(&doc(ok));
+        assert!(!got.iter().any(|g| g.contains("partition")), "{got:?}");
+    }
+}

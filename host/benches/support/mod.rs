@@ -86,8 +86,8 @@ fn trellis(args: &[&std::ffi::OsStr]) -> Result<Server> {
     })
 }
 
-/// Starts nats-server with JetStream on a free port (installed by scripts/install-nats-server).
-pub fn nats_server(store: &Path) -> Result<Server> {
+/// The nats-server binary scripts/install-nats-server installs.
+fn nats_binary() -> Result<String> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = Command::new(repo.join("scripts/install-nats-server")).output()?;
     if !out.status.success() {
@@ -96,7 +96,12 @@ pub fn nats_server(store: &Path) -> Result<Server> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let binary = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Starts nats-server with JetStream on a free port (installed by scripts/install-nats-server).
+pub fn nats_server(store: &Path) -> Result<Server> {
+    let binary = nats_binary()?;
     let addr = free_port()?;
     let child = Command::new(binary)
         .args([
@@ -119,21 +124,56 @@ pub fn nats_server(store: &Path) -> Result<Server> {
 
 /// Starts the keyvalue-nats provider as `name` (scripts/bench builds it beside this bench).
 pub fn keyvalue_provider(nats: &Server, name: &str) -> Result<Server> {
+    keyvalue_provider_with(&format!("nats://{}", nats.addr), name, &[])
+}
+
+/// [`keyvalue_provider`] on the NATS at `url`, with `extra` options.
+pub fn keyvalue_provider_with(url: &str, name: &str, extra: &[&str]) -> Result<Server> {
     let exe = std::env::current_exe()?;
     let dir = exe
         .parent()
         .and_then(Path::parent)
         .context("no target directory")?;
     let child = Command::new(dir.join("trellis-keyvalue-nats"))
-        .args(["--nats", &format!("nats://{}", nats.addr), "--name", name])
+        .args(["--nats", url, "--name", name])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .context("cannot start trellis-keyvalue-nats (scripts/bench builds it)")?;
-    Ok(Server {
-        child,
-        addr: nats.addr,
-    })
+    let addr = url.trim_start_matches("nats://").parse()?;
+    Ok(Server { child, addr })
+}
+
+/// Waits until a replica of provider `name` answers its info request on `url`.
+pub async fn wait_for_provider(url: &str, name: &str) -> Result<()> {
+    let nats = async_nats::connect(url).await?;
+    let subject = format!("trellis.default.provider.{name}.info");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        if nats.request(subject.clone(), "".into()).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("provider `{name}` did not start")
+}
+
+/// Starts nats-server from the configuration `conf` on a free client port.
+pub fn nats_server_with(conf: &Path) -> Result<Server> {
+    let binary = nats_binary()?;
+    let addr = free_port()?;
+    let child = Command::new(binary)
+        .arg("-c")
+        .arg(conf)
+        .args(["-a", "127.0.0.1", "-p", &addr.port().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start nats-server")?;
+    let server = Server { child, addr };
+    wait_for_port(addr, Duration::from_secs(20))?;
+    Ok(server)
 }
 
 /// Starts `wasmtime serve WASM` on a free port; waits until it accepts connections.
