@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use support::{
-    alternate, free_port, keyvalue_provider_with, nats_server, nats_server_with, setting,
-    trellis_host_with, wait_for_provider,
+    alternate, free_port, keyvalue_provider_with, kv_manifest, nats_server, nats_server_with,
+    setting, trellis_host_with, wait_for_provider,
 };
 
 fn main() -> Result<()> {
@@ -64,9 +64,9 @@ fn main() -> Result<()> {
     })?;
 
     let kvget = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/components/kvget.wat");
-    let local = manifest(&dir, "kv-site", &kvget, "/site", "keyvalue")?;
-    let remote = manifest(&dir, "kv-hub", &kvget, "/hub", "hubkv")?;
-    let one = manifest(&dir, "kv-single", &kvget, "/single", "keyvalue")?;
+    let local = kv_manifest(&dir, "kv-site", &kvget, "/site", "{provider: keyvalue}")?;
+    let remote = kv_manifest(&dir, "kv-hub", &kvget, "/hub", "{provider: hubkv}")?;
+    let one = kv_manifest(&dir, "kv-single", &kvget, "/single", "{provider: keyvalue}")?;
     let site_host = trellis_host_with(&url(&site), &host_args(&[&local, &remote], Some("site")))?;
     let single_host = trellis_host_with(&url(&single), &host_args(&[&one], None))?;
     let single_url = format!("http://{}/single", single_host.addr);
@@ -108,17 +108,4 @@ fn host_args<'a>(files: &[&'a PathBuf], domain: Option<&'a str>) -> Vec<&'a OsSt
         args.extend([OsStr::new("--js-domain"), OsStr::new(domain)]);
     }
     args
-}
-
-/// A one-component workload of `wasm` on `path` whose wasi:keyvalue goes to `provider`.
-fn manifest(dir: &Path, name: &str, wasm: &Path, path: &str, provider: &str) -> Result<PathBuf> {
-    let file = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &file,
-        format!(
-            "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: {name}\ncomponents:\n  kvget:\n    source: {}\n    limits: {{concurrency: 1000}}\n    bindings:\n      wasi:*: host\n      wasi:keyvalue: {{provider: {provider}}}\nroutes:\n  - {{component: kvget, path: {path}}}\n",
-            wasm.display()
-        ),
-    )?;
-    Ok(file)
 }

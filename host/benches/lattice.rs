@@ -18,15 +18,15 @@
 mod support;
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use futures::StreamExt as _;
 use support::{
-    alternate, compare, keyvalue_provider, median, nats_server, setting, trellis_host,
-    wait_for_provider,
+    alternate, compare, keyvalue_provider, kv_manifest as manifest, median, nats_server, setting,
+    trellis_host, wait_for_provider,
 };
 use tokio::time::Instant;
 use trellis_lattice::lean::{DualServer, LeanClient};
@@ -91,19 +91,6 @@ fn main() -> Result<()> {
     drop((distributed, in_process, nats));
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
-}
-
-/// A one-component workload of `wasm` on `path` whose wasi:keyvalue goes to `keyvalue`.
-fn manifest(dir: &Path, name: &str, wasm: &Path, path: &str, keyvalue: &str) -> Result<PathBuf> {
-    let file = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &file,
-        format!(
-            "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: {name}\ncomponents:\n  kvget:\n    source: {}\n    limits: {{concurrency: 1000}}\n    bindings:\n      wasi:*: host\n      wasi:keyvalue: {keyvalue}\nroutes:\n  - {{component: kvget, path: {path}}}\n",
-            wasm.display()
-        ),
-    )?;
-    Ok(file)
 }
 
 /// Echo servers on both transports, then alternating rounds per caller count.

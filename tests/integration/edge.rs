@@ -55,30 +55,12 @@ deploy:
     Ok(file)
 }
 
-/// The messenger component at site A, on every Host not routed otherwise.
-fn messenger(dir: &Path) -> Result<PathBuf, Box<dyn std::error::Error>> {
-    let wasm = crate::python::python_component("messenger")?;
-    let file = dir.join("messenger.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "apiVersion: trellis.dev/v1alpha1
-kind: Workload
-name: messenger
-components:
-  app:
-    source: {}
-    bindings:
-      wasi:*: host
-      trellis:messaging: {{provider: messaging, timeout: 2s}}
-routes:
-  - component: app
-deploy:
-  selector: {{site: a}}
-",
-            wasm.display()
-        ),
-    )?;
+/// The messaging test's messenger, placed at site A.
+fn messenger() -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let file = crate::messaging::messenger("edge-messenger", "{}")?;
+    let mut text = std::fs::read_to_string(&file)?;
+    text.push_str("deploy:\n  selector: {site: a}\n");
+    std::fs::write(&file, text)?;
     Ok(file)
 }
 
@@ -193,7 +175,7 @@ async fn a_cut_site_keeps_serving_and_forwards_everything_once() -> TestResult {
     // Desired state at the hub; a component for the cut pushed there too.
     let edge = counter(&dir, "counter", "counter.edge", "{tier: edge}")?;
     let pinned_b = counter(&dir, "counter-b", "counter-b.edge", "{site: b}")?;
-    for file in [edge, pinned_b, messenger(&dir)?] {
+    for file in [edge, pinned_b, messenger()?] {
         ok(&hub, &["apply", "-f", &file.to_string_lossy()])?;
     }
     let hello = repo().join("tests/components/hello.wat");

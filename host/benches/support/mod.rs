@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -101,25 +101,7 @@ fn nats_binary() -> Result<String> {
 
 /// Starts nats-server with JetStream on a free port (installed by scripts/install-nats-server).
 pub fn nats_server(store: &Path) -> Result<Server> {
-    let binary = nats_binary()?;
-    let addr = free_port()?;
-    let child = Command::new(binary)
-        .args([
-            "-a",
-            "127.0.0.1",
-            "-p",
-            &addr.port().to_string(),
-            "-js",
-            "-sd",
-        ])
-        .arg(store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot start nats-server")?;
-    let server = Server { child, addr };
-    wait_for_port(addr, Duration::from_secs(20))?;
-    Ok(server)
+    spawn_nats(&["-js".as_ref(), "-sd".as_ref(), store.as_os_str()])
 }
 
 /// Starts the keyvalue-nats provider as `name` (scripts/bench builds it beside this bench).
@@ -161,11 +143,14 @@ pub async fn wait_for_provider(url: &str, name: &str) -> Result<()> {
 
 /// Starts nats-server from the configuration `conf` on a free client port.
 pub fn nats_server_with(conf: &Path) -> Result<Server> {
-    let binary = nats_binary()?;
+    spawn_nats(&["-c".as_ref(), conf.as_os_str()])
+}
+
+/// nats-server with `args` on a free 127.0.0.1 port, once it accepts connections.
+fn spawn_nats(args: &[&std::ffi::OsStr]) -> Result<Server> {
     let addr = free_port()?;
-    let child = Command::new(binary)
-        .arg("-c")
-        .arg(conf)
+    let child = Command::new(nats_binary()?)
+        .args(args)
         .args(["-a", "127.0.0.1", "-p", &addr.port().to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -174,6 +159,25 @@ pub fn nats_server_with(conf: &Path) -> Result<Server> {
     let server = Server { child, addr };
     wait_for_port(addr, Duration::from_secs(20))?;
     Ok(server)
+}
+
+/// A one-component workload of `wasm` on `path` whose wasi:keyvalue goes to `keyvalue`.
+pub fn kv_manifest(
+    dir: &Path,
+    name: &str,
+    wasm: &Path,
+    path: &str,
+    keyvalue: &str,
+) -> Result<PathBuf> {
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: trellis.dev/v1alpha1\nkind: Workload\nname: {name}\ncomponents:\n  kvget:\n    source: {}\n    limits: {{concurrency: 1000}}\n    bindings:\n      wasi:*: host\n      wasi:keyvalue: {keyvalue}\nroutes:\n  - {{component: kvget, path: {path}}}\n",
+            wasm.display()
+        ),
+    )?;
+    Ok(file)
 }
 
 /// Starts `wasmtime serve WASM` on a free port; waits until it accepts connections.
