@@ -231,14 +231,7 @@ impl Nats {
         )
         .map_err(|e| e.to_string())?;
         let (process, url) = Self::spawn(&dir, "-1")?;
-        Ok(Nats {
-            process,
-            url,
-            dir,
-            lattice: Some(lattice),
-            adding: Mutex::new(()),
-            tls,
-        })
+        Ok(Nats::secured(process, url, dir, lattice, tls))
     }
 
     /// Starts `size` servers as one cluster, all from the one nats.conf that
@@ -286,14 +279,13 @@ impl Nats {
                 .arg(dir.join(format!("js{i}")));
             let (mut process, _) = Process::spawn(command)?;
             let url = ready_url(&mut process)?;
-            servers.push(Nats {
+            servers.push(Nats::secured(
                 process,
                 url,
-                dir: dir.clone(),
-                lattice: Some(lattice.clone()),
-                adding: Mutex::new(()),
-                tls: false,
-            });
+                dir.clone(),
+                lattice.clone(),
+                false,
+            ));
         }
         Ok(servers)
     }
@@ -340,14 +332,7 @@ impl Nats {
         std::fs::write(dir.join("nats.conf"), "include ./lattice/nats.conf\n")
             .map_err(|e| e.to_string())?;
         let (process, url) = Self::spawn(&dir, "-1")?;
-        let hub = Nats {
-            process,
-            url,
-            dir: dir.clone(),
-            lattice: Some(lattice.clone()),
-            adding: Mutex::new(()),
-            tls: false,
-        };
+        let hub = Nats::secured(process, url, dir.clone(), lattice.clone(), false);
         let mut leaves = Vec::new();
         for (site, _) in sites {
             let mut command = Command::new(nats_server()?);
@@ -358,16 +343,27 @@ impl Nats {
             let (mut process, _) = Process::spawn(command)?;
             let url = ready_url(&mut process)?;
             process.wait_for("Leafnode connection created", Duration::from_secs(20))?;
-            leaves.push(Nats {
+            leaves.push(Nats::secured(
                 process,
                 url,
-                dir: lattice.join("sites").join(site),
-                lattice: Some(lattice.clone()),
-                adding: Mutex::new(()),
-                tls: false,
-            });
+                lattice.join("sites").join(site),
+                lattice.clone(),
+                false,
+            ));
         }
         Ok((hub, leaves))
+    }
+
+    /// A server of the lattice directory `lattice`, as the harness started it.
+    fn secured(process: Process, url: String, dir: PathBuf, lattice: PathBuf, tls: bool) -> Nats {
+        Nats {
+            process,
+            url,
+            dir,
+            lattice: Some(lattice),
+            adding: Mutex::new(()),
+            tls,
+        }
     }
 
     /// Waits until the server's stderr says `needle` (cluster formation, …).

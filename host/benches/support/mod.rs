@@ -132,11 +132,13 @@ pub async fn wait_for_provider(url: &str, name: &str) -> Result<()> {
     let nats = async_nats::connect(url).await?;
     let subject = format!("trellis.default.provider.{name}.info");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // Asked every 100 ms: "no responders" comes back at once until it serves.
+    let mut asks = tokio::time::interval(Duration::from_millis(100));
     while tokio::time::Instant::now() < deadline {
+        asks.tick().await;
         if nats.request(subject.clone(), "".into()).await.is_ok() {
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("provider `{name}` did not start")
 }
