@@ -59,11 +59,16 @@ pub(crate) async fn connect(nats: &NatsArgs) -> Result<async_nats::Client, Outco
         .map_err(|e| Outcome::Unreachable(e.to_string()))
 }
 
-async fn store(nats: &NatsArgs) -> Result<(async_nats::Client, Store), Outcome> {
+/// The scheduling buckets: made if missing for `apply`, only opened for
+/// readers (see [`Store::open_existing`]).
+async fn store(nats: &NatsArgs, create: bool) -> Result<(async_nats::Client, Store), Outcome> {
     let client = connect(nats).await?;
-    let store = Store::open(client.clone(), &nats.subjects())
-        .await
-        .map_err(|e| Outcome::Unreachable(e.to_string()))?;
+    let opened = if create {
+        Store::open(client.clone(), &nats.subjects()).await
+    } else {
+        Store::open_existing(client.clone(), &nats.subjects()).await
+    };
+    let store = opened.map_err(|e| Outcome::Unreachable(e.to_string()))?;
     Ok((client, store))
 }
 
@@ -88,7 +93,7 @@ pub async fn apply(nats: &NatsArgs, file: &Path, signed: bool) -> Outcome {
         Ok(desired) => desired,
         Err(e) => return Outcome::Invalid(e.to_string()),
     };
-    let (_, store) = match store(nats).await {
+    let (_, store) = match store(nats, true).await {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -113,7 +118,7 @@ pub async fn apply(nats: &NatsArgs, file: &Path, signed: bool) -> Outcome {
 
 /// `trellis delete workload NAME`.
 pub async fn delete(nats: &NatsArgs, name: &str) -> Outcome {
-    let (_, store) = match store(nats).await {
+    let (_, store) = match store(nats, false).await {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -139,7 +144,7 @@ struct WorkloadRow {
 
 /// `trellis get workloads`.
 pub async fn get_workloads(nats: &NatsArgs, format: Format) -> Outcome {
-    let (_, store) = match store(nats).await {
+    let (_, store) = match store(nats, false).await {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -200,7 +205,7 @@ fn recorded_sources(manifest: &str) -> BTreeMap<String, String> {
 
 /// `trellis describe workload NAME`: desired state, then each replica.
 pub async fn describe_workload(nats: &NatsArgs, name: &str, format: Format) -> Outcome {
-    let (_, store) = match store(nats).await {
+    let (_, store) = match store(nats, false).await {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -363,13 +368,36 @@ pub async fn get_providers(nats: &NatsArgs, format: Format) -> Outcome {
     )
 }
 
+/// How `trellis scheduler` runs, from its flags.
+pub struct SchedulerOptions<'a> {
+    /// How long a shutdown may take.
+    pub drain: std::time::Duration,
+    /// The secret store's xkey seed, to serve the store.
+    pub secrets_key: Option<&'a Path>,
+    /// How long a silent leaf site's copies are held.
+    pub forget_silent_sites_after: std::time::Duration,
+}
+
+/// Why the scheduler cannot start: a site's mirror is refused, anything
+/// else is NATS out of reach.
+fn scheduler_failed(e: trellis_scheduler::SchedulerError) -> Outcome {
+    match e {
+        trellis_scheduler::SchedulerError::Mirror { .. } => Outcome::Refused(e.to_string()),
+        e => Outcome::Unreachable(e.to_string()),
+    }
+}
+
 /// `trellis scheduler`: reconciles until SIGINT or SIGTERM.
 pub async fn scheduler(
     nats: &NatsArgs,
-    drain: std::time::Duration,
-    secrets_key: Option<&Path>,
+    options: SchedulerOptions<'_>,
     shutdown: impl Future<Output = ()>,
 ) -> Outcome {
+    let SchedulerOptions {
+        drain,
+        secrets_key,
+        forget_silent_sites_after,
+    } = options;
     let client = match nats.connect(&Role::Scheduler, true).await {
         Ok(c) => c,
         Err(e) => return Outcome::Unreachable(e.to_string()),
@@ -380,9 +408,12 @@ pub async fn scheduler(
             Err(e) => return Outcome::Invalid(e),
         };
         let subjects = nats.subjects();
+        if let Err(e) = trellis_scheduler::refuse_mirror(&client, &subjects).await {
+            return scheduler_failed(e);
+        }
         let store = match Store::open(client.clone(), &subjects).await {
             Ok(store) => store,
-            Err(e) => return Outcome::Unreachable(e.to_string()),
+            Err(e) => return scheduler_failed(e),
         };
         let serving = trellis_scheduler::serve_secrets(client.clone(), subjects, key, store);
         tokio::spawn(async move {
@@ -393,8 +424,10 @@ pub async fn scheduler(
     }
     let me = format!("scheduler-{}", uuid::Uuid::new_v4().simple());
     let scheduler = match Scheduler::new(client, nats.subjects(), &me).await {
-        Ok(s) => s.drain_timeout(drain),
-        Err(e) => return Outcome::Unreachable(e.to_string()),
+        Ok(s) => s
+            .drain_timeout(drain)
+            .forget_silent_sites_after(forget_silent_sites_after),
+        Err(e) => return scheduler_failed(e),
     };
     tracing::info!(scheduler = %me, lattice = %nats.lattice, "scheduler started");
     match scheduler.run(shutdown).await {

@@ -195,6 +195,11 @@ enum Command {
         /// `scheduler.xk` from `trellis lattice init`).
         #[arg(long, value_name = "FILE")]
         secrets_key: Option<PathBuf>,
+        /// Hold the copies of a leaf site whose hosts are all silent this long
+        /// (a cut link); then forget its hosts, so their workloads may be
+        /// placed elsewhere.
+        #[arg(long, default_value = "168h", value_parser = parse_duration)]
+        forget_silent_sites_after: Duration,
     },
     /// At a leaf site (`--js-domain SITE`): mirror the hub's desired state,
     /// status, artifacts and signatures into the site's domain, so `trellis
@@ -448,12 +453,16 @@ fn operate(cli: &Cli) -> Option<cli::Outcome> {
             nats,
             drain_timeout,
             secrets_key,
+            forget_silent_sites_after,
         } => {
             trellis_process::init_logging();
             runtime.block_on(cli::scheduler(
                 nats,
-                *drain_timeout,
-                secrets_key.as_deref(),
+                cli::SchedulerOptions {
+                    drain: *drain_timeout,
+                    secrets_key: secrets_key.as_deref(),
+                    forget_silent_sites_after: *forget_silent_sites_after,
+                },
                 trellis_process::shutdown_signal(),
             ))
         }

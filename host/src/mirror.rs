@@ -9,6 +9,7 @@
 //! a mirror made earlier waits for its origin and catches up later.
 
 use async_nats::jetstream::{kv, stream};
+use trellis_artifacts::LatticeStore;
 use trellis_lattice::{ARTIFACTS_BUCKET, NameKind, NatsArgs, SIGNATURES_BUCKET, check_name};
 
 use crate::cli::{Outcome, connect};
@@ -39,55 +40,106 @@ pub async fn mirror(nats: &NatsArgs, hub: &str) -> Outcome {
     let subjects = nats.subjects();
     // The artifact store and the signatures exist at the hub before any push,
     // so their mirrors start at once instead of retrying.
-    let at_hub = trellis_lattice::Subjects::new(&nats.lattice).with_domain(Some(hub.to_string()));
-    if let Err(e) = trellis_artifacts::LatticeStore::open(client.clone(), &at_hub, true).await {
+    let hub_js = async_nats::jetstream::with_domain(client.clone(), hub);
+    if let Err(e) = LatticeStore::open_with(hub_js, &subjects, true).await {
         return Outcome::Unreachable(format!("the hub's artifact store (domain `{hub}`): {e}"));
     }
     let js = subjects.jetstream(client);
+    let api_prefix = format!("$JS.{hub}.API");
     let from = |name: String| stream::Source {
         name,
         external: Some(stream::External {
-            api_prefix: format!("$JS.{hub}.API"),
+            api_prefix: api_prefix.clone(),
             delivery_prefix: None,
         }),
         ..Default::default()
     };
     for what in MIRRORED_BUCKETS {
         let bucket = subjects.bucket(what);
-        if js.get_key_value(&bucket).await.is_ok() {
-            say!("{bucket}: mirrored already");
-            continue;
+        let stream = format!("KV_{bucket}");
+        match existing(&js, &stream, &api_prefix).await {
+            Existing::Mirror => {
+                say!("{bucket}: mirrored already");
+                continue;
+            }
+            Existing::Other(problem) => return refuse(&stream, site, &problem),
+            Existing::None => {}
         }
         let config = kv::Config {
             bucket: bucket.clone(),
             history: 1,
-            mirror: Some(from(format!("KV_{bucket}"))),
+            mirror: Some(from(stream.clone())),
             ..Default::default()
         };
         if let Err(e) = js.create_key_value(config).await {
-            return Outcome::Refused(format!("cannot mirror {bucket} into domain `{site}`: {e}"));
+            return refuse(&stream, site, &e.to_string());
         }
         say!("{bucket}: mirrored from domain `{hub}`");
     }
     let objects = format!("OBJ_{}", subjects.bucket(ARTIFACTS_BUCKET));
-    let config = stream::Config {
-        name: objects.clone(),
-        mirror: Some(from(objects.clone())),
-        allow_direct: true,
-        allow_rollup: true,
-        discard: stream::DiscardPolicy::New,
-        ..Default::default()
-    };
-    match js.get_stream(&objects).await {
-        Ok(_) => say!("{objects}: mirrored already"),
-        Err(_) => match js.create_stream(config).await {
-            Ok(_) => say!("{objects}: mirrored from domain `{hub}`"),
-            Err(e) => {
-                return Outcome::Refused(format!(
-                    "cannot mirror {objects} into domain `{site}`: {e}"
-                ));
+    match existing(&js, &objects, &api_prefix).await {
+        Existing::Mirror => say!("{objects}: mirrored already"),
+        Existing::Other(problem) => return refuse(&objects, site, &problem),
+        Existing::None => {
+            let config = stream::Config {
+                name: objects.clone(),
+                mirror: Some(from(objects.clone())),
+                allow_direct: true,
+                allow_rollup: true,
+                discard: stream::DiscardPolicy::New,
+                ..Default::default()
+            };
+            if let Err(e) = js.create_stream(config).await {
+                return refuse(&objects, site, &e.to_string());
             }
-        },
+            say!("{objects}: mirrored from domain `{hub}`");
+        }
     }
     Outcome::Done
+}
+
+/// What the site's domain already holds under a mirror's name.
+enum Existing {
+    None,
+    /// A mirror of the same stream at the hub.
+    Mirror,
+    /// Something else: a stream of the site's own, or a mirror of another
+    /// origin, which `trellis mirror` must not take for the hub's copy.
+    Other(String),
+}
+
+async fn existing(js: &async_nats::jetstream::Context, name: &str, api_prefix: &str) -> Existing {
+    let Ok(mut stream) = js.get_stream(name).await else {
+        return Existing::None;
+    };
+    let config = match stream.info().await {
+        Ok(info) => info.config.clone(),
+        Err(e) => return Existing::Other(format!("its configuration cannot be read: {e}")),
+    };
+    match config.mirror {
+        Some(source)
+            if source.name == name
+                && source.external.as_ref().map(|e| e.api_prefix.as_str()) == Some(api_prefix) =>
+        {
+            Existing::Mirror
+        }
+        Some(source) => Existing::Other(format!(
+            "it mirrors `{}` through `{}`, not the hub's",
+            source.name,
+            source
+                .external
+                .map(|e| e.api_prefix)
+                .unwrap_or_else(|| "this domain".into())
+        )),
+        None => Existing::Other(
+            "it exists and is no mirror (the site's own data?); remove it to mirror the hub's"
+                .into(),
+        ),
+    }
+}
+
+fn refuse(stream: &str, site: &str, problem: &str) -> Outcome {
+    Outcome::Refused(format!(
+        "cannot mirror {stream} into domain `{site}`: {problem}"
+    ))
 }

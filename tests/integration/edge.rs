@@ -154,6 +154,7 @@ async fn a_cut_site_keeps_serving_and_forwards_everything_once() -> TestResult {
         leaf_port,
         &[("a", link.addr.port()), ("b", leaf_port)],
         &["site-a", "site-b"],
+        false,
     )?;
     let (a, b) = (&sites[0], &sites[1]);
     let dir = scratch("edge")?;
@@ -363,20 +364,36 @@ async fn a_cut_site_keeps_serving_and_forwards_everything_once() -> TestResult {
             scheduler.process.stderr_text()
         )
     })?;
+    // A scheduler that takes the lease during the cut has never heard site
+    // A: it holds site A's copy from the status the last leader wrote.
+    scheduler.process.terminate(Duration::from_secs(15))?;
+    let mut scheduler = scheduler_with(&hub, &["--js-domain", "hub"])?;
+    scheduler
+        .process
+        .wait_for("scheduler leadership changed", Duration::from_secs(20))?;
     let at_site_b = control_client(&hub, "site-b", Duration::from_secs(2)).await?;
     let remaining = CUT.saturating_sub(cut_at.elapsed());
-    holds_for(remaining, "no second copy of the counter", async || {
+    let mut seen = (Vec::new(), Vec::new());
+    let held = holds_for(remaining, "no second copy of the counter", async || {
         let copies = at_site_b.workloads().await.unwrap_or_default();
-        let at_b: Vec<&str> = copies.iter().map(|w| w.id.as_str()).collect();
-        let held = replicas(&js_hub, "counter").await.unwrap_or_default();
-        !at_b.iter().any(|id| id.contains(":counter@"))
-            && held.len() == 1
-            && held[0].0 == site_a_id
+        seen.0 = copies.iter().map(|w| w.id.clone()).collect();
+        seen.1 = replicas(&js_hub, "counter").await.unwrap_or_default();
+        !seen.0.iter().any(|id| id.contains(":counter@"))
+            && seen.1.len() == 1
+            && seen.1[0].0 == site_a_id
             && replicas(&js_hub, "counter-b")
                 .await
                 .is_ok_and(|r| r == [(site_b_id.clone(), "running".to_string())])
     })
-    .await?;
+    .await;
+    held.map_err(|e| {
+        format!(
+            "{e}; site B runs {:?}, the counter's status {:?}; scheduler: {}",
+            seen.0,
+            seen.1,
+            scheduler.process.stderr_text()
+        )
+    })?;
     link.restore();
 
     // Every message forwarded once, in order; the copy reconciled, not doubled.
@@ -447,5 +464,93 @@ async fn a_cut_site_keeps_serving_and_forwards_everything_once() -> TestResult {
         0,
         "a site call reached the hub"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_site_joins_with_its_own_certificate_and_states_its_domain_truly() -> TestResult {
+    let leaf_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    // Returns once the site's leaf connection (TLS, the site's own server
+    // certificate, the lattice's client certificate) is up.
+    let (hub, sites) = Nats::start_edge("edge-tls", leaf_port, &[("a", leaf_port)], &[], true)?;
+    let a = &sites[0];
+
+    // Messages cross the TLS leaf link.
+    let at_hub = hub.client().await?;
+    let mut pings = at_hub.subscribe("edge.tls.ping").await?;
+    at_hub.flush().await?;
+    let at_site = a.client().await?;
+    eventually(
+        Duration::from_secs(10),
+        "a message from the site reaching the hub",
+        async || {
+            at_site
+                .publish("edge.tls.ping", "hello".into())
+                .await
+                .ok()?;
+            at_site.flush().await.ok()?;
+            let m = tokio::time::timeout(Duration::from_millis(200), pings.next())
+                .await
+                .ok()??;
+            (&m.payload[..] == b"hello").then_some(())
+        },
+    )
+    .await?;
+
+    // `--js-domain` must be the server's: a site process claiming the hub's
+    // domain is refused at connect, with both names.
+    let (code, _, err) = cli(a, &["get", "workloads", "--js-domain", "hub"])?;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("--js-domain is `hub`") && err.contains("`a`"),
+        "{err}"
+    );
+    // A reader makes no bucket (it would stand where the mirror goes).
+    let (code, _, err) = cli(a, &["get", "workloads", "--js-domain", "a"])?;
+    assert_ne!(code, 0);
+    assert!(err.contains("trellis mirror"), "{err}");
+
+    // `trellis mirror` takes only a mirror of the hub's for one: a bucket of
+    // the site's own under the name is refused, and left alone.
+    let js_site = jetstream::new(at_site.clone());
+    js_site
+        .create_key_value(jetstream::kv::Config {
+            bucket: "trellis_default_signatures".into(),
+            ..Default::default()
+        })
+        .await?;
+    let (code, _, err) = cli(a, &["mirror", "--hub-domain", "hub", "--js-domain", "a"])?;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("KV_trellis_default_signatures") && err.contains("no mirror"),
+        "{err}"
+    );
+    js_site
+        .delete_key_value("trellis_default_signatures")
+        .await?;
+    ok(a, &["mirror", "--hub-domain", "hub", "--js-domain", "a"])?;
+    let again = ok(a, &["mirror", "--hub-domain", "hub", "--js-domain", "a"])?;
+    assert_eq!(again.matches("mirrored already").count(), 5, "{again}");
+    ok(a, &["get", "workloads", "--js-domain", "a"])?;
+
+    // A scheduler at the site would lead over a read-only copy: refused.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(["scheduler", "--nats", &a.url, "--js-domain", "a"])
+        .args(a.auth("scheduler", "scheduler")?)
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("read-only mirror"), "{err}");
+
+    // Only the operator may call the hub's JetStream from a site.
+    let host = a.client_as("host", "host").await?;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        host.request("$JS.hub.API.INFO", "".into()),
+    )
+    .await;
+    a.refused("Publish", "$JS.hub.API.INFO")?;
     Ok(())
 }

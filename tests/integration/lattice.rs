@@ -304,6 +304,7 @@ impl Nats {
         leaf_port: u16,
         sites: &[(&str, u16)],
         hosts: &[&str],
+        tls: bool,
     ) -> Result<(Nats, Vec<Nats>), String> {
         let dir = crate::support::scratch(&format!("nats-{name}")).map_err(|e| e.to_string())?;
         let lattice = dir.join("lattice");
@@ -314,6 +315,9 @@ impl Nats {
         let advertise = relayed.map(|(_, port)| format!("--leafnodes-advertise=127.0.0.1:{port}"));
         init.extend(advertise.as_deref());
         init.extend(MESSAGING_GRANTS);
+        if tls {
+            init.push("--tls");
+        }
         trellis(&init)?;
         trellis(&["lattice", "add", "admin", &path, "test"])?;
         for host in hosts {
@@ -332,13 +336,15 @@ impl Nats {
         std::fs::write(dir.join("nats.conf"), "include ./lattice/nats.conf\n")
             .map_err(|e| e.to_string())?;
         let (process, url) = Self::spawn(&dir, "-1")?;
-        let hub = Nats::secured(process, url, dir.clone(), lattice.clone(), false);
+        let hub = Nats::secured(process, url, dir.clone(), lattice.clone(), tls);
         let mut leaves = Vec::new();
         for (site, _) in sites {
+            // A site's nats.conf names its files relative to its directory.
+            let site_dir = lattice.join("sites").join(site);
             let mut command = Command::new(nats_server()?);
             command
-                .arg("-c")
-                .arg(lattice.join("sites").join(site).join("nats.conf"))
+                .current_dir(&site_dir)
+                .args(["-c", "nats.conf"])
                 .args(["-a", "127.0.0.1", "-p", "-1", "-n", site]);
             let (mut process, _) = Process::spawn(command)?;
             let url = ready_url(&mut process)?;
@@ -348,7 +354,7 @@ impl Nats {
                 url,
                 lattice.join("sites").join(site),
                 lattice.clone(),
-                false,
+                tls,
             ));
         }
         Ok((hub, leaves))

@@ -69,7 +69,15 @@ impl LatticeStore {
         subjects: &Subjects,
         create: bool,
     ) -> Result<LatticeStore, StoreError> {
-        let js = subjects.jetstream(nats);
+        Self::open_with(subjects.jetstream(nats), subjects, create).await
+    }
+
+    /// [`LatticeStore::open`] through `js`: the hub's domain, for `trellis mirror`.
+    pub async fn open_with(
+        js: async_nats::jetstream::Context,
+        subjects: &Subjects,
+        create: bool,
+    ) -> Result<LatticeStore, StoreError> {
         let bucket = subjects.bucket(ARTIFACTS_BUCKET);
         let signatures = subjects.bucket(SIGNATURES_BUCKET);
         let failed = |bucket: &str, operation| {

@@ -2,6 +2,7 @@
 //! lattice, each identity an nkey user with its allow lists, no anonymous access.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use trellis_lattice::Subjects;
 
@@ -65,10 +66,12 @@ pub fn render(lattice: &LatticeDir) -> String {
         let _ = writeln!(
             out,
             "tls {{\n{}  verify: true\n  timeout: 5\n}}\n",
-            tls_files(lattice, "server")
+            tls_files(&lattice.dir().join("tls"), "server")
         );
     }
-    if let Some(listen) = &d.leafnodes {
+    // No listener before the first site: without users of its own it would
+    // admit leaf connections with any client identity.
+    if let Some(listen) = d.leafnodes.as_ref().filter(|_| !d.sites.is_empty()) {
         let users: Vec<String> = d
             .sites
             .iter()
@@ -96,7 +99,7 @@ pub fn render(lattice: &LatticeDir) -> String {
             let _ = writeln!(
                 out,
                 "  tls {{\n{}    verify: true\n  }}",
-                indent(&tls_files(lattice, "server"))
+                indent(&tls_files(&lattice.dir().join("tls"), "server"))
             );
         }
         let _ = writeln!(out, "}}\n");
@@ -118,17 +121,15 @@ pub fn render_site(lattice: &LatticeDir, site: &Site) -> String {
         site.name, d.lattice, site.name, site.hub
     );
     let _ = writeln!(out, "listen: {}", quote(&site.listen));
-    let store = lattice
-        .dir()
-        .join("sites")
-        .join(&site.name)
-        .join("jetstream");
-    jetstream(&mut out, &store, Some(&site.name));
+    // Paths relative to the site directory, where its nats-server runs: the
+    // directory is copied to the site machine as it is.
+    jetstream(&mut out, Path::new("jetstream"), Some(&site.name));
+    let tls = Path::new("tls");
     if d.tls {
         let _ = writeln!(
             out,
             "tls {{\n{}  verify: true\n  timeout: 5\n}}\n",
-            tls_files(lattice, "server")
+            tls_files(tls, "server")
         );
     }
     let url = format!(
@@ -149,7 +150,7 @@ pub fn render_site(lattice: &LatticeDir, site: &Site) -> String {
         let _ = writeln!(
             out,
             "      tls {{\n{}      }}",
-            indent(&indent(&indent(&tls_files(lattice, "client"))))
+            indent(&indent(&indent(&tls_files(tls, "client"))))
         );
     }
     let _ = writeln!(out, "    }}\n  ]\n}}\n");
@@ -162,7 +163,7 @@ fn site_user(site: &Site) -> String {
     format!("site-{}", site.name)
 }
 
-fn jetstream(out: &mut String, store: &std::path::Path, domain: Option<&str>) {
+fn jetstream(out: &mut String, store: &Path, domain: Option<&str>) {
     let domain = domain
         .map(|d| format!("  domain: {}\n", quote(d)))
         .unwrap_or_default();
@@ -173,9 +174,9 @@ fn jetstream(out: &mut String, store: &std::path::Path, domain: Option<&str>) {
     );
 }
 
-/// `cert_file`, `key_file` and `ca_file` lines for `who` (`server`, `client`).
-fn tls_files(lattice: &LatticeDir, who: &str) -> String {
-    let tls = lattice.dir().join("tls");
+/// `cert_file`, `key_file` and `ca_file` lines for `who` (`server`, `client`)
+/// from the certificates in `tls`.
+fn tls_files(tls: &Path, who: &str) -> String {
     let path = |f: String| quote(&tls.join(f).to_string_lossy());
     format!(
         "  cert_file: {}\n  key_file: {}\n  ca_file: {}\n",
@@ -192,7 +193,8 @@ fn indent(text: &str) -> String {
 /// The lattice's account with every identity and its allow lists.
 fn accounts(out: &mut String, lattice: &LatticeDir) {
     let d = &lattice.description;
-    let subjects = Subjects::new(&d.lattice);
+    // The hub's domain: the operator may make the hub's artifact store from a site.
+    let subjects = Subjects::new(&d.lattice).with_domain(d.js_domain.clone());
     let _ = writeln!(out, "accounts {{\n  {} {{", account(&d.lattice));
     let _ = writeln!(out, "    jetstream: enabled\n    users: [");
     for identity in &d.identities {

@@ -241,6 +241,18 @@ impl LatticeDir {
         if let Some(domain) = &options.js_domain {
             check_name(NameKind::Domain, domain)?;
         }
+        for (what, value) in [
+            ("--listen", Some(&options.listen)),
+            ("--leafnodes", options.leafnodes.as_ref()),
+            (
+                "--leafnodes-advertise",
+                options.leafnodes_advertise.as_ref(),
+            ),
+        ] {
+            if let Some(problem) = value.and_then(|v| conf::unsafe_address(v)) {
+                return Err(DirectoryError::BadAddress { what, problem });
+            }
+        }
         let dir = absolute(dir)?;
         if dir.join("lattice.json").exists() {
             return Err(DirectoryError::Exists(dir));
@@ -356,7 +368,16 @@ impl LatticeDir {
             listen: listen.into(),
             password: nkeys::XKey::new().public_key(),
         });
-        create_dir(&self.dir.join("sites").join(name))?;
+        let site_dir = self.dir.join("sites").join(name);
+        create_dir(&site_dir)?;
+        if self.description.tls {
+            let host = listen.rsplit_once(':').map_or(listen, |(host, _)| host);
+            let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+            if !names.iter().any(|n| n == host) && host != "0.0.0.0" {
+                names.push(host.to_string());
+            }
+            crate::tls::issue_site(&self.dir.join("tls"), &site_dir.join("tls"), names)?;
+        }
         let last = self.description.sites.len() - 1;
         Ok(&self.description.sites[last])
     }
@@ -485,8 +506,15 @@ pub(crate) fn write(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(io)?;
-    file.write_all(bytes).map_err(io)
+    let file = options.open(path).map_err(io)?;
+    // `mode` applies only to a new file; an existing one is narrowed too.
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::PermissionsExt as _;
+        file.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(io)?;
+    }
+    (&file).write_all(bytes).map_err(io)
 }
 
 #[cfg(test)]
@@ -629,6 +657,86 @@ mod tests {
         for identity in &hub.description.identities {
             assert!(site.contains(&identity.public_key), "{}", identity.name);
         }
+        // The site directory travels as it is: nothing names the hub's paths.
+        assert!(site.contains("store_dir: \"jetstream\""), "{site}");
+        assert!(
+            !site.contains(&dir.to_string_lossy().into_owned()),
+            "{site}"
+        );
+        let _ = fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[test]
+    fn a_hub_has_no_leaf_listener_before_its_first_site() -> Result<()> {
+        let dir = scratch("lonely-hub");
+        let hub = LatticeDir::init(
+            &dir,
+            &InitOptions {
+                js_domain: Some("hub".into()),
+                leafnodes: Some("0.0.0.0:7422".into()),
+                ..options()
+            },
+        )?;
+        let conf = fs::read_to_string(hub.conf_path()).map_err(|source| DirectoryError::Io {
+            path: hub.conf_path(),
+            source,
+        })?;
+        assert!(!conf.contains("leafnodes"), "{conf}");
+        let _ = fs::remove_dir_all(&dir);
+        for (field, bad) in [
+            ("--leafnodes", "0.0.0.0:7422\"\nx"),
+            ("--leafnodes-advertise", "hub"),
+        ] {
+            let mut options = InitOptions {
+                js_domain: Some("hub".into()),
+                leafnodes: Some("0.0.0.0:7422".into()),
+                ..options()
+            };
+            if field == "--leafnodes" {
+                options.leafnodes = Some(bad.into());
+            } else {
+                options.leafnodes_advertise = Some(bad.into());
+            }
+            assert!(
+                matches!(LatticeDir::init(&dir, &options), Err(DirectoryError::BadAddress { what, .. }) if what == field),
+                "{field}"
+            );
+            assert!(!dir.join("lattice.json").exists());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_tls_site_gets_its_own_server_key_signed_by_the_lattice_ca() -> Result<()> {
+        let dir = scratch("tls-site");
+        let mut hub = LatticeDir::init(
+            &dir,
+            &InitOptions {
+                js_domain: Some("hub".into()),
+                leafnodes: Some("0.0.0.0:7422".into()),
+                tls: true,
+                ..options()
+            },
+        )?;
+        hub.add_site("a", "hub.example:7422", "site-a.example:4222")?;
+        hub.save()?;
+        let read = |path: PathBuf| {
+            fs::read_to_string(&path).map_err(|source| DirectoryError::Io { path, source })
+        };
+        let site_tls = dir.join("sites/a/tls");
+        assert_ne!(
+            read(site_tls.join("server-key.pem"))?,
+            read(dir.join("tls/server-key.pem"))?
+        );
+        assert_eq!(
+            read(site_tls.join("ca.pem"))?,
+            read(dir.join("tls/ca.pem"))?
+        );
+        assert!(!site_tls.join("ca-key.pem").exists());
+        let site = read(hub.site_conf_path("a"))?;
+        assert!(site.contains("cert_file: \"tls/server.pem\""), "{site}");
+        assert!(site.contains("cert_file: \"tls/client.pem\""), "{site}");
         let _ = fs::remove_dir_all(&dir);
         Ok(())
     }

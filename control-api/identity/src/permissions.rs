@@ -5,10 +5,12 @@
 //! (a permission cannot match a prefix of a token), which is why a provider
 //! keeps its data in one bucket and one object store named after it.
 //!
-//! Every JetStream API subject is allowed in both forms, `$JS.API.…` and
-//! `$JS.<domain>.API.…` (any domain): at a leaf site a process names its
-//! site's domain (`--js-domain`), and the streams it reaches are the same by
-//! name in every domain.
+//! JetStream API calls are allowed one by one, verb and stream named, never
+//! as `*.*.{stream}`: a wildcard in the verb's place also matches calls on
+//! *another* stream whose consumer happens to carry this stream's name.
+//! Processes reach JetStream in their own server's domain (`$JS.API`, which
+//! never crosses a leaf link between domains); only the operator may also
+//! call the hub's domain, for `trellis mirror` at a site.
 
 use serde::Serialize;
 use trellis_lattice::{
@@ -78,6 +80,20 @@ impl Permissions {
                 p.stream_owner(&format!("OBJ_{artifacts}"));
                 p.publish.push(format!("$O.{artifacts}.>"));
                 p.kv_owner(&subjects.bucket(SIGNATURES_BUCKET));
+                if let Some(hub) = subjects.domain() {
+                    // `trellis mirror` makes the hub's artifact store and
+                    // signatures (if missing) before mirroring them.
+                    let api = format!("$JS.{hub}.API");
+                    p.publish.push(format!("{api}.INFO"));
+                    for stream in [
+                        format!("OBJ_{artifacts}"),
+                        format!("KV_{}", subjects.bucket(SIGNATURES_BUCKET)),
+                    ] {
+                        for verb in ["CREATE", "INFO"] {
+                            p.publish.push(format!("{api}.STREAM.{verb}.{stream}"));
+                        }
+                    }
+                }
             }
             Role::Scheduler => {
                 p.control_hosts(subjects);
@@ -169,18 +185,14 @@ impl Permissions {
         self.publish.push(format!("$KV.{bucket}.>"));
     }
 
-    /// Every JetStream API call on `stream` (create, info, consumers, direct
-    /// gets, purge, delete), its acks and flow control.
+    /// Every JetStream API call on `stream` a bucket's owner makes: create,
+    /// update, info, purge, delete, message gets and deletes, and consumers.
     fn stream_owner(&mut self, stream: &str) {
-        for call in [
-            format!("*.*.{stream}"),
-            format!("*.*.{stream}.>"),
-            format!("*.*.*.{stream}"),
-            format!("*.*.*.{stream}.>"),
-        ] {
-            self.js_api(&call);
+        for verb in ["CREATE", "UPDATE", "INFO", "PURGE", "DELETE"] {
+            self.js_api(&format!("STREAM.{verb}.{stream}"));
         }
-        self.acks(stream);
+        self.js_api(&format!("STREAM.MSG.DELETE.{stream}"));
+        self.stream_consumer(stream);
     }
 
     /// Reading `stream` through consumers and direct gets, never changing it.
@@ -190,19 +202,26 @@ impl Permissions {
             format!("STREAM.MSG.GET.{stream}"),
             format!("DIRECT.GET.{stream}"),
             format!("DIRECT.GET.{stream}.>"),
-            format!("CONSUMER.*.{stream}"),
-            format!("CONSUMER.*.{stream}.>"),
-            format!("CONSUMER.*.*.{stream}.>"),
+            // Ephemeral (legacy form), named (with or without a filter) and
+            // durable consumers; their info, pulls and removal.
+            format!("CONSUMER.CREATE.{stream}"),
+            format!("CONSUMER.CREATE.{stream}.>"),
+            format!("CONSUMER.DURABLE.CREATE.{stream}.>"),
+            format!("CONSUMER.INFO.{stream}.>"),
+            format!("CONSUMER.MSG.NEXT.{stream}.>"),
+            format!("CONSUMER.DELETE.{stream}.>"),
         ] {
             self.js_api(&call);
         }
         self.acks(stream);
     }
 
-    /// JetStream API `call` in this server's domain and in any named one.
+    /// JetStream API `call` on the connected server's domain.
     fn js_api(&mut self, call: &str) {
-        self.publish.push(format!("$JS.API.{call}"));
-        self.publish.push(format!("$JS.*.API.{call}"));
+        let subject = format!("$JS.API.{call}");
+        if !self.publish.contains(&subject) {
+            self.publish.push(subject);
+        }
     }
 
     /// Acks and flow control, in both forms of the ack subject (the newer
@@ -309,28 +328,60 @@ mod tests {
     }
 
     #[test]
-    fn jetstream_calls_are_allowed_in_every_domain_for_the_same_streams() {
+    fn jetstream_calls_name_their_verb_and_stream() {
         let p = of(Role::Host("HOSTA".into()));
-        for form in ["$JS.API.", "$JS.*.API."] {
+        assert!(
+            p.publish
+                .contains(&"$JS.API.DIRECT.GET.KV_trellis_edge_signatures.>".to_string())
+        );
+        // No wildcard stands for a verb or a stream, so no call on another
+        // stream matches (`CONSUMER.CREATE.<other>.<this name>` did once).
+        for role in [
+            Role::Host("HOSTA".into()),
+            Role::Provider("kv".into()),
+            Role::Operator,
+            Role::Scheduler,
+        ] {
+            for subject in of(role)
+                .publish
+                .iter()
+                .filter(|s| s.starts_with("$JS.API."))
+            {
+                let head = subject.trim_end_matches(".>");
+                assert!(!head.contains('*'), "{subject}");
+            }
+        }
+        // No domain form: processes call their own server's JetStream.
+        assert!(!p.publish.iter().any(|s| s.starts_with("$JS.edge.")));
+    }
+
+    #[test]
+    fn only_the_operator_reaches_the_hub_domain_and_only_for_artifacts() {
+        let hub = Subjects::new("edge").with_domain(Some("hub".into()));
+        let grants = ProviderGrants::default();
+        let operator = Permissions::of(&hub, &Role::Operator, &grants);
+        let hub_calls: Vec<&String> = operator
+            .publish
+            .iter()
+            .filter(|s| s.starts_with("$JS.hub."))
+            .collect();
+        assert!(
+            hub_calls
+                .contains(&&"$JS.hub.API.STREAM.CREATE.OBJ_trellis_edge_artifacts".to_string())
+        );
+        assert!(hub_calls.iter().all(|s| s.ends_with("INFO")
+            || s.ends_with("OBJ_trellis_edge_artifacts")
+            || s.ends_with("KV_trellis_edge_signatures")));
+        for role in [
+            Role::Host("HOSTA".into()),
+            Role::Provider("kv".into()),
+            Role::Scheduler,
+        ] {
+            let p = Permissions::of(&hub, &role, &grants);
             assert!(
-                p.publish
-                    .contains(&format!("{form}DIRECT.GET.KV_trellis_edge_signatures.>")),
-                "{form}"
+                !p.publish.iter().any(|s| s.starts_with("$JS.hub.")),
+                "{role:?}"
             );
         }
-        // No domain form reaches a stream the plain form does not.
-        let plain: Vec<&String> = p
-            .publish
-            .iter()
-            .filter(|s| s.starts_with("$JS.API."))
-            .collect();
-        let domained: Vec<String> = p
-            .publish
-            .iter()
-            .filter_map(|s| s.strip_prefix("$JS.*.API."))
-            .map(|rest| format!("$JS.API.{rest}"))
-            .collect();
-        assert_eq!(plain.len(), domained.len());
-        assert!(domained.iter().all(|s| plain.contains(&s)));
     }
 }

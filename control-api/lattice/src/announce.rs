@@ -38,6 +38,10 @@ impl ProviderInfo {
     }
 }
 
+/// How often a host publishes its heartbeat: what the scheduler listens
+/// for before its first pass.
+pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A host's periodic heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostHeartbeat {

@@ -68,6 +68,18 @@ pub enum ConnectError {
     /// The lattice name cannot be a subject token and bucket name part.
     #[error(transparent)]
     BadLattice(#[from] crate::InvalidName),
+    /// `--js-domain` names another domain than the server's JetStream has
+    /// (or the server has none): buckets would land somewhere else.
+    #[error(
+        "--js-domain is `{given}` but the NATS server's JetStream domain is {actual}; \
+         connect to a server of that domain or give its own"
+    )]
+    WrongDomain {
+        /// What `--js-domain` said.
+        given: String,
+        /// What the server reports, quoted, or why it reports none.
+        actual: String,
+    },
     /// The server refused us or could not be reached.
     #[error("cannot connect to NATS at {url}: {source}")]
     Connect {
@@ -132,13 +144,18 @@ impl NatsArgs {
             .map(str::trim)
             .collect::<Vec<_>>()
             .join(",");
-        options
-            .connect(urls.as_str())
-            .await
-            .map_err(|source| ConnectError::Connect {
-                url: self.url.clone(),
-                source,
-            })
+        let client =
+            options
+                .connect(urls.as_str())
+                .await
+                .map_err(|source| ConnectError::Connect {
+                    url: self.url.clone(),
+                    source,
+                })?;
+        if let Some(given) = &self.js_domain {
+            check_domain(&client, given).await?;
+        }
+        Ok(client)
     }
 
     /// The nkey public key, when authenticating with an nkey seed: a host's ID.
@@ -209,6 +226,26 @@ impl NatsArgs {
                 .require_tls(true);
         }
         Ok(options)
+    }
+}
+
+/// Whether the server's JetStream is in domain `given`: a process's
+/// `--js-domain` is what it reports to the scheduler, so it must be true.
+async fn check_domain(client: &async_nats::Client, given: &str) -> Result<(), ConnectError> {
+    let wrong = |actual: String| ConnectError::WrongDomain {
+        given: given.to_string(),
+        actual,
+    };
+    match async_nats::jetstream::new(client.clone())
+        .query_account()
+        .await
+    {
+        Ok(account) => match account.domain {
+            Some(actual) if actual == given => Ok(()),
+            Some(actual) => Err(wrong(format!("`{actual}`"))),
+            None => Err(wrong("not set".into())),
+        },
+        Err(e) => Err(wrong(format!("unknown ({e})"))),
     }
 }
 

@@ -29,7 +29,7 @@ mod roles;
 mod secrets;
 mod subjects;
 
-pub use announce::{HostHeartbeat, ProviderInfo};
+pub use announce::{HEARTBEAT_INTERVAL, HostHeartbeat, ProviderInfo};
 pub use bounded::{BoundedIncoming, BoundedServer, Held, ServerLimits};
 pub use buckets::{BucketError, open_bucket};
 pub use connect::{ConnectError, NatsArgs};

@@ -30,7 +30,8 @@ impl Subjects {
         }
     }
 
-    /// The same subjects, with JetStream reached in `domain` (`$JS.<domain>.API`).
+    /// The same subjects, for a process at a leaf site of JetStream domain
+    /// `domain` (checked against the server's at connect, carried in heartbeats).
     pub fn with_domain(mut self, domain: Option<String>) -> Self {
         self.domain = domain;
         self
@@ -41,13 +42,13 @@ impl Subjects {
         self.domain.as_deref()
     }
 
-    /// A JetStream context in this process's domain: every bucket, object
-    /// store and stream of the lattice is opened through it.
+    /// A JetStream context on the connected server's own domain: every
+    /// bucket, object store and stream of the lattice is opened through it.
+    /// Plain `$JS.API` never crosses a leaf link between two domains, so at a
+    /// site this is the site's JetStream, and the permissions need no domain
+    /// form (only `trellis mirror` names the hub's).
     pub fn jetstream(&self, client: async_nats::Client) -> async_nats::jetstream::Context {
-        match &self.domain {
-            Some(domain) => async_nats::jetstream::with_domain(client, domain),
-            None => async_nats::jetstream::new(client),
-        }
+        async_nats::jetstream::new(client)
     }
 
     /// The wRPC prefix of host `id`'s control API.

@@ -22,7 +22,7 @@ mod store;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::kv;
 use futures::StreamExt as _;
@@ -31,9 +31,11 @@ use tokio::time::Instant;
 pub use lease::Lease;
 use placement::{Copy, HostView};
 pub use secrets::{secrets_bucket, serve_secrets};
-pub use store::{Applied, Desired, LEASE_TTL, Replica, Status, Store, parse_id};
+pub use store::{
+    Applied, Desired, LEASE_TTL, Replica, SiteCopy, Status, Store, parse_id, refuse_mirror,
+};
 use trellis_control_api::{ControlClient, WorkloadState};
-use trellis_lattice::{HostHeartbeat, NameKind, Subjects};
+use trellis_lattice::{HEARTBEAT_INTERVAL, HostHeartbeat, NameKind, Subjects};
 
 /// A host is gone when no heartbeat came for this long.
 pub const HOST_DEAD_AFTER: Duration = Duration::from_secs(3);
@@ -41,6 +43,8 @@ pub const HOST_DEAD_AFTER: Duration = Duration::from_secs(3);
 pub const TICK: Duration = Duration::from_millis(500);
 /// The most hosts tracked at once; heartbeats of more are ignored.
 const MAX_HOSTS: usize = 100_000;
+/// How long a silent site's hosts are held by default.
+pub const FORGET_SILENT_SITES_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long the leader lets a burst of desired-state changes gather before acting.
 const SETTLE: Duration = Duration::from_millis(50);
 /// Bound on one control call to a host (a start may compile).
@@ -106,6 +110,30 @@ pub enum SchedulerError {
         /// Why it does not decode.
         #[source]
         source: serde_json::Error,
+    },
+    /// The desired state here is a mirror (a leaf site's): schedulers run
+    /// where it is written, at the hub.
+    #[error(
+        "the desired-state bucket `{bucket}` here is a read-only mirror (of {origin}); \
+         run the scheduler at the hub, in the domain the mirror copies"
+    )]
+    Mirror {
+        /// The bucket.
+        bucket: String,
+        /// What it mirrors.
+        origin: String,
+    },
+    /// A reader found no scheduling bucket here.
+    #[error(
+        "no bucket `{bucket}` in this JetStream domain ({source}): the scheduler makes it at \
+         the hub; at a leaf site, `trellis mirror` copies it"
+    )]
+    NoState {
+        /// The bucket.
+        bucket: String,
+        /// What JetStream said.
+        #[source]
+        source: async_nats::jetstream::context::KeyValueError,
     },
     /// A record could not be encoded.
     #[error("cannot encode a record: {0}")]
@@ -191,6 +219,10 @@ pub struct Scheduler {
     hosts: Arc<Mutex<HashMap<String, (Instant, HostHeartbeat)>>>,
     /// What each host last reported running: a silent site's copies.
     last_copies: HashMap<String, Vec<Copy>>,
+    /// Since when each site host has been silent with its whole site.
+    silent_since: HashMap<String, SystemTime>,
+    /// How long a silent site's hosts are held before they are forgotten.
+    forget_after: Duration,
     clients: HashMap<String, ControlClient>,
     pending: Arc<Mutex<HashSet<String>>>,
     errors: Arc<Mutex<HashMap<String, String>>>,
@@ -211,6 +243,7 @@ impl Scheduler {
         subjects: Subjects,
         me: &str,
     ) -> Result<Self, SchedulerError> {
+        refuse_mirror(&nats, &subjects).await?;
         let store = Store::open(nats.clone(), &subjects).await?;
         let lease = Lease::new(store.lease().clone(), me);
         Ok(Scheduler {
@@ -220,6 +253,8 @@ impl Scheduler {
             lease,
             hosts: Arc::default(),
             last_copies: HashMap::new(),
+            silent_since: HashMap::new(),
+            forget_after: FORGET_SILENT_SITES_AFTER,
             clients: HashMap::new(),
             pending: Arc::default(),
             errors: Arc::default(),
@@ -236,6 +271,14 @@ impl Scheduler {
         self
     }
 
+    /// Forgets the hosts of a site silent for longer than `after` (7 days by
+    /// default): their copies stop counting, and workloads they held are
+    /// placed elsewhere if their selectors allow.
+    pub fn forget_silent_sites_after(mut self, after: Duration) -> Self {
+        self.forget_after = after;
+        self
+    }
+
     /// Runs until `shutdown` resolves.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), SchedulerError> {
         let mut beats = self
@@ -246,6 +289,9 @@ impl Scheduler {
                 subject: self.subjects.host_heartbeats(),
                 source,
             })?;
+        // Hosts are heard before the first pass: a scheduler that acted at
+        // once would see none and hold every site it once recorded as cut.
+        let listening = Instant::now();
         let hosts = self.hosts.clone();
         let watcher = tokio::spawn(async move {
             while let Some(message) = beats.next().await {
@@ -261,7 +307,10 @@ impl Scheduler {
                 }
                 let mut hosts = hosts.lock().unwrap_or_else(|p| p.into_inner());
                 if hosts.len() >= MAX_HOSTS && !hosts.contains_key(&beat.id) {
-                    hosts.retain(|_, (seen, _)| seen.elapsed() < HOST_DEAD_AFTER);
+                    // Dead hosts make room; a silent site's are held.
+                    hosts.retain(|_, (seen, beat)| {
+                        seen.elapsed() < HOST_DEAD_AFTER || beat.domain.is_some()
+                    });
                     if hosts.len() >= MAX_HOSTS {
                         tracing::warn!(max = MAX_HOSTS, "ignoring a heartbeat: too many hosts");
                         continue;
@@ -299,12 +348,17 @@ impl Scheduler {
                 if now_leading != leading {
                     tracing::info!(leading = now_leading, "scheduler leadership changed");
                     leading = now_leading;
+                    if leading {
+                        self.recall_sites().await;
+                    }
                 }
                 if leading && !fresh {
                     tracing::debug!("not acting: the desired state is being read again");
                 }
+                let heard = listening.elapsed() > HEARTBEAT_INTERVAL + TICK / 2;
                 if leading
                     && fresh
+                    && heard
                     && let Err(e) = self.reconcile().await
                 {
                     tracing::warn!("reconcile failed: {e}");
@@ -370,9 +424,10 @@ impl Scheduler {
     }
 
     /// Hosts by heartbeat: those heard lately, and those of leaf sites that
-    /// are silent as a whole (kept until heard again).
-    fn known_hosts(&self) -> (Vec<HostHeartbeat>, Vec<HostHeartbeat>) {
-        let mine = self.subjects.domain();
+    /// are silent as a whole (kept until heard again, or forgotten after
+    /// `forget_after`).
+    fn known_hosts(&mut self) -> (Vec<HostHeartbeat>, Vec<HostHeartbeat>) {
+        let mine = self.subjects.domain().map(str::to_string);
         let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
         let heard_sites: HashSet<Option<String>> = hosts
             .values()
@@ -380,20 +435,84 @@ impl Scheduler {
             .map(|(_, beat)| beat.domain.clone())
             .collect();
         let cut_off = |beat: &HostHeartbeat| {
-            beat.domain.is_some()
-                && beat.domain.as_deref() != mine
-                && !heard_sites.contains(&beat.domain)
+            beat.domain.is_some() && beat.domain != mine && !heard_sites.contains(&beat.domain)
         };
-        hosts.retain(|_, (seen, beat)| seen.elapsed() < HOST_DEAD_AFTER * 10 || cut_off(beat));
+        let now = SystemTime::now();
         let (mut live, mut silent) = (Vec::new(), Vec::new());
-        for (seen, beat) in hosts.values() {
+        hosts.retain(|id, (seen, beat)| {
             if seen.elapsed() < HOST_DEAD_AFTER {
+                self.silent_since.remove(id);
                 live.push(beat.clone());
-            } else if cut_off(beat) {
-                silent.push(beat.clone());
+                return true;
             }
-        }
+            if !cut_off(beat) {
+                self.silent_since.remove(id);
+                return seen.elapsed() < HOST_DEAD_AFTER * 10;
+            }
+            let since = *self.silent_since.entry(id.clone()).or_insert(now);
+            if now.duration_since(since).unwrap_or_default() > self.forget_after {
+                tracing::warn!(host = %id, site = ?beat.domain, "forgetting a host whose site has been silent too long");
+                self.silent_since.remove(id);
+                return false;
+            }
+            silent.push(beat.clone());
+            true
+        });
         (live, silent)
+    }
+
+    /// On taking the lease: the site copies the last leader recorded, so a
+    /// site silent since before this scheduler started is held all the same.
+    async fn recall_sites(&mut self) {
+        let statuses = match self.store.all_status().await {
+            Ok(statuses) => statuses,
+            Err(e) => {
+                tracing::warn!("cannot read the status to recall leaf sites: {e}");
+                return;
+            }
+        };
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        // Old enough to count as silent until the host is heard.
+        let unheard = Instant::now()
+            .checked_sub(HOST_DEAD_AFTER)
+            .unwrap_or_else(Instant::now);
+        let listed: HashSet<String> = self.last_copies.keys().cloned().collect();
+        for replica in statuses.into_iter().flat_map(|s| s.replicas) {
+            let Some(site) = replica.site else { continue };
+            if listed.contains(&replica.host) {
+                continue;
+            }
+            hosts.entry(replica.host.clone()).or_insert_with(|| {
+                (
+                    unheard,
+                    HostHeartbeat {
+                        id: replica.host.clone(),
+                        labels: site.labels.clone(),
+                        version: String::new(),
+                        uptime_seconds: 0,
+                        workloads: Vec::new(),
+                        max_instances: 0,
+                        instances_in_use: 0,
+                        interfaces: Vec::new(),
+                        http_listen: None,
+                        domain: Some(site.domain.clone()),
+                    },
+                )
+            });
+            if let Some(since) = site.silent_since {
+                self.silent_since
+                    .entry(replica.host.clone())
+                    .or_insert(SystemTime::UNIX_EPOCH + Duration::from_secs(since));
+            }
+            self.last_copies
+                .entry(replica.host)
+                .or_default()
+                .push(Copy {
+                    id: replica.id,
+                    state: replica.state,
+                    last_error: None,
+                });
+        }
     }
 
     async fn client(&mut self, host: &str) -> Result<ControlClient, SchedulerError> {
@@ -417,6 +536,7 @@ impl Scheduler {
         let mut views_of = Vec::new();
         for beat in live {
             let client = self.client(&beat.id).await?;
+            let remote = self.is_remote(&beat);
             views_of.push(async move {
                 let copies = tokio::time::timeout(LIST_TIMEOUT, client.workloads()).await;
                 let copies = match copies {
@@ -437,15 +557,17 @@ impl Scheduler {
                         .collect(),
                     reachable: true,
                     partitioned: false,
+                    site: remote.then_some(beat.domain).flatten(),
                 })
             });
         }
         // A host here that does not answer is counted as absent this pass (a
         // crash shows as no responders at once). A site host that does not
         // answer may be behind a link that just failed: it keeps what it last
-        // reported, as a silent site's hosts do until they are heard again.
+        // reported, as a silent site's hosts do until they are heard again,
+        // but it is partitioned only once its whole site is silent.
         let mut views = Vec::new();
-        let mut held = silent;
+        let mut held: Vec<(HostHeartbeat, bool)> = silent.into_iter().map(|b| (b, true)).collect();
         for listed in futures::future::join_all(views_of).await {
             match listed {
                 Ok(view) => {
@@ -453,11 +575,11 @@ impl Scheduler {
                         .insert(view.id.clone(), view.copies.clone());
                     views.push(view);
                 }
-                Err(beat) if self.is_remote(&beat) => held.push(beat),
+                Err(beat) if self.is_remote(&beat) => held.push((beat, false)),
                 Err(_) => {}
             }
         }
-        for beat in held {
+        for (beat, partitioned) in held {
             let mut copies = self.last_copies.get(&beat.id).cloned().unwrap_or_default();
             for copy in copies.iter_mut().filter(|c| c.state != "failed") {
                 copy.state = "unreachable".into();
@@ -468,7 +590,8 @@ impl Scheduler {
                 load: beat.instances_in_use,
                 copies,
                 reachable: false,
-                partitioned: true,
+                partitioned,
+                site: beat.domain,
             });
         }
         self.due_retries(&mut views);
@@ -612,11 +735,21 @@ impl Scheduler {
             if version == desired.version && error.is_some() {
                 host_error = error.map(str::to_string);
             }
+            let site = host.site.as_ref().map(|domain| store::SiteCopy {
+                domain: domain.clone(),
+                labels: host.labels.clone(),
+                silent_since: self
+                    .silent_since
+                    .get(&host.id)
+                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs()),
+            });
             replicas.push(Replica {
                 id: id.to_string(),
-                host: host.to_string(),
+                host: host.id.clone(),
                 version: version.to_string(),
                 state: state.to_string(),
+                site,
             });
         }
         replicas.sort_by(|a, b| a.id.cmp(&b.id));

@@ -33,6 +33,8 @@ pub struct HostView {
     pub reachable: bool,
     /// Whether its whole leaf site is silent (a cut link, most likely).
     pub partitioned: bool,
+    /// Its leaf site's JetStream domain, for a host at a site.
+    pub site: Option<String>,
 }
 
 /// What to do for one workload.
@@ -105,16 +107,12 @@ impl Inventory<'_> {
     pub fn copies_of(
         &self,
         name: &str,
-    ) -> impl Iterator<Item = (&str, &str, &str, &str, Option<&str>)> {
-        self.by_name.get(name).into_iter().flatten().map(|h| {
-            (
-                self.hosts[h.host].id.as_str(),
-                h.id,
-                h.version,
-                h.state,
-                h.last_error,
-            )
-        })
+    ) -> impl Iterator<Item = (&HostView, &str, &str, &str, Option<&str>)> {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|h| (&self.hosts[h.host], h.id, h.version, h.state, h.last_error))
     }
 }
 
@@ -155,6 +153,16 @@ pub fn plan(
         .filter(|h| h.state != "failed")
         .map(|h| h.host)
         .collect();
+    // Held means held whatever the version: a rollout during the cut does
+    // not place the new version elsewhere; the site's copy is replaced in
+    // place once it is heard again.
+    if !desired.reschedule_on_partition {
+        current.extend(
+            held.iter()
+                .filter(|h| !hosts[h.host].reachable && h.state != "failed")
+                .map(|h| h.host),
+        );
+    }
     if let Some(starting) = inventory
         .pending
         .get(&(desired.name.clone(), desired.version.clone()))
@@ -236,7 +244,10 @@ pub fn plan(
             plan.stop.push((hosts[h.host].id.clone(), h.id.to_string()));
         }
     }
-    if holders.len() > wanted {
+    // Surplus waits while any holder is unreachable: stopping a copy that
+    // serves, while the one kept is out of reach, would serve nothing here.
+    let all_reachable = holders.iter().all(|&i| hosts[i].reachable);
+    if holders.len() > wanted && all_reachable {
         let mut surplus: Vec<&HostView> = holders
             .iter()
             .map(|&i| &hosts[i])
@@ -298,6 +309,7 @@ mod tests {
                 .collect(),
             reachable: true,
             partitioned: false,
+            site: None,
         }
     }
 
@@ -438,17 +450,37 @@ mod tests {
         assert_eq!(p.start, vec![("B".into(), "B:shop@v2".into())]);
         assert!(p.stop.is_empty(), "{p:?}");
 
-        // Scaled down during the cut: only a reachable host is told to stop.
+        // Scaled down during the cut: the copy that serves is kept until the
+        // site is heard again, then the surplus is stopped.
         let mut site = host("S", &[], 0, &[("S:shop@v2", "unreachable")]);
         (site.reachable, site.partitioned) = (false, true);
-        let hosts = [site, host("B", &[], 0, &[("B:shop@v2", "running")])];
-        let p = plan(
-            &desired(1, &[], None),
-            &hosts,
-            &HashSet::new(),
-            &mut HashMap::new(),
-        );
-        assert_eq!(p.stop, vec![("B".into(), "B:shop@v2".into())]);
+        let mut hosts = [site, host("B", &[], 0, &[("B:shop@v2", "running")])];
+        let one = desired(1, &[], None);
+        let p = plan(&one, &hosts, &HashSet::new(), &mut HashMap::new());
+        assert_eq!(p, Plan::default());
+        hosts[0] = host("S", &[], 0, &[("S:shop@v2", "running")]);
+        let p = plan(&one, &hosts, &HashSet::new(), &mut HashMap::new());
+        assert_eq!(p.stop.len(), 1, "{p:?}");
+
+        // A rollout during the cut: the site's old copy holds its place; no
+        // new version elsewhere. Heard again, it is replaced in place.
+        let mut site = host("S", &[("tier", "edge")], 0, &[("S:shop@v1", "unreachable")]);
+        (site.reachable, site.partitioned) = (false, true);
+        let mut hosts = [site, host("B", &[("tier", "edge")], 0, &[])];
+        let v2 = desired(1, &[("tier", "edge")], None);
+        let p = plan(&v2, &hosts, &HashSet::new(), &mut HashMap::new());
+        assert_eq!(p, Plan::default());
+        hosts[0] = host("S", &[("tier", "edge")], 0, &[("S:shop@v1", "running")]);
+        let p = plan(&v2, &hosts, &HashSet::new(), &mut HashMap::new());
+        assert_eq!(p.start, vec![("S".into(), "S:shop@v2".into())]);
+
+        // A site host that missed one listing (its site still heard) is not
+        // partitioned: its copy counts even for a rescheduling workload.
+        let mut slow = host("S", &[("tier", "edge")], 0, &[("S:shop@v2", "unreachable")]);
+        slow.reachable = false;
+        let hosts = [slow, host("B", &[("tier", "edge")], 0, &[])];
+        let p = plan(&moving, &hosts, &HashSet::new(), &mut HashMap::new());
+        assert_eq!(p, Plan::default());
         // Never a placement on a silent host.
         let mut silent = host("S", &[], 0, &[]);
         (silent.reachable, silent.partitioned) = (false, true);

@@ -145,8 +145,25 @@ pub struct Replica {
     pub host: String,
     /// The version it runs.
     pub version: String,
-    /// `starting`, `running` or `failed`.
+    /// `starting`, `running`, `failed` or `unreachable`.
     pub state: String,
+    /// For a copy at a leaf site: where, so that a scheduler taking the lease
+    /// during a cut still holds it (it may never have heard the site).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<SiteCopy>,
+}
+
+/// Where a copy at a leaf site runs, as its host last told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteCopy {
+    /// The site's JetStream domain.
+    pub domain: String,
+    /// The host's labels (what placement matches).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Since when (Unix seconds) the whole site has been silent, if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silent_since: Option<u64>,
 }
 
 /// What the scheduler last saw of a workload.
@@ -175,6 +192,30 @@ pub enum Applied {
     Configured,
     /// The same version again.
     Unchanged,
+}
+
+/// Refuses to schedule over a read-only copy: at a leaf site the desired
+/// state is a mirror of the hub's, and a scheduler there would lead over
+/// what it cannot write. Readers (`trellis get`) use the mirror freely.
+pub async fn refuse_mirror(
+    nats: &async_nats::Client,
+    subjects: &Subjects,
+) -> Result<(), SchedulerError> {
+    let js = subjects.jetstream(nats.clone());
+    let desired = format!("KV_{}", subjects.bucket("desired"));
+    if let Ok(mut stream) = js.get_stream(&desired).await
+        && let Ok(info) = stream.info().await
+        && let Some(origin) = &info.config.mirror
+    {
+        return Err(SchedulerError::Mirror {
+            bucket: subjects.bucket("desired"),
+            origin: origin
+                .external
+                .as_ref()
+                .map_or_else(|| origin.name.clone(), |e| e.api_prefix.clone()),
+        });
+    }
+    Ok(())
 }
 
 /// The lattice's scheduling buckets.
@@ -209,6 +250,28 @@ impl Store {
             desired: open_bucket(&js, bucket("desired", Duration::ZERO)).await?,
             status: open_bucket(&js, bucket("status", Duration::ZERO)).await?,
             lease: open_bucket(&js, bucket("scheduler", LEASE_TTL)).await?,
+            nats,
+        })
+    }
+
+    /// Opens the buckets of `subjects`' lattice without making any: a reader
+    /// must not leave empty ones behind at a leaf site, where `trellis mirror`
+    /// puts the hub's copies under the same names.
+    pub async fn open_existing(
+        nats: async_nats::Client,
+        subjects: &Subjects,
+    ) -> Result<Self, SchedulerError> {
+        let js = subjects.jetstream(nats.clone());
+        let get = async |what: &str| {
+            let bucket = subjects.bucket(what);
+            js.get_key_value(&bucket)
+                .await
+                .map_err(|source| SchedulerError::NoState { bucket, source })
+        };
+        Ok(Store {
+            desired: get("desired").await?,
+            status: get("status").await?,
+            lease: get("scheduler").await?,
             nats,
         })
     }

@@ -2,15 +2,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use trellis_lattice::HostHeartbeat;
 
 use super::Lattice;
 use crate::Host;
 
-/// How often a host publishes its heartbeat.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+pub use trellis_lattice::HEARTBEAT_INTERVAL;
 
 /// Publishes `host`'s heartbeat every few seconds until the task is dropped.
 /// Publishing while NATS is away fails quietly; the next beat tries again.
