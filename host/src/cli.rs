@@ -59,17 +59,28 @@ pub(crate) async fn connect(nats: &NatsArgs) -> Result<async_nats::Client, Outco
         .map_err(|e| Outcome::Unreachable(e.to_string()))
 }
 
-/// The scheduling buckets: made if missing for `apply`, only opened for
-/// readers (see [`Store::open_existing`]).
-async fn store(nats: &NatsArgs, create: bool) -> Result<(async_nats::Client, Store), Outcome> {
+/// The scheduling buckets for `apply`, made if missing.
+async fn store(nats: &NatsArgs) -> Result<(async_nats::Client, Store), Outcome> {
     let client = connect(nats).await?;
-    let opened = if create {
-        Store::open(client.clone(), &nats.subjects()).await
-    } else {
-        Store::open_existing(client.clone(), &nats.subjects()).await
-    };
-    let store = opened.map_err(|e| Outcome::Unreachable(e.to_string()))?;
+    let store = Store::open(client.clone(), &nats.subjects())
+        .await
+        .map_err(|e| Outcome::Unreachable(e.to_string()))?;
     Ok((client, store))
+}
+
+/// The scheduling buckets for readers, which make none (one left at a leaf
+/// site would stand where `trellis mirror` puts the hub's copy). `None`: no
+/// scheduler has run in this lattice yet, so there is nothing to read. With
+/// `--js-domain` a missing bucket is reported, with what makes it.
+async fn reader(nats: &NatsArgs) -> Result<Option<Store>, Outcome> {
+    let client = connect(nats).await?;
+    match Store::open_existing(client, &nats.subjects()).await {
+        Ok(store) => Ok(Some(store)),
+        Err(trellis_scheduler::SchedulerError::NoState { .. }) if nats.js_domain.is_none() => {
+            Ok(None)
+        }
+        Err(e) => Err(Outcome::Unreachable(e.to_string())),
+    }
 }
 
 /// `trellis apply -f FILE`: uploads the manifest's local components and pins
@@ -93,7 +104,7 @@ pub async fn apply(nats: &NatsArgs, file: &Path, signed: bool) -> Outcome {
         Ok(desired) => desired,
         Err(e) => return Outcome::Invalid(e.to_string()),
     };
-    let (_, store) = match store(nats, true).await {
+    let (_, store) = match store(nats).await {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -118,8 +129,9 @@ pub async fn apply(nats: &NatsArgs, file: &Path, signed: bool) -> Outcome {
 
 /// `trellis delete workload NAME`.
 pub async fn delete(nats: &NatsArgs, name: &str) -> Outcome {
-    let (_, store) = match store(nats, false).await {
-        Ok(s) => s,
+    let store = match reader(nats).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Outcome::Refused(format!("workload `{name}` not found")),
         Err(o) => return o,
     };
     match store.delete(name).await {
@@ -144,13 +156,13 @@ struct WorkloadRow {
 
 /// `trellis get workloads`.
 pub async fn get_workloads(nats: &NatsArgs, format: Format) -> Outcome {
-    let (_, store) = match store(nats, false).await {
-        Ok(s) => s,
+    let (desired, status) = match reader(nats).await {
+        Ok(Some(store)) => match (store.all_desired().await, store.all_status().await) {
+            (Ok(d), Ok(s)) => (d, s),
+            (Err(e), _) | (_, Err(e)) => return Outcome::Unreachable(e.to_string()),
+        },
+        Ok(None) => (Vec::new(), Vec::new()),
         Err(o) => return o,
-    };
-    let (desired, status) = match (store.all_desired().await, store.all_status().await) {
-        (Ok(d), Ok(s)) => (d, s),
-        (Err(e), _) | (_, Err(e)) => return Outcome::Unreachable(e.to_string()),
     };
     let status: BTreeMap<String, Status> =
         status.into_iter().map(|s| (s.name.clone(), s)).collect();
@@ -205,8 +217,9 @@ fn recorded_sources(manifest: &str) -> BTreeMap<String, String> {
 
 /// `trellis describe workload NAME`: desired state, then each replica.
 pub async fn describe_workload(nats: &NatsArgs, name: &str, format: Format) -> Outcome {
-    let (_, store) = match store(nats, false).await {
-        Ok(s) => s,
+    let store = match reader(nats).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Outcome::Refused(format!("workload `{name}` not found")),
         Err(o) => return o,
     };
     let desired = match store.desired(name).await {
