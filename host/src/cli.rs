@@ -415,33 +415,32 @@ pub async fn scheduler(
         Ok(c) => c,
         Err(e) => return Outcome::Unreachable(e.to_string()),
     };
-    if let Some(path) = secrets_key {
-        let key = match trellis_lattice::read_xkey(path) {
-            Ok(key) => key,
-            Err(e) => return Outcome::Invalid(e),
-        };
+    let key = match secrets_key.map(trellis_lattice::read_xkey).transpose() {
+        Ok(key) => key,
+        Err(e) => return Outcome::Invalid(e),
+    };
+    // First the scheduler: it refuses a site's mirrored desired state, and
+    // the secret store is not served where no scheduler may run.
+    let me = format!("scheduler-{}", uuid::Uuid::new_v4().simple());
+    let scheduler = match Scheduler::new(client.clone(), nats.subjects(), &me).await {
+        Ok(s) => s
+            .drain_timeout(drain)
+            .forget_silent_sites_after(forget_silent_sites_after),
+        Err(e) => return scheduler_failed(e),
+    };
+    if let Some(key) = key {
         let subjects = nats.subjects();
-        if let Err(e) = trellis_scheduler::refuse_mirror(&client, &subjects).await {
-            return scheduler_failed(e);
-        }
         let store = match Store::open(client.clone(), &subjects).await {
             Ok(store) => store,
             Err(e) => return scheduler_failed(e),
         };
-        let serving = trellis_scheduler::serve_secrets(client.clone(), subjects, key, store);
+        let serving = trellis_scheduler::serve_secrets(client, subjects, key, store);
         tokio::spawn(async move {
             if let Err(e) = serving.await {
                 tracing::error!(error = %e, "the secret store stopped");
             }
         });
     }
-    let me = format!("scheduler-{}", uuid::Uuid::new_v4().simple());
-    let scheduler = match Scheduler::new(client, nats.subjects(), &me).await {
-        Ok(s) => s
-            .drain_timeout(drain)
-            .forget_silent_sites_after(forget_silent_sites_after),
-        Err(e) => return scheduler_failed(e),
-    };
     tracing::info!(scheduler = %me, lattice = %nats.lattice, "scheduler started");
     match scheduler.run(shutdown).await {
         Ok(()) => Outcome::Done,

@@ -31,9 +31,8 @@ use tokio::time::Instant;
 pub use lease::Lease;
 use placement::{Copy, HostView};
 pub use secrets::{secrets_bucket, serve_secrets};
-pub use store::{
-    Applied, Desired, LEASE_TTL, Replica, SiteCopy, Status, Store, parse_id, refuse_mirror,
-};
+use store::refuse_mirror;
+pub use store::{Applied, Desired, LEASE_TTL, Replica, SiteCopy, Status, Store, parse_id};
 use trellis_control_api::{ControlClient, WorkloadState};
 use trellis_lattice::{HEARTBEAT_INTERVAL, HostHeartbeat, NameKind, Subjects};
 
@@ -420,7 +419,7 @@ impl Scheduler {
 
     /// Whether `beat` comes from a host at a leaf site (another JetStream domain).
     fn is_remote(&self, beat: &HostHeartbeat) -> bool {
-        beat.domain.is_some() && beat.domain.as_deref() != self.subjects.domain()
+        at_other_site(beat, self.subjects.domain())
     }
 
     /// Hosts by heartbeat: those heard lately, and those of leaf sites that
@@ -428,15 +427,15 @@ impl Scheduler {
     /// `forget_after`).
     fn known_hosts(&mut self) -> (Vec<HostHeartbeat>, Vec<HostHeartbeat>) {
         let mine = self.subjects.domain().map(str::to_string);
+        let mine = mine.as_deref();
         let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
         let heard_sites: HashSet<Option<String>> = hosts
             .values()
             .filter(|(seen, _)| seen.elapsed() < HOST_DEAD_AFTER)
             .map(|(_, beat)| beat.domain.clone())
             .collect();
-        let cut_off = |beat: &HostHeartbeat| {
-            beat.domain.is_some() && beat.domain != mine && !heard_sites.contains(&beat.domain)
-        };
+        let cut_off =
+            |beat: &HostHeartbeat| at_other_site(beat, mine) && !heard_sites.contains(&beat.domain);
         let now = SystemTime::now();
         let (mut live, mut silent) = (Vec::new(), Vec::new());
         hosts.retain(|id, (seen, beat)| {
@@ -773,6 +772,11 @@ impl Scheduler {
             last_error,
         }
     }
+}
+
+/// Whether `beat` comes from a leaf site: a domain other than `mine`.
+fn at_other_site(beat: &HostHeartbeat, mine: Option<&str>) -> bool {
+    beat.domain.is_some() && beat.domain.as_deref() != mine
 }
 
 fn state_name(state: WorkloadState) -> &'static str {

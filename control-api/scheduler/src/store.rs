@@ -197,7 +197,7 @@ pub enum Applied {
 /// Refuses to schedule over a read-only copy: at a leaf site the desired
 /// state is a mirror of the hub's, and a scheduler there would lead over
 /// what it cannot write. Readers (`trellis get`) use the mirror freely.
-pub async fn refuse_mirror(
+pub(crate) async fn refuse_mirror(
     nats: &async_nats::Client,
     subjects: &Subjects,
 ) -> Result<(), SchedulerError> {
