@@ -292,6 +292,7 @@ impl Scheduler {
         // once would see none and hold every site it once recorded as cut.
         let listening = Instant::now();
         let hosts = self.hosts.clone();
+        let mine = self.subjects.domain().map(str::to_string);
         let watcher = tokio::spawn(async move {
             while let Some(message) = beats.next().await {
                 // A heartbeat counts only for the host its subject names, with
@@ -308,7 +309,7 @@ impl Scheduler {
                 if hosts.len() >= MAX_HOSTS && !hosts.contains_key(&beat.id) {
                     // Dead hosts make room; a silent site's are held.
                     hosts.retain(|_, (seen, beat)| {
-                        seen.elapsed() < HOST_DEAD_AFTER || beat.domain.is_some()
+                        seen.elapsed() < HOST_DEAD_AFTER || at_other_site(beat, mine.as_deref())
                     });
                     if hosts.len() >= MAX_HOSTS {
                         tracing::warn!(max = MAX_HOSTS, "ignoring a heartbeat: too many hosts");
