@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt as _;
+use tracing::Instrument as _;
 use trellis_control_api::{Refusal, WorkloadState, WorkloadStatus, host_of};
 use trellis_lattice::{BoundedServer, ServerLimits};
 use trellis_manifest::Workload;
@@ -251,10 +252,9 @@ async fn healthy(loaded: &crate::LoadedWorkload) -> Result<(), crate::ProbeError
     Ok(())
 }
 
-impl api::Handler<NatsContext> for ControlAgent {
-    async fn start(
+impl ControlAgent {
+    async fn start_workload(
         &self,
-        _cx: NatsContext,
         id: String,
         manifest: String,
     ) -> Reply<Result<WorkloadStatus, Refusal>> {
@@ -299,7 +299,8 @@ impl api::Handler<NatsContext> for ControlAgent {
         Ok(self.settle(&id, &name, started))
     }
 
-    async fn stop(&self, _cx: NatsContext, id: String) -> Reply<Result<(), Refusal>> {
+    fn stop_workload(&self, id: &str) -> Reply<Result<(), Refusal>> {
+        let id = id.to_string();
         if let Err(refusal) = self.check_host(&id) {
             return Ok(Err(refusal));
         }
@@ -318,12 +319,42 @@ impl api::Handler<NatsContext> for ControlAgent {
         Ok(Ok(()))
     }
 
-    async fn workloads(&self, _cx: NatsContext) -> Reply<Vec<WorkloadStatus>> {
+    fn list(&self) -> Vec<WorkloadStatus> {
         let entries = self.lock();
-        Ok(entries
+        entries
             .iter()
             .map(|(id, entry)| self.status(id, entry))
-            .collect())
+            .collect()
+    }
+}
+
+/// The server span of control call `func`, continuing the caller's trace.
+fn control_span(func: &str, cx: &NatsContext) -> tracing::Span {
+    trellis_lattice::trace::server_span(CONTROL_INTERFACE, func, cx.headers.as_ref())
+}
+
+/// The control API's interface, as spans name it.
+const CONTROL_INTERFACE: &str = "trellis:control/host";
+
+impl api::Handler<NatsContext> for ControlAgent {
+    async fn start(
+        &self,
+        cx: NatsContext,
+        id: String,
+        manifest: String,
+    ) -> Reply<Result<WorkloadStatus, Refusal>> {
+        let span = control_span("start", &cx);
+        self.start_workload(id, manifest).instrument(span).await
+    }
+
+    async fn stop(&self, cx: NatsContext, id: String) -> Reply<Result<(), Refusal>> {
+        let _span = control_span("stop", &cx).entered();
+        self.stop_workload(&id)
+    }
+
+    async fn workloads(&self, cx: NatsContext) -> Reply<Vec<WorkloadStatus>> {
+        let _span = control_span("workloads", &cx).entered();
+        Ok(self.list())
     }
 
     async fn inspect(
@@ -344,7 +375,7 @@ impl api::Handler<NatsContext> for ControlAgent {
         })
     }
 
-    async fn describe(&self, cx: NatsContext) -> Reply<HostInfo> {
+    async fn describe(&self, _cx: NatsContext) -> Reply<HostInfo> {
         Ok(HostInfo {
             id: self.identity.id.clone(),
             lattice: self.lattice.clone(),
@@ -356,7 +387,7 @@ impl api::Handler<NatsContext> for ControlAgent {
                 .collect(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             max_instances: self.host.max_instances(),
-            workloads: self.workloads(cx).await?,
+            workloads: self.list(),
         })
     }
 }

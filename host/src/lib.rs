@@ -25,7 +25,7 @@ mod ingress;
 pub mod lattice;
 pub mod sandbox;
 mod state;
-mod trace;
+pub mod telemetry;
 mod workload;
 
 use std::collections::BTreeMap;

@@ -28,6 +28,7 @@ use trellis_host::lattice::{HostIdentity, Lattice, publish_heartbeats};
 use trellis_host::sandbox::{FileAccess, HttpCeiling, Sandbox};
 use trellis_host::{CompiledCache, EngineSettings, Host, HttpLimits, dev};
 use trellis_lattice::NatsArgs;
+use trellis_process::TelemetryArgs;
 
 /// Trellis: a distributed WebAssembly platform.
 #[derive(Parser)]
@@ -108,6 +109,8 @@ enum Command {
         artifacts: ArtifactArgs,
         #[command(flatten)]
         http: HttpArgs,
+        #[command(flatten)]
+        telemetry: TelemetryArgs,
     },
     /// Record a workload's desired state in the lattice (idempotent), local
     /// components uploaded and registry tags pinned to digests; the scheduler
@@ -200,6 +203,8 @@ enum Command {
         /// placed elsewhere.
         #[arg(long, default_value = "168h", value_parser = parse_duration)]
         forget_silent_sites_after: Duration,
+        #[command(flatten)]
+        telemetry: TelemetryArgs,
     },
     /// At a leaf site (`--js-domain SITE`): mirror the hub's desired state,
     /// status, artifacts and signatures into the site's domain, so `trellis
@@ -454,17 +459,29 @@ fn operate(cli: &Cli) -> Option<cli::Outcome> {
             drain_timeout,
             secrets_key,
             forget_silent_sites_after,
+            telemetry,
         } => {
-            trellis_process::init_logging();
-            runtime.block_on(cli::scheduler(
-                nats,
-                cli::SchedulerOptions {
-                    drain: *drain_timeout,
-                    secrets_key: secrets_key.as_deref(),
-                    forget_silent_sites_after: *forget_silent_sites_after,
-                },
-                trellis_process::shutdown_signal(),
-            ))
+            let telemetry = match trellis_process::Telemetry::init("trellis-scheduler", telemetry) {
+                Ok(telemetry) => telemetry,
+                Err(e) => return Some(cli::Outcome::Invalid(e.to_string())),
+            };
+            let outcome = runtime.block_on(async {
+                if let Err(e) = telemetry.serve_metrics().await {
+                    return cli::Outcome::Invalid(e.to_string());
+                }
+                cli::scheduler(
+                    nats,
+                    cli::SchedulerOptions {
+                        drain: *drain_timeout,
+                        secrets_key: secrets_key.as_deref(),
+                        forget_silent_sites_after: *forget_silent_sites_after,
+                    },
+                    trellis_process::shutdown_signal(),
+                )
+                .await
+            });
+            telemetry.shutdown();
+            outcome
         }
         Command::Secret {
             command: SecretCommand::Put { name, file, nats },
@@ -475,8 +492,24 @@ fn operate(cli: &Cli) -> Option<cli::Outcome> {
     })
 }
 
+/// Runs a long-lived process's `main` with its telemetry: started before,
+/// `/metrics` served during, buffered spans and metrics flushed after.
+fn with_telemetry(
+    service: &str,
+    args: &TelemetryArgs,
+    runtime: &tokio::runtime::Runtime,
+    main: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let telemetry = trellis_process::Telemetry::init(service, args)?;
+    let result = runtime.block_on(async {
+        telemetry.serve_metrics().await?;
+        main.await
+    });
+    telemetry.shutdown();
+    result
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
-    trellis_process::init_logging();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
         Command::Dev {
@@ -487,6 +520,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             http,
             nats,
         } => runtime.block_on(async {
+            trellis_process::init_logging();
             let fetcher = artifacts.fetcher(dev_lattice(&target, &nats).await?, &[])?;
             run_dev(
                 target,
@@ -511,23 +545,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             engine,
             artifacts,
             http,
-        } => runtime.block_on(run_host(
-            HostOptions {
-                nats: *nats,
-                labels: labels.into_iter().collect(),
-                manifests,
-                id,
-                xkey,
-                listen,
-                allow_dirs,
-                allow_http,
-                allow_network,
-                trust,
-                http: http.into(),
-            },
-            artifacts.engine(engine),
-            artifacts,
-        )),
+            telemetry,
+        } => with_telemetry(
+            "trellis-host",
+            &telemetry,
+            &runtime,
+            run_host(
+                HostOptions {
+                    nats: *nats,
+                    labels: labels.into_iter().collect(),
+                    manifests,
+                    id,
+                    xkey,
+                    listen,
+                    allow_dirs,
+                    allow_http,
+                    allow_network,
+                    trust,
+                    http: http.into(),
+                },
+                artifacts.engine(engine),
+                artifacts,
+            ),
+        ),
         // The operator commands ran in `operate`.
         _ => Ok(()),
     }
@@ -626,6 +666,7 @@ async fn run_host(
             .sandboxed(sandbox)
             .with_artifacts(fetcher),
     );
+    trellis_host::telemetry::observe(&host);
     let agent = ControlAgent::new(
         host.clone(),
         Identity {

@@ -4,7 +4,11 @@ use std::time::Duration;
 
 use super::bindings::trellis::control::host;
 use super::{HostInfo, Refusal, WorkloadStatus};
-use trellis_lattice::{CallErrorKind, Subjects};
+use tracing::Instrument as _;
+use trellis_lattice::{CallErrorKind, Subjects, trace};
+
+/// The control API's interface, as spans name it.
+const INTERFACE: &str = "trellis:control/host";
 
 /// Why a control call did not return a result.
 #[derive(Debug, thiserror::Error)]
@@ -78,12 +82,20 @@ impl ControlClient {
         })
     }
 
-    async fn call<T>(
+    /// Runs `call` in its client span; `make` gets the call's headers, which
+    /// carry the span's trace context.
+    async fn call<T, F>(
         &self,
         call: &'static str,
-        fut: impl Future<Output = anyhow::Result<T>>,
-    ) -> Result<T, ControlError> {
-        match tokio::time::timeout(self.timeout, fut).await {
+        make: impl FnOnce(Option<async_nats::HeaderMap>) -> F,
+    ) -> Result<T, ControlError>
+    where
+        F: Future<Output = anyhow::Result<T>>,
+    {
+        let span = trace::client_span(INTERFACE, call, &self.host);
+        let cx = span.in_scope(|| trace::with_context(None));
+        let fut = make(cx).instrument(span.clone());
+        let result = match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => match CallErrorKind::of_anyhow(&e) {
                 CallErrorKind::NoResponders => Err(ControlError::NoHost {
@@ -100,7 +112,11 @@ impl ControlClient {
                 call,
                 timeout: self.timeout,
             }),
+        };
+        if result.is_err() {
+            trace::record_error(&span, "failed");
         }
+        result
     }
 
     fn refused<T>(&self, reply: Result<T, Refusal>) -> Result<T, ControlError> {
@@ -113,34 +129,36 @@ impl ControlClient {
     /// Starts `manifest` (YAML text) as `id`; an ID started before returns its state.
     pub async fn start(&self, id: &str, manifest: &str) -> Result<WorkloadStatus, ControlError> {
         let reply = self
-            .call("start", host::start(&self.wrpc, None, id, manifest))
+            .call("start", |cx| host::start(&self.wrpc, cx, id, manifest))
             .await?;
         self.refused(reply)
     }
 
     /// Stops the workload `id`.
     pub async fn stop(&self, id: &str) -> Result<(), ControlError> {
-        let reply = self.call("stop", host::stop(&self.wrpc, None, id)).await?;
+        let reply = self
+            .call("stop", |cx| host::stop(&self.wrpc, cx, id))
+            .await?;
         self.refused(reply)
     }
 
     /// Every workload on the host.
     pub async fn workloads(&self) -> Result<Vec<WorkloadStatus>, ControlError> {
-        self.call("workloads", host::workloads(&self.wrpc, None))
+        self.call("workloads", |cx| host::workloads(&self.wrpc, cx))
             .await
     }
 
     /// One workload.
     pub async fn inspect(&self, id: &str) -> Result<WorkloadStatus, ControlError> {
         let reply = self
-            .call("inspect", host::inspect(&self.wrpc, None, id))
+            .call("inspect", |cx| host::inspect(&self.wrpc, cx, id))
             .await?;
         self.refused(reply)
     }
 
     /// The host itself.
     pub async fn describe(&self) -> Result<HostInfo, ControlError> {
-        self.call("describe", host::describe(&self.wrpc, None))
+        self.call("describe", |cx| host::describe(&self.wrpc, cx))
             .await
     }
 }

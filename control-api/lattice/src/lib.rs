@@ -28,6 +28,7 @@ mod names;
 mod roles;
 mod secrets;
 mod subjects;
+pub mod trace;
 
 pub use announce::{HEARTBEAT_INTERVAL, HostHeartbeat, ProviderInfo};
 pub use bounded::{BoundedIncoming, BoundedServer, Held, ServerLimits};

@@ -2,7 +2,7 @@
 //! `tracing`, and a shutdown future that resolves on SIGINT or SIGTERM.
 //!
 //! The host, the scheduler and every provider built on the SDK call these, so
-//! they log alike and stop alike; telemetry set-up joins them here.
+//! they log alike, export telemetry alike ([`Telemetry`]) and stop alike.
 //!
 //! ```no_run
 //! # async fn run() {
@@ -15,8 +15,16 @@
 #![deny(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod log_format;
+mod metrics_endpoint;
+mod telemetry;
+
+pub use telemetry::{Telemetry, TelemetryArgs, TelemetryError, metrics_recorded, traces_exported};
+
 /// Sends `tracing` events to stderr, filtered by `RUST_LOG` (default `info`),
-/// coloured only on a terminal. Calling it twice keeps the first set-up.
+/// coloured only on a terminal, for short-lived commands that export nothing;
+/// long-running processes use [`Telemetry::init`]. Calling it twice keeps the
+/// first set-up.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

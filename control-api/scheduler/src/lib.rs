@@ -19,6 +19,7 @@ mod lease;
 pub mod placement;
 mod secrets;
 mod store;
+mod telemetry;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,7 @@ use std::time::{Duration, SystemTime};
 use async_nats::jetstream::kv;
 use futures::StreamExt as _;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 pub use lease::Lease;
 use placement::{Copy, HostView};
@@ -356,12 +358,18 @@ impl Scheduler {
                     tracing::debug!("not acting: the desired state is being read again");
                 }
                 let heard = listening.elapsed() > HEARTBEAT_INTERVAL + TICK / 2;
-                if leading
-                    && fresh
-                    && heard
-                    && let Err(e) = self.reconcile().await
-                {
-                    tracing::warn!("reconcile failed: {e}");
+                if leading && fresh && heard {
+                    let span = tracing::info_span!(
+                        "scheduler.pass",
+                        otel.status_code = tracing::field::Empty
+                    );
+                    let started = Instant::now();
+                    let result = self.reconcile().instrument(span.clone()).await;
+                    telemetry::pass(started.elapsed(), result.is_ok());
+                    if let Err(e) = result {
+                        span.record("otel.status_code", "ERROR");
+                        tracing::warn!(parent: &span, "reconcile failed: {e}");
+                    }
                 }
             };
             tokio::select! {
@@ -608,8 +616,27 @@ impl Scheduler {
         for d in &desired {
             plans.push(placement::plan(d, &inventory, &mut placed));
         }
+        let live: HashSet<&str> = views
+            .iter()
+            .filter(|v| v.reachable)
+            .map(|v| v.id.as_str())
+            .collect();
         for (d, plan) in desired.iter().zip(plans) {
             self.fence()?;
+            // Copies this scheduler last saw on hosts that are gone now.
+            let lost = self.written.get(&d.name).map_or(0, |status| {
+                status
+                    .replicas
+                    .iter()
+                    .filter(|r| r.version == d.version && !live.contains(r.host.as_str()))
+                    .count()
+            });
+            telemetry::planned(
+                &d.name,
+                plan.start.len(),
+                lost.min(plan.start.len()),
+                plan.stop.len(),
+            );
             for (host, id) in plan.start {
                 self.start(&host, id, d).await?;
             }

@@ -34,7 +34,7 @@ pub(crate) struct Gate {
 impl WasiHttpHooks for Gate {
     fn send_request(
         &mut self,
-        request: hyper::Request<HyperOutgoingBody>,
+        mut request: hyper::Request<HyperOutgoingBody>,
         config: OutgoingRequestConfig,
     ) -> HttpResult<HostFutureIncomingResponse> {
         let uri = request.uri();
@@ -48,6 +48,8 @@ impl WasiHttpHooks for Gate {
             tracing::warn!(authority = ?uri.authority().map(|a| a.as_str()), "outgoing HTTP denied: not in grants.http or the host's --allow-http");
             return Err(ErrorCode::HttpRequestDenied.into());
         }
+        // The callee continues the trace of the request this one serves.
+        crate::telemetry::inject_http(request.headers_mut());
         Ok(default_send_request(request, config))
     }
 }

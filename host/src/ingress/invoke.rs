@@ -30,10 +30,53 @@ pub(crate) fn text(status: StatusCode, message: impl Into<String>) -> Response<H
 
 /// Runs `req` through the target component; every failure becomes a response
 /// that says what went wrong, and nothing waits past the component's timeout.
+/// The request's span continues an incoming `traceparent`; its duration and
+/// status are recorded as `http.server.request.duration`.
 pub(crate) async fn invoke(target: Target, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
+    let started = std::time::Instant::now();
+    let component = &target.workload.components[target.component];
+    let method = req.method().clone();
+    let span = tracing::info_span!(
+        "http.request",
+        workload = target.workload.name(),
+        component = %component.name,
+        method = %method,
+        path = %req.uri().path(),
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    if trellis_process::traces_exported() {
+        span.record("otel.name", format!("{method} {}", target.route));
+        span.record("otel.kind", "server");
+        span.record("http.route", &*target.route);
+        crate::telemetry::continue_http(&span, req.headers());
+    }
+    let response = serve(&target, req, &span).await;
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    let request = crate::telemetry::HttpRequest {
+        workload: target.workload.name(),
+        component: &component.name,
+        route: &target.route,
+        method: &method,
+    };
+    crate::telemetry::http_request(&request, status.as_u16(), started.elapsed());
+    response
+}
+
+async fn serve(
+    target: &Target,
+    req: Request<Incoming>,
+    span: &tracing::Span,
+) -> Response<HyperOutgoingBody> {
     let workload = &target.workload;
     let component = &workload.components[target.component];
-    let span = tracing::info_span!("http.request", workload = workload.name(), component = %component.name, method = %req.method(), path = %req.uri().path());
     // Named only on failure: formatting is not free on every request's path.
     let who = || workload.who(target.component);
     let Some(proxy) = component.proxy.clone() else {
@@ -63,11 +106,6 @@ pub(crate) async fn invoke(target: Target, req: Request<Incoming>) -> Response<H
         Ok(admitted) => admitted,
         Err(e) => return failure(&e),
     };
-    let trace = crate::trace::TraceContext::from_header(
-        req.headers()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok()),
-    );
     let (sender, receiver) = tokio::sync::oneshot::channel();
     // A body without a length is cut off at the limit: the guest's read fails.
     let limit = usize::try_from(body_limit).unwrap_or(usize::MAX);
@@ -90,19 +128,16 @@ pub(crate) async fn invoke(target: Target, req: Request<Incoming>) -> Response<H
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("bad request: {e:#}")),
     };
     let task = tokio::spawn(
-        crate::trace::CURRENT.scope(
-            trace,
-            async move {
-                // The permit is held until the guest is done, body streaming included.
-                let _permit = permit;
-                let proxy = proxy.instantiate_async(&mut store).await?;
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, req, out)
-                    .await
-            }
-            .instrument(span),
-        ),
+        async move {
+            // The permit is held until the guest is done, body streaming included.
+            let _permit = permit;
+            let proxy = proxy.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
+        }
+        .instrument(span.clone()),
     );
     match tokio::time::timeout(timeout, receiver).await {
         Ok(Ok(Ok(response))) => response,

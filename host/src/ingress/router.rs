@@ -9,6 +9,8 @@ use crate::workload::LoadedWorkload;
 pub(crate) struct Target {
     pub(crate) workload: Arc<LoadedWorkload>,
     pub(crate) component: usize,
+    /// The route's path as declared: `http.route` in spans and metrics.
+    pub(crate) route: Arc<str>,
 }
 
 struct Entry {
@@ -53,6 +55,7 @@ impl RouteTable {
                     target: Target {
                         workload: workload.clone(),
                         component,
+                        route: route.path.as_str().into(),
                     },
                 });
             }

@@ -3,13 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
+use tracing::Instrument as _;
 use trellis_lattice::lean::LeanClient;
-use trellis_lattice::{CallErrorKind, headers};
+use trellis_lattice::{CallErrorKind, headers, trace};
 
-use crate::trace::TraceContext;
+use crate::telemetry::{self, RpcCall};
 
 /// The bound on a remote call when its binding sets none.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -21,6 +23,8 @@ pub struct CallTarget {
     identity: HeaderMap,
     timeout: Duration,
     describe: String,
+    workload: Arc<str>,
+    binding: Arc<str>,
 }
 
 impl CallTarget {
@@ -50,6 +54,8 @@ impl CallTarget {
             identity,
             timeout,
             describe,
+            workload: workload.into(),
+            binding: binding.into(),
         }
     }
 
@@ -60,27 +66,57 @@ impl CallTarget {
         self
     }
 
-    /// The context of one call: the identity plus a fresh `traceparent`.
+    /// The context of one call: the identity, and the current trace context
+    /// (which the lean client replaces with the call's own span's).
     pub(crate) fn context(&self) -> Option<HeaderMap> {
-        let mut headers = self.identity.clone();
-        if let Some(traceparent) = TraceContext::current_child() {
-            headers.insert(headers::TRACEPARENT, traceparent.as_str());
-        }
-        Some(headers)
+        trace::with_context(Some(self.identity.clone()))
     }
 
-    /// Runs the call `what`, bounded by the binding's timeout; every failure
-    /// becomes a [`CallError`] naming the target and the function.
+    /// Runs the call `what`, bounded by the binding's timeout, in a client
+    /// span; every failure becomes a [`CallError`] naming the target and the function.
     pub(crate) async fn call<T>(
         &self,
         what: &str,
         call: impl Future<Output = anyhow::Result<T>>,
     ) -> Result<T, CallError> {
-        match tokio::time::timeout(self.timeout, call).await {
+        let span = trace::client_span(&self.binding, what, &self.describe);
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.timeout, call.instrument(span.clone())).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(self.failure(what, CallErrorKind::of_anyhow(&e), format!("{e:#}"))),
             Err(_) => Err(self.timed_out(what)),
+        };
+        let error = result.as_ref().err().map(|e| e.kind);
+        self.observe(&span, &self.binding, what, error, started);
+        result
+    }
+
+    /// Records a finished call of `instance.function`: its span's status and
+    /// the `rpc.client.call.duration` metric.
+    pub(crate) fn observe(
+        &self,
+        span: &tracing::Span,
+        instance: &str,
+        function: &str,
+        error: Option<CallErrorKind>,
+        started: Instant,
+    ) {
+        if let Some(kind) = error {
+            trace::record_error(span, kind.as_str());
         }
+        let call = RpcCall {
+            workload: &self.workload,
+            binding: &self.binding,
+            target: &self.describe,
+            instance,
+            function,
+        };
+        telemetry::rpc_call(&call, error.map(CallErrorKind::as_str), started.elapsed());
+    }
+
+    /// What the binding's calls are made to, for spans.
+    pub(crate) fn describe(&self) -> &str {
+        &self.describe
     }
 
     /// The bound on each call.

@@ -13,6 +13,7 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+use tracing::Instrument as _;
 use wrpc_transport::{Index, Invoke};
 
 use super::{CallError, CallTarget};
@@ -56,22 +57,31 @@ impl Invoke for RoutedInvoke {
             .get(instance)
             .ok_or_else(|| anyhow::anyhow!("no binding routes `{instance}`"))?;
         let what = format!("{instance}.{func}");
+        let started = std::time::Instant::now();
         let deadline = Instant::now() + target.timeout();
-        let call = target
+        let span = trellis_lattice::trace::client_span(instance, func, target.describe());
+        let call = Call {
+            target: target.clone(),
+            what,
+            instance: instance.into(),
+            func: func.into(),
+            span,
+            started,
+            failed: std::sync::OnceLock::new(),
+        };
+        let invoked = target
             .client
-            .invoke(target.context(), instance, func, params, paths);
-        let (outgoing, incoming) = match tokio::time::timeout_at(deadline, call).await {
+            .invoke(target.context(), instance, func, params, paths)
+            .instrument(call.span.clone());
+        let (outgoing, incoming) = match tokio::time::timeout_at(deadline, invoked).await {
             Ok(Ok(streams)) => streams,
             Ok(Err(e)) => {
                 let kind = CallErrorKind::of_anyhow(&e);
-                return Err(target.failure(&what, kind, format!("{e:#}")).into());
+                return Err(call.fail(kind, format!("{e:#}")).into());
             }
-            Err(_) => return Err(target.timed_out(&what).into()),
+            Err(_) => return Err(call.fail(CallErrorKind::TimedOut, String::new()).into()),
         };
-        let call = Arc::new(Call {
-            target: target.clone(),
-            what,
-        });
+        let call = Arc::new(call);
         Ok((
             Guarded::new(outgoing, deadline, call.clone()),
             Guarded::new(incoming, deadline, call),
@@ -79,10 +89,32 @@ impl Invoke for RoutedInvoke {
     }
 }
 
-/// One call in flight, for its error messages.
+/// One call in flight: its error messages, its span, and its metric, recorded
+/// when both of its streams are gone.
 struct Call {
     target: CallTarget,
     what: String,
+    instance: Box<str>,
+    func: Box<str>,
+    span: tracing::Span,
+    started: std::time::Instant,
+    failed: std::sync::OnceLock<CallErrorKind>,
+}
+
+impl Call {
+    /// The error of this call failing as `kind`, remembered for its metric.
+    fn fail(&self, kind: CallErrorKind, detail: String) -> CallError {
+        let _ = self.failed.set(kind);
+        self.target.failure(&self.what, kind, detail)
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        let error = self.failed.get().copied();
+        self.target
+            .observe(&self.span, &self.instance, &self.func, error, self.started);
+    }
 }
 
 /// A stream of one call that fails once the binding's deadline passes, so a callee
@@ -107,16 +139,18 @@ impl<S> Guarded<S> {
     /// Names the callee in a transport error, or fails a pending poll whose
     /// deadline has passed.
     fn guard<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        let Call { target, what } = &*self.call;
+        let call = &*self.call;
         let failed = |error: CallError| io::Error::new(error.io_kind(), error);
         match poll {
             Poll::Ready(Ok(value)) => Poll::Ready(Ok(value)),
             Poll::Ready(Err(e)) => {
                 let kind = CallErrorKind::of(&e);
-                Poll::Ready(Err(failed(target.failure(what, kind, e.to_string()))))
+                Poll::Ready(Err(failed(call.fail(kind, e.to_string()))))
             }
             Poll::Pending => match self.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(failed(target.timed_out(what)))),
+                Poll::Ready(()) => Poll::Ready(Err(failed(
+                    call.fail(CallErrorKind::TimedOut, String::new()),
+                ))),
                 Poll::Pending => Poll::Pending,
             },
         }

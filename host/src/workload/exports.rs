@@ -15,7 +15,6 @@ use wrpc_transport::Serve as _;
 
 use super::LoadedWorkload;
 use crate::lattice::{Lattice, LatticeError};
-use crate::trace::{CURRENT, TraceContext};
 use trellis_lattice::lean::{DualServer, LeanOutgoing};
 use trellis_lattice::{BoundedServer, ServerLimits, headers};
 use trellis_manifest::{Diagnostic, ImportName, Workload};
@@ -228,8 +227,20 @@ impl LoadedWorkload {
             component = %component.name,
             function = %format!("{}.{}", export.instance, function.name),
             caller = %header(headers::WORKLOAD).unwrap_or_default(),
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            rpc.system = tracing::field::Empty,
         );
-        let trace = TraceContext::from_header(header(headers::TRACEPARENT).as_deref());
+        if trellis_process::traces_exported() {
+            span.record(
+                "otel.name",
+                format!("{}/{}", export.instance, function.name),
+            );
+            span.record("otel.kind", "server");
+            span.record("rpc.system", "wrpc");
+            trellis_lattice::trace::continue_from(&span, cx.as_ref());
+        }
         // The call takes the results stream once it has an instance; a failure
         // (before that, or a timeout after) ends the call with a typed reply.
         let failer = tx.failer();
@@ -261,11 +272,12 @@ impl LoadedWorkload {
                 other => wasmtime::Error::from(other),
             })
         });
-        let outcome = CURRENT.scope(trace, call).instrument(span.clone()).await;
+        let outcome = call.instrument(span.clone()).await;
         let _enter = span.enter();
         match outcome {
             Ok(()) => tracing::debug!("answered"),
             Err(error) => {
+                span.record("otel.status_code", "ERROR");
                 tracing::warn!(%error, "call failed");
                 failer.fail(error.failure());
             }

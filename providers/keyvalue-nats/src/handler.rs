@@ -1,6 +1,8 @@
 //! The wRPC handlers: each call names its caller, whose workload owns the bucket.
 
 use bytes::Bytes;
+use tracing::Instrument as _;
+use trellis_provider_sdk::lattice::trace::jetstream_span;
 use trellis_provider_sdk::{Caller, NatsContext};
 use wrpc_transport::{ResourceBorrow, ResourceOwn};
 
@@ -103,6 +105,7 @@ impl store::HandlerBucket<NatsContext> for Handler {
             let (kv, bucket) = self.store(&cx, &bucket).await?;
             kv.get(bucket.key(&key)).await.map_err(other)
         }
+        .instrument(jetstream_span("get"))
         .await)
     }
 
@@ -117,6 +120,7 @@ impl store::HandlerBucket<NatsContext> for Handler {
             let target = self.store(&cx, &bucket).await?;
             self.put(&target, &key, value).await
         }
+        .instrument(jetstream_span("set"))
         .await)
     }
 
@@ -125,6 +129,7 @@ impl store::HandlerBucket<NatsContext> for Handler {
             let (kv, bucket) = self.store(&cx, &bucket).await?;
             kv.delete(bucket.key(&key)).await.map_err(other)
         }
+        .instrument(jetstream_span("delete"))
         .await)
     }
 
@@ -136,6 +141,7 @@ impl store::HandlerBucket<NatsContext> for Handler {
                 .map(|v| v.is_some())
                 .map_err(other)
         }
+        .instrument(jetstream_span("exists"))
         .await)
     }
 
@@ -157,6 +163,7 @@ impl store::HandlerBucket<NatsContext> for Handler {
                 keys: page,
             })
         }
+        .instrument(jetstream_span("list-keys"))
         .await)
     }
 }
@@ -195,6 +202,7 @@ impl atomics::Handler<NatsContext> for Handler {
                 "increment gave up after {CAS_ATTEMPTS} conflicting writers"
             )))
         }
+        .instrument(jetstream_span("increment"))
         .await)
     }
 }
@@ -227,6 +235,7 @@ impl batch::Handler<NatsContext> for Handler {
             }
             Ok(out)
         }
+        .instrument(jetstream_span("get-many"))
         .await)
     }
 
@@ -243,6 +252,7 @@ impl batch::Handler<NatsContext> for Handler {
             }
             Ok(())
         }
+        .instrument(jetstream_span("set-many"))
         .await)
     }
 
@@ -259,6 +269,7 @@ impl batch::Handler<NatsContext> for Handler {
             }
             Ok(())
         }
+        .instrument(jetstream_span("delete-many"))
         .await)
     }
 }

@@ -14,9 +14,10 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use futures::{Stream, StreamExt as _};
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 use trellis_provider_sdk::LinkChange;
 use trellis_provider_sdk::lattice::lean::LeanClient;
-use trellis_provider_sdk::lattice::{Link, Subjects, headers};
+use trellis_provider_sdk::lattice::{Link, Subjects, headers, trace};
 
 use crate::bindings::trellis::messaging::{handler, types};
 use crate::subjects::Granted;
@@ -148,7 +149,9 @@ async fn deliver(nats: async_nats::Client, subjects: Subjects, to: Subscription)
                 body: message.payload,
                 reply_to: reply.as_ref().map(|r| r.to_string()),
             };
-            let call = handler::handle_message(&wrpc, Some(identity), &delivered);
+            let span =
+                trace::messaging_span("process", &delivered.subject, message.headers.as_ref());
+            let call = handler::handle_message(&wrpc, Some(identity), &delivered).instrument(span);
             match tokio::time::timeout(HANDLER_TIMEOUT, call).await {
                 Ok(Ok(Ok(Some(answer)))) => match reply {
                     Some(reply) if crate::subjects::may_answer(&reply) => {

@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use tracing::Instrument as _;
+use trellis_provider_sdk::lattice::trace;
 use trellis_provider_sdk::{Caller, NatsContext};
 
 use crate::Handler;
@@ -34,11 +36,19 @@ impl producer::Handler<NatsContext> for Handler {
         };
         tracing::debug!(workload = %caller.workload, %subject, bytes = body.len(), "publish");
         let sent = async {
-            self.nats.publish(subject.clone(), body).await?;
+            match trace::with_context(None) {
+                Some(headers) => {
+                    self.nats
+                        .publish_with_headers(subject.clone(), headers, body)
+                        .await?
+                }
+                None => self.nats.publish(subject.clone(), body).await?,
+            }
             self.nats.flush().await?;
             anyhow::Ok(())
         };
         Ok(sent
+            .instrument(trace::messaging_span("publish", &subject, None))
             .await
             .map_err(|e| format!("cannot publish on `{subject}`: {e}")))
     }
@@ -56,7 +66,18 @@ impl producer::Handler<NatsContext> for Handler {
         };
         tracing::debug!(workload = %caller.workload, %subject, bytes = body.len(), "request");
         let timeout = Duration::from_millis(timeout_ms.into()).min(MAX_REQUEST_TIMEOUT);
-        let reply = tokio::time::timeout(timeout, self.nats.request(subject.clone(), body)).await;
+        let request = async {
+            match trace::with_context(None) {
+                Some(headers) => {
+                    self.nats
+                        .request_with_headers(subject.clone(), headers, body)
+                        .await
+                }
+                None => self.nats.request(subject.clone(), body).await,
+            }
+        }
+        .instrument(trace::messaging_span("send", &subject, None));
+        let reply = tokio::time::timeout(timeout, request).await;
         Ok(match reply {
             Ok(Ok(message)) => Ok(message.payload),
             Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {

@@ -36,6 +36,7 @@
 
 mod caller;
 mod links;
+mod metrics;
 mod provider;
 mod scope;
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use futures::{Stream, StreamExt as _};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 use trellis_lattice::{NatsArgs, ProviderInfo, Subjects};
 
 use trellis_lattice::lean::{self, DualServer};
@@ -91,6 +92,9 @@ pub struct ProviderArgs {
     /// lattice init`); default: the `.xk` file beside `--nats-nkey`.
     #[arg(long, value_name = "FILE")]
     pub xkey: Option<std::path::PathBuf>,
+    /// Metrics and traces.
+    #[command(flatten)]
+    pub telemetry: trellis_process::TelemetryArgs,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -130,11 +134,15 @@ impl Provider {
     where
         F: AsyncFnOnce(&Provider, &ProviderArgs) -> anyhow::Result<Invocations>,
     {
-        trellis_process::init_logging();
         let args = <ProviderArgs as clap::Parser>::parse();
+        let service = args.name.as_deref().unwrap_or(description.name).to_string();
+        let telemetry = trellis_process::Telemetry::init(&service, &args.telemetry)?;
+        telemetry.serve_metrics().await?;
         let provider = Provider::connect(&args, description).await?;
         let invocations = serve(&provider, &args).await?;
-        provider.run(invocations).await
+        let result = provider.run(invocations).await;
+        telemetry.shutdown();
+        result
     }
 
     /// Connects, and prepares to serve the described interfaces under the
@@ -182,7 +190,8 @@ impl Provider {
             nats.clone(),
             prefix.as_str(),
             prefix.as_str(),
-        );
+        )
+        .with_arrivals();
         Ok(Provider {
             info: ProviderInfo {
                 name,
@@ -296,14 +305,24 @@ impl Provider {
                     Ok(call) => {
                         let in_flight = self.in_flight.clone();
                         in_flight.fetch_add(1, Ordering::Relaxed);
+                        let arrival = self.wrpc.arrival(instance, name);
+                        let span = arrival.as_ref().map_or_else(tracing::Span::none, |a| a.span.clone());
                         tasks.spawn(async move {
-                            if let Err(e) = call.await {
+                            let result = call.instrument(span).await;
+                            if let Err(e) = &result {
                                 tracing::warn!(instance, name, error = format!("{e:#}"), "call failed");
+                            }
+                            if let Some(arrival) = arrival {
+                                crate::metrics::served(instance, name, &arrival, result.is_ok());
                             }
                             in_flight.fetch_sub(1, Ordering::Relaxed);
                         });
                     }
-                    Err(e) => tracing::warn!(instance, name, error = format!("{e:#}"), "bad invocation"),
+                    Err(e) => {
+                        // Its arrival, if any, goes with it.
+                        drop(self.wrpc.arrival(instance, name));
+                        tracing::warn!(instance, name, error = format!("{e:#}"), "bad invocation");
+                    }
                 },
                 Some(request) = info_sub.next() => {
                     if let Some(reply) = request.reply {

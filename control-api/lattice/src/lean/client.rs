@@ -58,6 +58,8 @@ impl Invoke for LeanClient {
     where
         P: AsRef<[Option<usize>]> + Send + Sync,
     {
+        // The caller's span (a binding's client span) is the callee's parent.
+        let cx = crate::trace::with_context(cx);
         if !self.lean || !paths.as_ref().is_empty() {
             let (w, r) = self
                 .standard

@@ -11,10 +11,12 @@
 //! back to wrpc-transport-nats for anything else (calls with streams, parameters
 //! larger than the server's `max_payload`), so any wRPC peer still works.
 
+mod arrivals;
 mod client;
 mod server;
 mod streams;
 
+pub use arrivals::Arrival;
 pub use client::LeanClient;
 pub use server::DualServer;
 pub use streams::{Failer, LeanIncoming, LeanOutgoing};

@@ -9,6 +9,7 @@ use futures::{Stream, StreamExt as _, TryStreamExt as _};
 use wrpc_transport::Serve;
 use wrpc_transport_nats::NatsContext;
 
+use super::arrivals::{Arrival, Arrivals};
 use super::{ERROR_HEADER, ERROR_KIND_HEADER, LeanIncoming, LeanOutgoing, subject};
 use crate::bounded::invalid;
 use crate::{BoundedIncoming, BoundedServer};
@@ -28,6 +29,7 @@ pub struct DualServer {
     nats: async_nats::Client,
     prefix: Arc<str>,
     group: Arc<str>,
+    arrivals: Option<Arrivals>,
 }
 
 impl DualServer {
@@ -44,7 +46,21 @@ impl DualServer {
             nats,
             prefix: prefix.into(),
             group: group.into(),
+            arrivals: None,
         }
+    }
+
+    /// Keeps each call's [`Arrival`] for [`DualServer::arrival`]: for runners
+    /// that see only the generated code's futures, not the call's headers.
+    pub fn with_arrivals(mut self) -> Self {
+        self.arrivals = Some(Arrivals::default());
+        self
+    }
+
+    /// The oldest call of `instance.func` whose future has not been run yet,
+    /// when arrivals are kept and telemetry is recorded.
+    pub fn arrival(&self, instance: &str, func: &str) -> Option<Arrival> {
+        self.arrivals.as_ref()?.take(instance, func)
     }
 }
 
@@ -120,10 +136,22 @@ impl Serve for DualServer {
         let paths: Arc<[Box<[Option<usize>]>]> = paths.into();
         let lean_too = paths.is_empty();
         let signature = self.standard.signature(instance, func)?;
+        let names: (Arc<str>, Arc<str>) = (instance.into(), func.into());
+        let arrivals = self.arrivals.clone().map(|a| (a, names.clone()));
         let standard: BoxStream<'static, Invocation> = self
             .standard
             .serve(instance, func, paths)
             .await?
+            .map(move |item| {
+                if let Some((arrivals, (instance, func))) = &arrivals {
+                    let headers = item
+                        .as_ref()
+                        .ok()
+                        .and_then(|(cx, _, _)| cx.headers.as_ref());
+                    arrivals.record(instance, func, headers);
+                }
+                item
+            })
             .map_ok(
                 |(cx, w, r): (NatsContext, StandardOut, BoundedIncoming<_>)| {
                     (cx, LeanOutgoing::Standard(w), LeanIncoming::Standard(r))
@@ -144,6 +172,7 @@ impl Serve for DualServer {
         self.nats.flush().await?;
         let nats = self.nats.clone();
         let server = self.standard.clone();
+        let arrivals = self.arrivals.clone().map(|a| (a, names));
         let lean: BoxStream<'static, Invocation> = requests
             .filter_map(move |message| {
                 let reply = message.reply.clone();
@@ -156,6 +185,9 @@ impl Serve for DualServer {
                         None
                     }
                     (Some(reply), Ok(permit)) => {
+                        if let Some((arrivals, (instance, func))) = &arrivals {
+                            arrivals.record(instance, func, message.headers.as_ref());
+                        }
                         let cx = NatsContext {
                             headers: message.headers,
                             subject: message.subject,
