@@ -679,8 +679,20 @@ pub fn provider_with(
     name: &str,
     extra: &[&str],
 ) -> Result<Process, String> {
+    provider_in_env(nats, package, name, extra, &[])
+}
+
+/// [`provider_with`], the process's environment extended by `env`.
+pub fn provider_in_env(
+    nats: &Nats,
+    package: &str,
+    name: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Process, String> {
     let mut command = Command::new(workspace_binary(package)?);
     command
+        .envs(env.iter().copied())
         .args(["--nats", &nats.url, "--name", name])
         .args(nats.auth("provider", name)?)
         .args(nats.grants(name)?)
@@ -728,6 +740,16 @@ impl LatticeHost {
 /// `--id` in `extra` (a fresh name without one), on that host's identity;
 /// Err carries stderr when it does not start.
 pub fn host(nats: &Nats, manifests: &[&Path], extra: &[&str]) -> Result<LatticeHost, String> {
+    host_env(nats, manifests, extra, &[])
+}
+
+/// [`host`], the process's environment extended by `env`.
+pub fn host_env(
+    nats: &Nats,
+    manifests: &[&Path],
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Result<LatticeHost, String> {
     static HOSTS: AtomicUsize = AtomicUsize::new(0);
     let mut options: Vec<String> = Vec::new();
     let mut name = None;
@@ -746,7 +768,7 @@ pub fn host(nats: &Nats, manifests: &[&Path], extra: &[&str]) -> Result<LatticeH
     }
     options.splice(0..0, auth);
     let options: Vec<&str> = options.iter().map(String::as_str).collect();
-    host_with(nats, manifests, &options)
+    host_in_env(nats, manifests, &options, env)
 }
 
 /// Starts `trellis host` with exactly the options `extra` (no identity of its own).
@@ -856,8 +878,18 @@ pub fn scheduler(nats: &Nats) -> Result<SchedulerProcess, String> {
 
 /// [`scheduler`] with `extra` options.
 pub fn scheduler_with(nats: &Nats, extra: &[&str]) -> Result<SchedulerProcess, String> {
+    scheduler_in_env(nats, extra, &[])
+}
+
+/// [`scheduler_with`], the process's environment extended by `env`.
+pub fn scheduler_in_env(
+    nats: &Nats,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Result<SchedulerProcess, String> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_trellis"));
     command
+        .envs(env.iter().copied())
         .args(["scheduler", "--nats", &nats.url])
         .args(nats.auth("scheduler", "scheduler")?)
         .args(extra);

@@ -26,4 +26,5 @@ mod scheduler;
 mod secrets;
 mod serving;
 mod support;
+mod telemetry;
 mod workloads;

@@ -148,6 +148,19 @@ pub async fn get(
     send(addr, req).await
 }
 
+/// GET `path` over HTTP/1.1 with `headers` (and `Host: localhost`).
+pub async fn get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Reply, Box<dyn std::error::Error>> {
+    let mut req = hyper::Request::get(path).header("host", "localhost");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    send(addr, req.body(Empty::<Bytes>::new())?).await
+}
+
 /// POST `body` to `path` over HTTP/1.1.
 pub async fn post(
     addr: SocketAddr,

@@ -720,38 +720,44 @@ impl Scheduler {
             desired.manifest.clone(),
             format!("{}@{}", desired.name, desired.version),
         );
-        tokio::spawn(async move {
-            match client.start(&id, &manifest).await {
-                Ok(_) => {
-                    errors
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&key);
+        tokio::spawn(
+            async move {
+                match client.start(&id, &manifest).await {
+                    Ok(_) => {
+                        errors
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&key);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%id, "start failed: {e}");
+                        errors
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(key, e.to_string());
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(%id, "start failed: {e}");
-                    errors
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(key, e.to_string());
-                }
+                pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
             }
-            pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
-        });
+            .in_current_span(),
+        );
         Ok(())
     }
 
     async fn stop(&mut self, host: &str, id: String) -> Result<(), SchedulerError> {
         let client = self.client(host).await?;
         tracing::info!(%id, "stopping");
-        tokio::spawn(async move {
-            if let Err(e) = client.stop(&id).await {
-                tracing::warn!(%id, "stop failed: {e}");
+        tokio::spawn(
+            async move {
+                if let Err(e) = client.stop(&id).await {
+                    tracing::warn!(%id, "stop failed: {e}");
+                }
             }
-        });
+            .in_current_span(),
+        );
         Ok(())
     }
 
