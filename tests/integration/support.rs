@@ -167,10 +167,21 @@ pub async fn post(
     path: &str,
     body: Vec<u8>,
 ) -> Result<Reply, Box<dyn std::error::Error>> {
-    let req = hyper::Request::post(path)
-        .header("host", "localhost")
-        .body(Full::new(Bytes::from(body)))?;
-    send(addr, req).await
+    post_with(addr, path, &body, &[]).await
+}
+
+/// POST `body` to `path` over HTTP/1.1 with `headers` (and `Host: localhost`).
+pub async fn post_with(
+    addr: SocketAddr,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> Result<Reply, Box<dyn std::error::Error>> {
+    let mut req = hyper::Request::post(path).header("host", "localhost");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    send(addr, req.body(Full::new(Bytes::copy_from_slice(body)))?).await
 }
 
 /// PUT `body` to `path` over HTTP/1.1.

@@ -16,7 +16,11 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use prost::Message as _;
 
 use crate::lattice::{Nats, cli, host_env, provider_in_env, scheduler_in_env};
-use crate::support::{TestResult, eventually, example_manifest, get, get_with, repo, scratch};
+use futures::StreamExt as _;
+
+use crate::support::{
+    TestResult, eventually, example_manifest, get, get_with, post_with, repo, scratch,
+};
 
 /// A span as the receiver got it.
 #[derive(Debug, Clone)]
@@ -450,6 +454,97 @@ async fn scheduler_passes_and_control_calls_are_traced_and_placements_counted() 
         )
         .is_some_and(|n| n >= 1.0),
         "no pass counted"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn messages_carry_the_publishers_trace_and_deliveries_continue_it() -> TestResult {
+    let receiver = Receiver::start().await?;
+    let nats = Nats::start("telemetry-messaging")?;
+    let (provider_env, host_env_vars) = (receiver.env("messaging"), receiver.env("host"));
+    let _messaging = provider_in_env(
+        &nats,
+        "trellis-messaging-nats",
+        "messaging",
+        &[],
+        &as_refs(&provider_env),
+    )?;
+    let file = crate::messaging::messenger("telemetry-messaging", "{subscribe: \"greet.*\"}")?;
+    let h = host_env(&nats, &[&file], &[], &as_refs(&host_env_vars))?;
+    let client = nats.client().await?;
+
+    // A component's publish carries the trace of the request that made it.
+    let mut orders = client.subscribe("orders.new").await?;
+    client.flush().await?;
+    let published = "0af7651916cd43dd8448eb211c80319c";
+    let reply = post_with(
+        h.addr,
+        "/publish/orders.new",
+        b"one pizza",
+        &[(
+            "traceparent",
+            &format!("00-{published}-b7ad6b7169203331-01"),
+        )],
+    )
+    .await?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let message = tokio::time::timeout(Duration::from_secs(5), orders.next())
+        .await?
+        .ok_or("no message")?;
+    let carried = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("traceparent"))
+        .map(|v| v.as_str().to_string())
+        .ok_or("the message carries no traceparent")?;
+    assert!(
+        carried.starts_with(&format!("00-{published}-")),
+        "{carried}"
+    );
+
+    // A delivery continues the trace its publisher wrote into the message.
+    let (trace, publisher) = ("5bf92f3577b34da6a3ce929d0e0e4737", "10f067aa0ba902b8");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("traceparent", format!("00-{trace}-{publisher}-01").as_str());
+    eventually(
+        Duration::from_secs(30),
+        "a handler answers greet.world",
+        async || {
+            let reply = tokio::time::timeout(
+                Duration::from_millis(500),
+                client.request_with_headers("greet.world", headers.clone(), "trellis".into()),
+            )
+            .await;
+            reply.ok()?.ok()
+        },
+    )
+    .await?;
+    let spans = eventually(
+        Duration::from_secs(15),
+        "the delivery's spans",
+        async || {
+            let spans = receiver.spans_of(trace);
+            let handled = spans
+                .iter()
+                .any(|s| s.service == "host" && s.parent != publisher);
+            handled.then_some(spans)
+        },
+    )
+    .await?;
+    let process = spans
+        .iter()
+        .find(|s| {
+            s.service == "messaging" && s.name == "process greet.world" && s.parent == publisher
+        })
+        .ok_or_else(|| format!("no delivery span under the publisher's: {spans:#?}"))?;
+    let handled = spans
+        .iter()
+        .find(|s| s.service == "host" && s.parent == process.id)
+        .ok_or_else(|| format!("the handler's span is not under the delivery's: {spans:#?}"))?;
+    assert!(
+        handled.name.starts_with("trellis:messaging/handler"),
+        "{handled:?}"
     );
     Ok(())
 }
