@@ -19,6 +19,7 @@
 
 pub mod capabilities;
 pub mod control;
+pub mod dashboard;
 pub mod dev;
 mod engine;
 mod ingress;

@@ -206,6 +206,16 @@ enum Command {
         #[command(flatten)]
         telemetry: TelemetryArgs,
     },
+    /// Serve a live web page of the lattice: hosts with their labels and
+    /// usage, workloads with desired and running replicas and their last
+    /// errors, providers, and recent events. Read-only; runs as the operator.
+    Dashboard {
+        /// Address for the page.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        #[command(flatten)]
+        nats: Box<NatsArgs>,
+    },
     /// At a leaf site (`--js-domain SITE`): mirror the hub's desired state,
     /// status, artifacts and signatures into the site's domain, so `trellis
     /// get` answers and hosts fetch `lattice://` components through a cut link.
@@ -488,7 +498,7 @@ fn operate(cli: &Cli) -> Option<cli::Outcome> {
         } => runtime.block_on(cli::put_secret(nats, name, file.as_deref())),
         Command::Lattice { command } => setup::run(command),
         Command::Mirror { hub_domain, nats } => runtime.block_on(mirror::mirror(nats, hub_domain)),
-        Command::Dev { .. } | Command::Host { .. } => return None,
+        Command::Dev { .. } | Command::Host { .. } | Command::Dashboard { .. } => return None,
     })
 }
 
@@ -568,6 +578,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 artifacts,
             ),
         ),
+        Command::Dashboard { listen, nats } => runtime.block_on(async {
+            trellis_process::init_logging();
+            trellis_host::dashboard::run(&nats, listen, trellis_process::shutdown_signal()).await
+        }),
         // The operator commands ran in `operate`.
         _ => Ok(()),
     }

@@ -7,6 +7,7 @@ mod blobstore_nats;
 mod busy;
 mod chaos;
 mod control;
+mod dashboard;
 mod edge;
 mod embedding;
 mod fuzz;

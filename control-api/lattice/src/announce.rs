@@ -42,6 +42,10 @@ impl ProviderInfo {
 /// for before its first pass.
 pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How often a provider replica publishes its info on its heartbeat subject:
+/// watchers that miss three in a row may count the replica gone.
+pub const PROVIDER_HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A host's periodic heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostHeartbeat {

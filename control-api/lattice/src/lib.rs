@@ -30,7 +30,7 @@ mod secrets;
 mod subjects;
 pub mod trace;
 
-pub use announce::{HEARTBEAT_INTERVAL, HostHeartbeat, ProviderInfo};
+pub use announce::{HEARTBEAT_INTERVAL, HostHeartbeat, PROVIDER_HEARTBEAT_INTERVAL, ProviderInfo};
 pub use bounded::{BoundedIncoming, BoundedServer, Held, ServerLimits};
 pub use buckets::{BucketError, open_bucket};
 pub use connect::{ConnectError, NatsArgs};

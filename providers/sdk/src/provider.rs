@@ -65,7 +65,7 @@ pub type Invocations = Vec<(
 )>;
 
 /// How often a provider publishes its heartbeat.
-const HEARTBEAT: Duration = Duration::from_secs(5);
+const HEARTBEAT: Duration = trellis_lattice::PROVIDER_HEARTBEAT_INTERVAL;
 /// How long [`Provider::require_jetstream`] waits for JetStream.
 const JETSTREAM_CHECK: Duration = Duration::from_secs(10);
 
