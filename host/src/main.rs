@@ -213,6 +213,12 @@ enum Command {
         /// Address for the page.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// A host name the page may be reached by (repeatable), beside
+        /// `localhost` and IP addresses: requests naming anything else are
+        /// refused, so no web page elsewhere can read the lattice through DNS
+        /// rebinding.
+        #[arg(long = "allow-host", value_name = "NAME")]
+        allow_hosts: Vec<String>,
         #[command(flatten)]
         nats: Box<NatsArgs>,
     },
@@ -578,9 +584,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 artifacts,
             ),
         ),
-        Command::Dashboard { listen, nats } => runtime.block_on(async {
+        Command::Dashboard {
+            listen,
+            allow_hosts,
+            nats,
+        } => runtime.block_on(async {
             trellis_process::init_logging();
-            trellis_host::dashboard::run(&nats, listen, trellis_process::shutdown_signal()).await
+            let shutdown = trellis_process::shutdown_signal();
+            trellis_host::dashboard::run(&nats, listen, allow_hosts, shutdown).await
         }),
         // The operator commands ran in `operate`.
         _ => Ok(()),

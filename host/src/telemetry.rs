@@ -58,7 +58,7 @@ pub(crate) fn http_request(request: &HttpRequest<'_>, status: u16, elapsed: Dura
         return;
     }
     let attributes = [
-        KeyValue::new("http.request.method", request.method.as_str().to_string()),
+        KeyValue::new("http.request.method", known_method(request.method)),
         KeyValue::new("http.response.status_code", i64::from(status)),
         KeyValue::new("http.route", request.route.to_string()),
         KeyValue::new("trellis.workload", request.workload.to_string()),
@@ -67,6 +67,24 @@ pub(crate) fn http_request(request: &HttpRequest<'_>, status: u16, elapsed: Dura
     instruments()
         .http_server
         .record(elapsed.as_secs_f64(), &attributes);
+}
+
+/// The method as a metric attribute: one of the standard methods, else
+/// `_OTHER` (as the HTTP conventions say), so a client inventing methods
+/// cannot make a time series per request.
+pub(crate) fn known_method(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::HEAD => "HEAD",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::CONNECT => "CONNECT",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::TRACE => "TRACE",
+        http::Method::PATCH => "PATCH",
+        _ => "_OTHER",
+    }
 }
 
 /// One wRPC call through a binding.
@@ -157,7 +175,8 @@ struct HttpReader<'a>(&'a http::HeaderMap);
 
 impl opentelemetry::propagation::Extractor for HttpReader<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
+        let value = self.0.get(key)?.to_str().ok()?;
+        trellis_lattice::trace::acceptable(key, value).then_some(value)
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -189,10 +208,11 @@ pub(crate) fn continue_http(span: &tracing::Span, headers: &http::HeaderMap) {
     let _ = span.set_parent(cx);
 }
 
-/// Writes the current span's context into an outgoing request's headers.
+/// Writes the current span's context into an outgoing request's headers,
+/// unless the component set a `traceparent` of its own.
 pub(crate) fn inject_http(headers: &mut http::HeaderMap) {
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    if !trellis_process::traces_exported() {
+    if !trellis_process::traces_exported() || headers.contains_key("traceparent") {
         return;
     }
     let cx = tracing::Span::current().context();

@@ -191,14 +191,14 @@ async fn the_dashboard_follows_the_lattice_live_in_a_browser() -> TestResult {
     let (_dashboard, url) = dashboard(&nats)?;
 
     // The assets come from the binary, and the page from nowhere else.
-    let page = get(
-        url.trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()?,
-        "localhost",
-        "/",
-    )
-    .await?;
+    let addr: std::net::SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()?;
+    let page = get(addr, "localhost", "/").await?;
+    // A page elsewhere that rebinds its own name to this address reads nothing.
+    let rebound = get(addr, "evil.example.com", "/api/state").await?;
+    assert_eq!(rebound.status, 421, "{}", rebound.body);
     assert!(
         page.body.contains("/app.js") && !page.body.contains("https://"),
         "{}",

@@ -261,9 +261,30 @@ routes:
             examples.join("api.wat").display()
         ),
     )?;
+    // And a component whose lookup is a resource method (`bucket.get`).
+    let kvget = dir.join("kvget.yaml");
+    std::fs::write(
+        &kvget,
+        format!(
+            "apiVersion: trellis.dev/v1alpha1
+kind: Workload
+name: kvget
+components:
+  kvget:
+    source: {}
+    bindings:
+      wasi:*: host
+      wasi:keyvalue: {{provider: keyvalue}}
+routes:
+  - component: kvget
+    path: /kv
+",
+            repo().join("tests/components/kvget.wat").display()
+        ),
+    )?;
     let mut b = host_env(
         &nats,
-        &[&manifest],
+        &[&manifest, &kvget],
         &["--metrics", "127.0.0.1:0"],
         &as_refs(&b_env),
     )?;
@@ -333,6 +354,34 @@ routes:
     assert_eq!(call.service, "host-b");
     assert!(call.name.starts_with("trellis:example/greeter"), "{call:?}");
 
+    // A resource method's handling is traced under its call too.
+    let method_trace = "6bf92f3577b34da6a3ce929d0e0e4738";
+    let traceparent = format!("00-{method_trace}-{caller}-01");
+    let reply = get_with(b.addr, "/kv", &[("traceparent", &traceparent)]).await?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let spans = eventually(Duration::from_secs(15), "the method's spans", async || {
+        let spans = receiver.spans_of(method_trace);
+        let served = spans
+            .iter()
+            .any(|s| s.service == "keyvalue" && s.name.ends_with("/bucket.get"));
+        served.then_some(spans)
+    })
+    .await
+    .map_err(|e| format!("{e}: {:#?}", receiver.spans_of(method_trace)))?;
+    let by_id: HashMap<&str, &SeenSpan> = spans.iter().map(|s| (s.id.as_str(), s)).collect();
+    let looked_up = spans
+        .iter()
+        .find(|s| s.service == "keyvalue" && s.name.ends_with("/bucket.get"))
+        .ok_or("no bucket.get span")?;
+    let parent = by_id
+        .get(looked_up.parent.as_str())
+        .ok_or("bucket.get has no parent in the trace")?;
+    assert_eq!(
+        (parent.service.as_str(), looked_up.kind),
+        ("host-b", SERVER),
+        "{spans:#?}"
+    );
+
     // Metrics: over OTLP, and on the Prometheus endpoints, moving with requests.
     eventually(
         Duration::from_secs(10),
@@ -365,8 +414,16 @@ routes:
     for _ in 0..3 {
         assert_eq!(get(b.addr, "localhost", "/").await?.status, 200);
     }
-    let after = scrape(host_metrics).await?;
-    assert_eq!(sample(&after, count, &requests), Some(first + 3.0));
+    // A scrape answers from one collection a second: look until it moves.
+    let after = eventually(
+        Duration::from_secs(5),
+        "the request count moves",
+        async || {
+            let after = scrape(host_metrics).await.ok()?;
+            (sample(&after, count, &requests) == Some(first + 3.0)).then_some(after)
+        },
+    )
+    .await?;
     let bound = [
         ("trellis_workload", "counter"),
         ("trellis_binding", "wasi:keyvalue"),
@@ -384,11 +441,17 @@ routes:
         .is_some_and(|limit| limit >= 1.0),
         "no instance limit reported"
     );
-    let provider_after = scrape(kv_metrics).await?;
-    assert!(
-        sample(&provider_after, calls, &served).is_some_and(|n| n >= provider_first + 3.0),
-        "the provider's calls did not move"
-    );
+    eventually(
+        Duration::from_secs(5),
+        "the provider's calls move",
+        async || {
+            let after = scrape(kv_metrics).await.ok()?;
+            sample(&after, calls, &served)
+                .is_some_and(|n| n >= provider_first + 3.0)
+                .then_some(())
+        },
+    )
+    .await?;
     Ok(())
 }
 

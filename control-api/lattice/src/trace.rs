@@ -13,7 +13,26 @@ struct Writer<'a>(&'a mut HeaderMap);
 
 impl Injector for Writer<'_> {
     fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key, value.as_str());
+        // A value that is no valid header (a line break) is left out.
+        if let Ok(value) = value.parse::<async_nats::HeaderValue>() {
+            self.0.insert(key, value);
+        }
+    }
+}
+
+/// The length of a version-00 `traceparent`.
+pub const TRACEPARENT_LEN: usize = 55;
+/// The longest `tracestate` continued; a longer one is dropped, so a caller
+/// cannot make every downstream call and message carry kilobytes.
+pub const MAX_TRACESTATE: usize = 512;
+
+/// Whether a trace context header may be read at all: parsing happens only
+/// on values of a sane length.
+pub fn acceptable(key: &str, value: &str) -> bool {
+    match key {
+        "traceparent" => value.len() == TRACEPARENT_LEN,
+        "tracestate" => value.len() <= MAX_TRACESTATE,
+        _ => false,
     }
 }
 
@@ -21,7 +40,8 @@ struct Reader<'a>(&'a HeaderMap);
 
 impl Extractor for Reader<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(|v| v.as_str())
+        let value = self.0.get(key)?.as_str();
+        acceptable(key, value).then_some(value)
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -61,10 +81,40 @@ pub fn continue_from(span: &Span, headers: Option<&HeaderMap>) {
     let _ = span.set_parent(cx);
 }
 
+/// Whether the current span is in a trace its root chose not to sample:
+/// its children are not made at all, which is what keeps sampling cheap.
+fn current_unsampled() -> bool {
+    use opentelemetry::trace::TraceContextExt as _;
+    let current = Span::current();
+    !current.is_none() && !current.context().span().span_context().is_sampled()
+}
+
+/// Whether there is a current span and its trace is sampled: the condition
+/// for spans that only ever exist inside a call.
+fn current_sampled() -> bool {
+    use opentelemetry::trace::TraceContextExt as _;
+    let current = Span::current();
+    !current.is_none() && current.context().span().span_context().is_sampled()
+}
+
+/// Whether a call or message carries a caller's decision not to sample it
+/// (a well-formed `traceparent` whose sampled flag is clear).
+fn caller_unsampled(headers: Option<&HeaderMap>) -> bool {
+    let Some(value) = headers.and_then(|h| h.get(crate::headers::TRACEPARENT)) else {
+        return false;
+    };
+    let value = value.as_str();
+    acceptable("traceparent", value)
+        && value
+            .get(53..55)
+            .and_then(|flags| u8::from_str_radix(flags, 16).ok())
+            .is_some_and(|flags| flags & 1 == 0)
+}
+
 /// The client span of a wRPC call of `instance.func` to `target` (what the
 /// binding names), following the RPC semantic conventions.
 pub fn client_span(instance: &str, func: &str, target: &str) -> Span {
-    if !trellis_process::traces_exported() {
+    if !trellis_process::traces_exported() || current_unsampled() {
         return Span::none();
     }
     tracing::info_span!(
@@ -83,7 +133,7 @@ pub fn client_span(instance: &str, func: &str, target: &str) -> Span {
 /// The server span of a wRPC call of `instance.func` that arrived with
 /// `headers`, continuing the caller's trace.
 pub fn server_span(instance: &str, func: &str, headers: Option<&HeaderMap>) -> Span {
-    if !trellis_process::traces_exported() {
+    if !trellis_process::traces_exported() || caller_unsampled(headers) {
         return Span::none();
     }
     let caller = headers
@@ -108,7 +158,7 @@ pub fn server_span(instance: &str, func: &str, headers: Option<&HeaderMap>) -> S
 /// The client span of a provider's JetStream work for one call (`get`,
 /// `publish`, …): a child of the call's server span.
 pub fn jetstream_span(operation: &str) -> Span {
-    if !trellis_process::traces_exported() {
+    if !trellis_process::traces_exported() || !current_sampled() {
         return Span::none();
     }
     tracing::info_span!(
@@ -128,11 +178,14 @@ pub fn messaging_span(operation: &str, subject: &str, headers: Option<&HeaderMap
     if !trellis_process::traces_exported() {
         return Span::none();
     }
-    let kind = if operation == "process" {
-        "consumer"
+    let (kind, skipped) = if operation == "process" {
+        ("consumer", caller_unsampled(headers))
     } else {
-        "producer"
+        ("producer", !current_sampled())
     };
+    if skipped {
+        return Span::none();
+    }
     let span = tracing::info_span!(
         "messaging",
         otel.name = %format_args!("{operation} {subject}"),
@@ -162,16 +215,43 @@ mod tests {
             "traceparent",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         );
+        headers.insert("tracestate", "x".repeat(MAX_TRACESTATE + 1).as_str());
         let reader = Reader(&headers);
         assert_eq!(
             reader.get("traceparent"),
             Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
         );
-        assert_eq!(reader.keys(), vec!["traceparent"]);
+        assert_eq!(
+            reader.get("tracestate"),
+            None,
+            "an oversized tracestate is dropped"
+        );
+        let mut long = HeaderMap::new();
+        long.insert("traceparent", "-".repeat(4096).as_str());
+        assert_eq!(Reader(&long).get("traceparent"), None);
         let mut written = HeaderMap::new();
         Writer(&mut written).set("traceparent", "x".into());
         Writer(&mut written).set("traceparent", "y".into());
+        Writer(&mut written).set("tracestate", "a=1\r\nInjected: yes".into());
         assert_eq!(written.get("traceparent").map(|v| v.as_str()), Some("y"));
+        assert!(
+            written.get("tracestate").is_none(),
+            "a line break is never written"
+        );
+    }
+
+    #[test]
+    fn an_unsampled_caller_is_recognised_by_its_flags() {
+        let headers = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("traceparent", value);
+            h
+        };
+        let id = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7";
+        assert!(caller_unsampled(Some(&headers(&format!("{id}-00")))));
+        assert!(!caller_unsampled(Some(&headers(&format!("{id}-01")))));
+        assert!(!caller_unsampled(Some(&headers("garbage"))));
+        assert!(!caller_unsampled(None));
     }
 
     #[test]

@@ -17,8 +17,10 @@
 
 mod log_format;
 mod metrics_endpoint;
+mod small_http;
 mod telemetry;
 
+pub use small_http::{Body, Handler, SmallLimits, serve_small};
 pub use telemetry::{Telemetry, TelemetryArgs, TelemetryError, metrics_recorded, traces_exported};
 
 /// Sends `tracing` events to stderr, filtered by `RUST_LOG` (default `info`),

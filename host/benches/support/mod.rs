@@ -27,7 +27,7 @@ impl Drop for Server {
 
 /// Starts `trellis dev TARGET` on a free port; waits for the address it prints.
 pub fn trellis_dev(target: &Path) -> Result<Server> {
-    trellis(&["dev".as_ref(), target.as_os_str()])
+    trellis(&["dev".as_ref(), target.as_os_str()], &[])
 }
 
 /// Starts `trellis host` on `nats` with `manifests`; waits for the address it prints.
@@ -41,6 +41,15 @@ pub fn trellis_host(nats: &Server, manifests: &[&Path]) -> Result<Server> {
 
 /// Starts `trellis host` on the NATS at `url` with `extra` options.
 pub fn trellis_host_with(url: &str, extra: &[&std::ffi::OsStr]) -> Result<Server> {
+    trellis_host_in_env(url, extra, &[])
+}
+
+/// [`trellis_host_with`], the process's environment extended by `env`.
+pub fn trellis_host_in_env(
+    url: &str,
+    extra: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+) -> Result<Server> {
     // Bench manifests name components in the repository and in temp dirs.
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let tmp = std::env::temp_dir();
@@ -48,7 +57,7 @@ pub fn trellis_host_with(url: &str, extra: &[&std::ffi::OsStr]) -> Result<Server
     args.extend(["--allow-dir".as_ref(), repo.as_os_str()]);
     args.extend(["--allow-dir".as_ref(), tmp.as_os_str()]);
     args.extend(extra);
-    trellis(&args)
+    trellis(&args, env)
 }
 
 /// An example manifest from `examples/counter` with its component paths made
@@ -65,8 +74,9 @@ pub fn example_manifest(file: &str) -> Result<String> {
     Ok(text)
 }
 
-fn trellis(args: &[&std::ffi::OsStr]) -> Result<Server> {
+fn trellis(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Result<Server> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .envs(env.iter().copied())
         .args(args)
         .args(["--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
@@ -111,12 +121,23 @@ pub fn keyvalue_provider(nats: &Server, name: &str) -> Result<Server> {
 
 /// [`keyvalue_provider`] on the NATS at `url`, with `extra` options.
 pub fn keyvalue_provider_with(url: &str, name: &str, extra: &[&str]) -> Result<Server> {
+    keyvalue_provider_in_env(url, name, extra, &[])
+}
+
+/// [`keyvalue_provider_with`], the process's environment extended by `env`.
+pub fn keyvalue_provider_in_env(
+    url: &str,
+    name: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Server> {
     let exe = std::env::current_exe()?;
     let dir = exe
         .parent()
         .and_then(Path::parent)
         .context("no target directory")?;
     let child = Command::new(dir.join("trellis-keyvalue-nats"))
+        .envs(env.iter().copied())
         .args(["--nats", url, "--name", name])
         .args(extra)
         .stdout(Stdio::null())

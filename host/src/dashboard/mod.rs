@@ -6,7 +6,6 @@ mod server;
 mod view;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -17,13 +16,21 @@ use trellis_scheduler::Store;
 
 use view::LatticeView;
 
-/// How often the scheduler's status is read and silent members are dropped.
+/// How often the scheduler's status is read, silent members are dropped and
+/// a changed state is sent to the pages.
 const LOOK: Duration = Duration::from_secs(1);
+/// How long answers to the start-up ping are taken.
+const PING_ANSWERS: Duration = Duration::from_secs(2);
+/// Heartbeats larger than this are ignored unread.
+const MAX_HEARTBEAT: usize = 64 << 10;
 
-/// Serves the dashboard of `nats`'s lattice on `listen` until `shutdown`.
+/// Serves the dashboard of `nats`'s lattice on `listen` until `shutdown`,
+/// answering requests that name it by `names` (beside localhost and IP
+/// addresses).
 pub async fn run(
     nats: &NatsArgs,
     listen: SocketAddr,
+    names: Vec<String>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let client = nats.connect(&Role::Operator, true).await?;
@@ -36,12 +43,14 @@ pub async fn run(
         .subscribe(subjects.provider_heartbeats())
         .await
         .context("cannot subscribe to provider heartbeats")?;
-    // Replicas answer a ping at once; after that their heartbeats keep them.
+    // Replicas answer a ping at once; after that their heartbeats keep them,
+    // and the inbox (which every role may publish to) is closed.
     let inbox = client.new_inbox();
     let answers = client
         .subscribe(inbox.clone())
         .await
-        .context("cannot subscribe to the providers' answers")?;
+        .context("cannot subscribe to the providers' answers")?
+        .take_until(tokio::time::sleep(PING_ANSWERS));
     client
         .publish_with_reply(subjects.providers_ping(), inbox, "".into())
         .await
@@ -51,7 +60,7 @@ pub async fn run(
         .with_context(|| format!("cannot listen on {listen}"))?;
     let bound = listener.local_addr().unwrap_or(listen);
     let mut view = LatticeView::new(nats.lattice.as_str());
-    let (publish, state) = tokio::sync::watch::channel::<Arc<str>>(json(&view).into());
+    let (publish, state) = tokio::sync::watch::channel(server::Encoded::new(json(&view)));
     let watcher = tokio::spawn(async move {
         let mut beats = futures::stream::select_all([
             hosts.map(Heard::Host).boxed(),
@@ -63,22 +72,26 @@ pub async fn run(
         let mut last = view.snapshot();
         loop {
             tokio::select! {
-                Some(heard) = beats.next() => heard.apply(&mut view),
+                Some(heard) = beats.next() => {
+                    heard.apply(&mut view);
+                    continue;
+                }
                 _ = looks.tick() => {
                     view.expire(Instant::now().into_std());
                     read_workloads(&client, &subjects, &mut store, &mut view).await;
                 }
                 else => break,
             }
+            // At most once a look, however fast heartbeats come.
             let now = view.snapshot();
             if now != last {
-                publish.send_replace(json(&view).into());
+                publish.send_replace(server::Encoded::new(json(&view)));
                 last = now;
             }
         }
     });
     println!("dashboard serving on http://{bound}");
-    server::serve(listener, state, shutdown).await;
+    server::serve(listener, state, names, shutdown).await;
     watcher.abort();
     Ok(())
 }
@@ -95,6 +108,10 @@ impl Heard {
     /// Counts a heartbeat that parses and names the member its subject names.
     fn apply(self, view: &mut LatticeView) {
         let at = std::time::Instant::now();
+        let (Heard::Host(message) | Heard::Provider(message) | Heard::Answer(message)) = &self;
+        if message.payload.len() > MAX_HEARTBEAT {
+            return;
+        }
         match self {
             Heard::Host(message) => {
                 let Ok(beat) = serde_json::from_slice::<HostHeartbeat>(&message.payload) else {

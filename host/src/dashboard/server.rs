@@ -3,27 +3,42 @@
 //! state again on every change as server-sent events.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt as _;
-use http_body_util::{BodyExt as _, Full, StreamBody, combinators::UnsyncBoxBody};
+use http_body_util::{BodyExt as _, Full, StreamBody};
 use hyper::body::Frame;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
+use trellis_process::{Body, SmallLimits, serve_small};
 
-/// Event streams open at once; more are refused (503) rather than queued.
-const MAX_STREAMS: usize = 256;
+/// Connections open at once; each holds at most one event stream.
+const MAX_CONNECTIONS: usize = 256;
 
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
 const STYLE: &str = include_str!("assets/style.css");
 
-type Body = UnsyncBoxBody<Bytes, Infallible>;
+/// One state of the lattice, encoded once for every client.
+pub(crate) struct Encoded {
+    json: Bytes,
+    frame: Bytes,
+}
 
-/// The latest state, as the JSON every client is sent.
-pub(crate) type State = watch::Receiver<Arc<str>>;
+impl Encoded {
+    pub(crate) fn new(json: String) -> Arc<Encoded> {
+        let frame = Bytes::from(format!("event: state\ndata: {json}\n\n"));
+        Arc::new(Encoded {
+            json: json.into(),
+            frame,
+        })
+    }
+}
+
+/// The latest state.
+pub(crate) type State = watch::Receiver<Arc<Encoded>>;
 
 fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = Response::new(Full::new(body.into()).boxed_unsync());
@@ -42,21 +57,16 @@ fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
 }
 
 /// The state on connect, then again whenever it changes, as SSE `state` events.
-fn events(mut state: State, permit: tokio::sync::OwnedSemaphorePermit) -> Response<Body> {
-    let first = state.borrow_and_update().clone();
+fn events(mut state: State) -> Response<Body> {
+    let first = state.borrow_and_update().frame.clone();
     let changes = futures::stream::unfold(state, |mut state| async move {
         state.changed().await.ok()?;
-        let next = state.borrow_and_update().clone();
+        let next = state.borrow_and_update().frame.clone();
         Some((next, state))
     });
     let frames = futures::stream::once(async move { first })
         .chain(changes)
-        .map(move |json| {
-            let _held = &permit;
-            Ok::<_, Infallible>(Frame::data(Bytes::from(format!(
-                "event: state\ndata: {json}\n\n"
-            ))))
-        });
+        .map(|frame| Ok::<_, Infallible>(Frame::data(frame)));
     let mut response = Response::new(StreamBody::new(frames).boxed_unsync());
     let headers = response.headers_mut();
     headers.insert(
@@ -70,78 +80,86 @@ fn events(mut state: State, permit: tokio::sync::OwnedSemaphorePermit) -> Respon
     response
 }
 
-fn answer<B>(req: &Request<B>, state: &State, streams: &Arc<Semaphore>) -> Response<Body> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+/// Whether a request's `Host` names this server: `localhost`, an IP address,
+/// or a name given with `--allow-host`. Anything else is a page elsewhere
+/// reaching in through DNS rebinding.
+fn host_allowed(host: Option<&str>, names: &[String]) -> bool {
+    let Some(host) = host else { return false };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok()
+        || names.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+fn answer<B>(req: &Request<B>, state: &State, names: &[String]) -> Response<Body> {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    let host = req
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    if !host_allowed(host, names) {
         return full(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain; charset=utf-8",
-            "use GET\n",
+            StatusCode::MISDIRECTED_REQUEST,
+            TEXT,
+            "this dashboard answers only to localhost, IP addresses and its --allow-host names\n",
         );
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return full(StatusCode::METHOD_NOT_ALLOWED, TEXT, "use GET\n");
     }
     match req.uri().path() {
         "/" => full(StatusCode::OK, "text/html; charset=utf-8", INDEX),
         "/app.js" => full(StatusCode::OK, "text/javascript; charset=utf-8", SCRIPT),
         "/style.css" => full(StatusCode::OK, "text/css; charset=utf-8", STYLE),
-        "/api/state" => {
-            let json = state.borrow().clone();
-            full(
-                StatusCode::OK,
-                "application/json",
-                Bytes::from(json.to_string()),
-            )
-        }
-        "/events" => match streams.clone().try_acquire_owned() {
-            Ok(permit) => events(state.clone(), permit),
-            Err(_) => full(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain; charset=utf-8",
-                format!("{MAX_STREAMS} event streams are open already; retry later\n"),
-            ),
-        },
-        _ => full(
-            StatusCode::NOT_FOUND,
-            "text/plain; charset=utf-8",
-            "not found\n",
+        "/api/state" => full(
+            StatusCode::OK,
+            "application/json",
+            state.borrow().json.clone(),
         ),
+        "/events" => events(state.clone()),
+        _ => full(StatusCode::NOT_FOUND, TEXT, "not found\n"),
     }
 }
 
-/// Serves the dashboard on `listener` until `shutdown` resolves.
+/// Serves the dashboard on `listener` until `shutdown` resolves; requests
+/// must name it by one of `names` (or localhost, or an address).
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     state: State,
+    names: Vec<String>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let streams = Arc::new(Semaphore::new(MAX_STREAMS));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!("cannot accept a dashboard connection: {e}");
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let (state, streams) = (state.clone(), streams.clone());
-        let service = hyper::service::service_fn(move |req| {
-            let response = answer(&req, &state, &streams);
-            async move { Ok::<_, Infallible>(response) }
-        });
-        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("dashboard connection ended: {e}");
-            }
-        });
+    let handler: trellis_process::Handler =
+        Arc::new(move |req: &Request<hyper::body::Incoming>| answer(req, &state, &names));
+    let limits = SmallLimits {
+        max_connections: MAX_CONNECTIONS,
+        ..SmallLimits::default()
+    };
+    serve_small(listener, limits, handler, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_names_addresses_and_allowed_hosts_are_answered() {
+        let names = vec!["dash.example.com".to_string()];
+        for ok in [
+            "localhost:8080",
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "10.0.0.5",
+            "DASH.example.com:443",
+        ] {
+            assert!(host_allowed(Some(ok), &names), "{ok}");
+        }
+        for bad in ["evil.example.com", "localhost.evil.com:8080", ""] {
+            assert!(!host_allowed(Some(bad), &names), "{bad}");
+        }
+        assert!(!host_allowed(None, &names));
     }
-    // Event streams never end by themselves: the drain is not waited for.
-    drop(graceful);
 }

@@ -12,8 +12,12 @@ use trellis_lattice::{
 };
 use trellis_scheduler::{Desired, Status};
 
-/// Hosts and provider replicas kept at most; more are ignored until some go.
+/// Hosts kept at most (each needs a host identity of its own: a heartbeat
+/// counts only on its own host's subject); more wait until some go.
 const MAX_MEMBERS: usize = 10_000;
+/// Replicas kept per provider name: a provider picks its replicas' IDs
+/// freely, so one identity could otherwise fill the table.
+const MAX_REPLICAS: usize = 256;
 /// Events kept, newest first.
 const MAX_EVENTS: usize = 100;
 /// A host unheard for three heartbeats is gone.
@@ -129,7 +133,12 @@ impl LatticeView {
     /// A provider replica's heartbeat or announcement.
     pub(crate) fn provider_heard(&mut self, info: ProviderInfo, at: Instant) {
         if !self.providers.contains_key(&info.instance) {
-            if self.providers.len() >= MAX_MEMBERS {
+            let replicas = self
+                .providers
+                .values()
+                .filter(|(_, p)| p.name == info.name)
+                .count();
+            if self.providers.len() >= MAX_MEMBERS || replicas >= MAX_REPLICAS {
                 return;
             }
             self.event(

@@ -40,8 +40,8 @@ pub(crate) async fn invoke(target: Target, req: Request<Incoming>) -> Response<H
         "http.request",
         workload = target.workload.name(),
         component = %component.name,
-        method = %method,
-        path = %req.uri().path(),
+        http.request.method = crate::telemetry::known_method(&method),
+        url.path = %req.uri().path(),
         otel.name = tracing::field::Empty,
         otel.kind = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
@@ -49,7 +49,12 @@ pub(crate) async fn invoke(target: Target, req: Request<Incoming>) -> Response<H
         http.response.status_code = tracing::field::Empty,
     );
     if trellis_process::traces_exported() {
-        span.record("otel.name", format!("{method} {}", target.route));
+        // An invented method gets the conventions' `HTTP`, not a span name of its own.
+        let name = match crate::telemetry::known_method(&method) {
+            "_OTHER" => "HTTP",
+            known => known,
+        };
+        span.record("otel.name", format!("{name} {}", target.route));
         span.record("otel.kind", "server");
         span.record("http.route", &*target.route);
         crate::telemetry::continue_http(&span, req.headers());

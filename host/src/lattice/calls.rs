@@ -66,9 +66,15 @@ impl CallTarget {
         self
     }
 
-    /// The context of one call: the identity, and the current trace context
-    /// (which the lean client replaces with the call's own span's).
+    /// The context of one call: the identity (the lean client adds the
+    /// call's trace context).
     pub(crate) fn context(&self) -> Option<HeaderMap> {
+        Some(self.identity.clone())
+    }
+
+    /// [`CallTarget::context`] with the current span's trace context, for
+    /// calls made on the standard client directly.
+    pub(crate) fn traced_context(&self) -> Option<HeaderMap> {
         trace::with_context(Some(self.identity.clone()))
     }
 

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use tokio::io::AsyncRead;
+use tracing::Instrument as _;
 use trellis_provider_sdk::{Caller, NatsContext};
 
 use crate::bindings::exports::trellis::blobstore::objects::{
@@ -123,8 +124,13 @@ impl Handler {
     }
 }
 
-/// Runs `call` for the caller named in `cx`; a call without host headers is refused.
-async fn as_caller<T, F>(cx: &NatsContext, call: impl FnOnce(Caller) -> F) -> Result<T>
+/// Runs `call` (the JetStream work of `operation`) for the caller named in
+/// `cx`; a call without host headers is refused.
+async fn as_caller<T, F>(
+    cx: &NatsContext,
+    operation: &str,
+    call: impl FnOnce(Caller) -> F,
+) -> Result<T>
 where
     F: Future<Output = std::result::Result<T, String>>,
 {
@@ -135,7 +141,11 @@ where
             return Ok(Err(format!("refused: {e}")));
         }
     };
-    let result = call(caller).await;
+    let result = call(caller)
+        .instrument(trellis_provider_sdk::lattice::trace::jetstream_span(
+            operation,
+        ))
+        .await;
     if let Err(e) = &result {
         tracing::debug!(error = %e, "call failed");
     }
@@ -144,7 +154,7 @@ where
 
 impl objects::Handler<NatsContext> for Handler {
     async fn create_container(&self, cx: NatsContext, name: String) -> Result<ContainerInfo> {
-        as_caller(&cx, |caller| async move {
+        as_caller(&cx, "create-container", |caller| async move {
             self.containers.create(&caller, &name).await?;
             let created_at = self.containers.created_at(&caller, &name).await?;
             Ok(ContainerInfo { name, created_at })
@@ -153,7 +163,7 @@ impl objects::Handler<NatsContext> for Handler {
     }
 
     async fn get_container_info(&self, cx: NatsContext, name: String) -> Result<ContainerInfo> {
-        as_caller(&cx, |caller| async move {
+        as_caller(&cx, "get-container-info", |caller| async move {
             let created_at = self.containers.created_at(&caller, &name).await?;
             Ok(ContainerInfo { name, created_at })
         })
@@ -161,21 +171,21 @@ impl objects::Handler<NatsContext> for Handler {
     }
 
     async fn delete_container(&self, cx: NatsContext, name: String) -> Result<()> {
-        as_caller(&cx, |caller| async move {
+        as_caller(&cx, "delete-container", |caller| async move {
             self.containers.delete(&caller, &name).await
         })
         .await
     }
 
     async fn container_exists(&self, cx: NatsContext, name: String) -> Result<bool> {
-        as_caller(&cx, |caller| async move {
+        as_caller(&cx, "container-exists", |caller| async move {
             self.containers.exists(&caller, &name).await
         })
         .await
     }
 
     async fn list_objects(&self, cx: NatsContext, container: String) -> Result<Vec<String>> {
-        as_caller(&cx, |caller| async move {
+        as_caller(&cx, "list-objects", |caller| async move {
             self.names(&caller, &container).await
         })
         .await
@@ -187,7 +197,7 @@ impl objects::Handler<NatsContext> for Handler {
         container: String,
         object: String,
     ) -> Result<Option<ObjectInfo>> {
-        as_caller(&cx, |caller| async move {
+        as_caller(&cx, "get-object-info", |caller| async move {
             self.info(&caller, &container, &object).await
         })
         .await
@@ -202,7 +212,7 @@ impl objects::Handler<NatsContext> for Handler {
         end: u64,
         at: Option<Cursor>,
     ) -> Result<Slice> {
-        as_caller(&cx, |caller| async move {
+        as_caller(&cx, "read-object", |caller| async move {
             let store = self.containers.open(&caller, &container).await?;
             let info = match store.info(&object).await {
                 Ok(info) if !info.deleted => info,
@@ -238,7 +248,7 @@ impl objects::Handler<NatsContext> for Handler {
         upload: Option<Upload>,
         data: Bytes,
     ) -> Result<Upload> {
-        as_caller(&cx, |caller| async move {
+        as_caller(&cx, "write-part", |caller| async move {
             uploads::write_part(&self.containers, &caller, &container, upload, data).await
         })
         .await
@@ -252,7 +262,7 @@ impl objects::Handler<NatsContext> for Handler {
         upload: Upload,
         sha256: Bytes,
     ) -> Result<u64> {
-        as_caller(&cx, |caller| async move {
+        as_caller(&cx, "commit-upload", |caller| async move {
             uploads::commit(
                 &self.containers,
                 &caller,
@@ -267,7 +277,7 @@ impl objects::Handler<NatsContext> for Handler {
     }
 
     async fn abort_upload(&self, cx: NatsContext, container: String, upload: Upload) -> Result<()> {
-        as_caller(&cx, |caller| async move {
+        as_caller(&cx, "abort-upload", |caller| async move {
             uploads::abort(&self.containers, &caller, &container, upload).await
         })
         .await
@@ -279,14 +289,14 @@ impl objects::Handler<NatsContext> for Handler {
         container: String,
         objects: Vec<String>,
     ) -> Result<()> {
-        as_caller(&cx, |caller| async move {
+        as_caller(&cx, "delete-objects", |caller| async move {
             self.delete(&caller, &container, &objects).await
         })
         .await
     }
 
     async fn clear(&self, cx: NatsContext, container: String) -> Result<()> {
-        as_caller(&cx, |caller| async move {
+        as_caller(&cx, "clear", |caller| async move {
             let names = self.names(&caller, &container).await?;
             self.delete(&caller, &container, &names).await
         })
@@ -301,7 +311,7 @@ impl objects::Handler<NatsContext> for Handler {
         dest_container: String,
         dest: String,
     ) -> Result<()> {
-        as_caller(&cx, |caller| async move {
+        as_caller(&cx, "copy-object", |caller| async move {
             self.copy(&caller, (&src_container, &src), (&dest_container, &dest))
                 .await
         })
@@ -316,7 +326,7 @@ impl objects::Handler<NatsContext> for Handler {
         dest_container: String,
         dest: String,
     ) -> Result<()> {
-        as_caller(&cx, |caller| async move {
+        as_caller(&cx, "move-object", |caller| async move {
             if (src_container.as_str(), src.as_str()) == (dest_container.as_str(), dest.as_str()) {
                 return Ok(());
             }

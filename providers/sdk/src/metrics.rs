@@ -1,7 +1,8 @@
 //! The provider's metric: `rpc.server.call.duration`, per interface, function
 //! and calling workload, after the RPC semantic conventions.
 
-use std::sync::OnceLock;
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Histogram;
@@ -21,6 +22,38 @@ fn calls() -> &'static Histogram<f64> {
     })
 }
 
+/// Calling workloads that get a series of their own; callers past them share
+/// `_other`, so however many names callers claim, the series stay bounded.
+const MAX_WORKLOADS: usize = 1000;
+
+/// The caller as a metric attribute: its workload while fewer than
+/// [`MAX_WORKLOADS`] have been seen, else `_other`.
+fn workload_attribute(workload: Option<&str>) -> String {
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let Some(workload) = workload else {
+        return String::new();
+    };
+    let plausible = workload.len() <= 64
+        && workload
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !plausible {
+        return "_invalid".to_string();
+    }
+    let mut seen = SEEN
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if seen.contains(workload) {
+        return workload.to_string();
+    }
+    if seen.len() < MAX_WORKLOADS {
+        seen.insert(workload.to_string());
+        return workload.to_string();
+    }
+    "_other".to_string()
+}
+
 /// Records a call of `instance.func` that arrived as `arrival` and just ended.
 pub(crate) fn served(instance: &str, func: &str, arrival: &Arrival, ok: bool) {
     if !trellis_process::metrics_recorded() {
@@ -32,7 +65,7 @@ pub(crate) fn served(instance: &str, func: &str, arrival: &Arrival, ok: bool) {
         KeyValue::new("rpc.method", func.to_string()),
         KeyValue::new(
             "trellis.workload",
-            arrival.workload.clone().unwrap_or_default(),
+            workload_attribute(arrival.workload.as_deref()),
         ),
     ];
     if !ok {

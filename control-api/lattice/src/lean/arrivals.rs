@@ -29,7 +29,8 @@ pub struct Arrival {
     pub at: Instant,
 }
 
-type Queues = HashMap<(Arc<str>, Arc<str>), VecDeque<Arrival>>;
+/// Per instance, per function: looked up by `&str` without allocating.
+type Queues = HashMap<Arc<str>, HashMap<Arc<str>, VecDeque<Arrival>>>;
 
 /// The arrivals of every function a server serves.
 #[derive(Clone, Default)]
@@ -52,21 +53,35 @@ impl Arrivals {
             at: Instant::now(),
         };
         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-        let queue = queues.entry((instance.clone(), func.clone())).or_default();
+        let queue = queues
+            .entry(instance.clone())
+            .or_default()
+            .entry(func.clone())
+            .or_default();
         if queue.len() >= MAX_WAITING {
+            // Only a runner that does not take its arrivals gets here.
+            static WARNED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(%instance, %func, "call arrivals are not being taken; dropping the oldest");
+            }
             queue.pop_front();
         }
         queue.push_back(arrival);
     }
 
-    /// The oldest arrival of `instance.func` not yet taken.
+    /// The oldest arrival of `instance.func` not yet taken; `func` as wRPC
+    /// names it (`bucket.get`) or as WIT does (`[method]bucket.get`).
     pub(crate) fn take(&self, instance: &str, func: &str) -> Option<Arrival> {
         if !trellis_process::traces_exported() && !trellis_process::metrics_recorded() {
             return None;
         }
+        let func = ["[method]", "[static]", "[constructor]"]
+            .iter()
+            .find_map(|prefix| func.strip_prefix(prefix))
+            .unwrap_or(func);
         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-        let key: (Arc<str>, Arc<str>) = (instance.into(), func.into());
-        queues.get_mut(&key)?.pop_front()
+        queues.get_mut(instance)?.get_mut(func)?.pop_front()
     }
 }
 

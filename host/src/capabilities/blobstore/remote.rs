@@ -135,7 +135,7 @@ impl BlobstoreBackend for RemoteBlobstore {
         end: u64,
     ) -> Result<ObjectBody, BlobstoreError> {
         // Slices are up to a megabyte: more than a `trellis-rr/1` reply takes.
-        let (client, cx) = (self.target.client.standard(), self.target.context());
+        let (client, cx) = (self.target.client.standard(), self.target.traced_context());
         let first = self
             .call(
                 "read-object",
@@ -282,7 +282,7 @@ impl RemoteBlobstore {
                 let (at, cursor) = next?;
                 let call = objects::read_object(
                     target.client.standard(),
-                    target.context(),
+                    target.traced_context(),
                     &container,
                     &object,
                     at,
