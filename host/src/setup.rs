@@ -269,10 +269,16 @@ fn add_site(lattice: &mut LatticeDir, name: &str, hub: &str, listen: &str) -> Ou
     if let Err(e) = lattice.save() {
         return Outcome::Invalid(e.to_string());
     }
+    // The site's paths (its JetStream store, its certificates) are relative
+    // to its directory: nats-server must start there.
+    let conf = lattice.site_conf_path(name);
+    let dir = conf.parent().unwrap_or(Path::new("."));
     say!(
-        "site `{name}`: start nats-server -c {} at the site, then reload the hub \
+        "site `{name}`: copy {} to the site and start it there with \
+         `cd {} && nats-server -c nats.conf`, then reload the hub \
          (nats-server --signal reload) to admit its leaf connection",
-        lattice.site_conf_path(name).display()
+        dir.display(),
+        dir.display()
     );
     say!("processes at the site connect to it with --js-domain {name}");
     Outcome::Done

@@ -202,11 +202,11 @@ impl Permissions {
             format!("STREAM.MSG.GET.{stream}"),
             format!("DIRECT.GET.{stream}"),
             format!("DIRECT.GET.{stream}.>"),
-            // Ephemeral (legacy form), named (with or without a filter) and
-            // durable consumers; their info, pulls and removal.
+            // Ephemeral (legacy form) and named consumers, with or without a
+            // filter (async-nats makes durable ones this way too); their
+            // info, pulls and removal.
             format!("CONSUMER.CREATE.{stream}"),
             format!("CONSUMER.CREATE.{stream}.>"),
-            format!("CONSUMER.DURABLE.CREATE.{stream}.>"),
             format!("CONSUMER.INFO.{stream}.>"),
             format!("CONSUMER.MSG.NEXT.{stream}.>"),
             format!("CONSUMER.DELETE.{stream}.>"),

@@ -226,8 +226,14 @@ fn install_subscriber(tracer: Option<&SdkTracerProvider>, service: &str) {
             vec![fmt.with_ansi(ansi).with_filter(logs()).boxed()]
         }
         Some(provider) => vec![
+            // No per-poll timing, thread or source attributes: each costs
+            // work on every span, sampled or not (docs/telemetry.md).
             tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer(service.to_string()))
+                .with_tracked_inactivity(false)
+                .with_threads(false)
+                .with_location(false)
+                .with_target(false)
                 .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
                 .boxed(),
             fmt.with_ansi(false)

@@ -485,9 +485,15 @@ impl Scheduler {
             .checked_sub(HOST_DEAD_AFTER)
             .unwrap_or_else(Instant::now);
         let listed: HashSet<String> = self.last_copies.keys().cloned().collect();
+        let now = SystemTime::now();
         for replica in statuses.into_iter().flat_map(|s| s.replicas) {
             let Some(site) = replica.site else { continue };
-            if listed.contains(&replica.host) {
+            // The record is data like any other: a host ID or domain that is
+            // no name, or a table already full, recalls nothing.
+            let named = trellis_lattice::check_name(NameKind::Host, &replica.host).is_ok()
+                && trellis_lattice::check_name(NameKind::Domain, &site.domain).is_ok();
+            let room = hosts.len() < MAX_HOSTS || hosts.contains_key(&replica.host);
+            if listed.contains(&replica.host) || !named || !room {
                 continue;
             }
             hosts.entry(replica.host.clone()).or_insert_with(|| {
@@ -507,10 +513,15 @@ impl Scheduler {
                     },
                 )
             });
-            if let Some(since) = site.silent_since {
+            // A time past the clock's range, or in the future, is no time.
+            let since = site
+                .silent_since
+                .and_then(|since| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(since)))
+                .filter(|since| *since <= now);
+            if let Some(since) = since {
                 self.silent_since
                     .entry(replica.host.clone())
-                    .or_insert(SystemTime::UNIX_EPOCH + Duration::from_secs(since));
+                    .or_insert(since);
             }
             self.last_copies
                 .entry(replica.host)
