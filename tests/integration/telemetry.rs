@@ -305,7 +305,12 @@ routes:
             let spans = receiver.spans_of(trace);
             let from: HashSet<&str> = spans.iter().map(|s| s.service.as_str()).collect();
             let jetstream = spans.iter().any(|s| s.name.starts_with("jetstream"));
-            (services.iter().all(|s| from.contains(s)) && jetstream).then_some(spans)
+            // Each process exports on its own schedule: wait until every
+            // parent has arrived (one that never does fails the check below).
+            let linked = spans
+                .iter()
+                .all(|s| s.parent == caller || spans.iter().any(|p| p.id == s.parent));
+            (services.iter().all(|s| from.contains(s)) && jetstream && linked).then_some(spans)
         },
     )
     .await
@@ -361,10 +366,12 @@ routes:
     assert_eq!(reply.status, 200, "{}", reply.body);
     let spans = eventually(Duration::from_secs(15), "the method's spans", async || {
         let spans = receiver.spans_of(method_trace);
+        // Each process exports on its own schedule: wait for the call's parent too.
         let served = spans
             .iter()
-            .any(|s| s.service == "keyvalue" && s.name.ends_with("/bucket.get"));
-        served.then_some(spans)
+            .find(|s| s.service == "keyvalue" && s.name.ends_with("/bucket.get"));
+        let linked = served.is_some_and(|get| spans.iter().any(|s| s.id == get.parent));
+        linked.then_some(spans)
     })
     .await
     .map_err(|e| format!("{e}: {:#?}", receiver.spans_of(method_trace)))?;
@@ -588,10 +595,14 @@ async fn messages_carry_the_publishers_trace_and_deliveries_continue_it() -> Tes
         "the delivery's spans",
         async || {
             let spans = receiver.spans_of(trace);
+            // The two processes export on their own schedules: wait for both.
             let handled = spans
                 .iter()
                 .any(|s| s.service == "host" && s.parent != publisher);
-            handled.then_some(spans)
+            let delivered = spans
+                .iter()
+                .any(|s| s.service == "messaging" && s.parent == publisher);
+            (handled && delivered).then_some(spans)
         },
     )
     .await?;
