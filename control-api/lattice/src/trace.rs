@@ -81,20 +81,13 @@ pub fn continue_from(span: &Span, headers: Option<&HeaderMap>) {
     let _ = span.set_parent(cx);
 }
 
-/// Whether the current span is in a trace its root chose not to sample:
-/// its children are not made at all, which is what keeps sampling cheap.
-fn current_unsampled() -> bool {
+/// Whether the current span's trace is sampled; `None` with no current span.
+/// Children of an unsampled trace are not made at all, which is what keeps
+/// sampling cheap.
+fn current_sampling() -> Option<bool> {
     use opentelemetry::trace::TraceContextExt as _;
     let current = Span::current();
-    !current.is_none() && !current.context().span().span_context().is_sampled()
-}
-
-/// Whether there is a current span and its trace is sampled: the condition
-/// for spans that only ever exist inside a call.
-fn current_sampled() -> bool {
-    use opentelemetry::trace::TraceContextExt as _;
-    let current = Span::current();
-    !current.is_none() && current.context().span().span_context().is_sampled()
+    (!current.is_none()).then(|| current.context().span().span_context().is_sampled())
 }
 
 /// Whether a call or message carries a caller's decision not to sample it
@@ -114,7 +107,7 @@ fn caller_unsampled(headers: Option<&HeaderMap>) -> bool {
 /// The client span of a wRPC call of `instance.func` to `target` (what the
 /// binding names), following the RPC semantic conventions.
 pub fn client_span(instance: &str, func: &str, target: &str) -> Span {
-    if !trellis_process::traces_exported() || current_unsampled() {
+    if !trellis_process::traces_exported() || current_sampling() == Some(false) {
         return Span::none();
     }
     tracing::info_span!(
@@ -158,7 +151,7 @@ pub fn server_span(instance: &str, func: &str, headers: Option<&HeaderMap>) -> S
 /// The client span of a provider's JetStream work for one call (`get`,
 /// `publish`, …): a child of the call's server span.
 pub fn jetstream_span(operation: &str) -> Span {
-    if !trellis_process::traces_exported() || !current_sampled() {
+    if !trellis_process::traces_exported() || current_sampling() != Some(true) {
         return Span::none();
     }
     tracing::info_span!(
@@ -181,7 +174,7 @@ pub fn messaging_span(operation: &str, subject: &str, headers: Option<&HeaderMap
     let (kind, skipped) = if operation == "process" {
         ("consumer", caller_unsampled(headers))
     } else {
-        ("producer", !current_sampled())
+        ("producer", current_sampling() != Some(true))
     };
     if skipped {
         return Span::none();

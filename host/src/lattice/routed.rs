@@ -63,8 +63,7 @@ impl Invoke for RoutedInvoke {
         let call = Call {
             target: target.clone(),
             what,
-            instance: instance.into(),
-            func: func.into(),
+            instance_len: instance.len(),
             span,
             started,
             failed: std::sync::OnceLock::new(),
@@ -94,8 +93,8 @@ impl Invoke for RoutedInvoke {
 struct Call {
     target: CallTarget,
     what: String,
-    instance: Box<str>,
-    func: Box<str>,
+    /// Where `what` (`instance.func`) splits: no copy of either per call.
+    instance_len: usize,
     span: tracing::Span,
     started: std::time::Instant,
     failed: std::sync::OnceLock<CallErrorKind>,
@@ -112,8 +111,12 @@ impl Call {
 impl Drop for Call {
     fn drop(&mut self) {
         let error = self.failed.get().copied();
+        let (instance, func) = (
+            &self.what[..self.instance_len],
+            &self.what[self.instance_len + 1..],
+        );
         self.target
-            .observe(&self.span, &self.instance, &self.func, error, self.started);
+            .observe(&self.span, instance, func, error, self.started);
     }
 }
 
