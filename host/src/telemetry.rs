@@ -197,11 +197,20 @@ impl opentelemetry::propagation::Injector for HttpWriter<'_> {
     }
 }
 
+/// The sampling decision an incoming request's `traceparent` carries, if any.
+pub(crate) fn caller_decision(headers: &http::HeaderMap) -> Option<bool> {
+    let value = headers.get("traceparent")?.to_str().ok()?;
+    trellis_process::traceparent_sampled(value)
+}
+
 /// Makes `span` continue the trace an incoming request's `traceparent` names;
 /// a missing or malformed one leaves it the root of a new trace.
 pub(crate) fn continue_http(span: &tracing::Span, headers: &http::HeaderMap) {
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    if span.is_disabled() || !headers.contains_key("traceparent") {
+    let untraced = span
+        .metadata()
+        .is_none_or(|m| m.target() == trellis_process::UNTRACED);
+    if untraced || !headers.contains_key("traceparent") {
         return;
     }
     let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HttpReader(headers)));
@@ -213,6 +222,12 @@ pub(crate) fn continue_http(span: &tracing::Span, headers: &http::HeaderMap) {
 pub(crate) fn inject_http(headers: &mut http::HeaderMap) {
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
     if !trellis_process::traces_exported() || headers.contains_key("traceparent") {
+        return;
+    }
+    if trellis_process::current_sampling() == Some(false) {
+        if let Ok(value) = http::HeaderValue::from_str(&trellis_process::unsampled_traceparent()) {
+            headers.insert("traceparent", value);
+        }
         return;
     }
     let cx = tracing::Span::current().context();

@@ -389,6 +389,47 @@ routes:
         "{spans:#?}"
     );
 
+    // A caller's decision not to sample holds across every hop: no process
+    // makes a span of it, nor starts a trace of its own for the calls it makes.
+    let unsampled = format!("00-7bf92f3577b34da6a3ce929d0e0e4739-{caller}-00");
+    let reply = get_with(b.addr, "/", &[("traceparent", &unsampled)]).await?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let later = "8bf92f3577b34da6a3ce929d0e0e473a";
+    let traceparent = format!("00-{later}-{caller}-01");
+    let reply = get_with(b.addr, "/", &[("traceparent", &traceparent)]).await?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // Each process exports spans in the order they end: once every process's
+    // server span of the later request is in, the earlier one's would be too.
+    eventually(
+        Duration::from_secs(15),
+        "the later request's server spans from every process",
+        async || {
+            let spans = receiver.spans_of(later);
+            services
+                .iter()
+                .all(|service| {
+                    spans
+                        .iter()
+                        .any(|s| s.service == *service && s.kind == SERVER)
+                })
+                .then_some(())
+        },
+    )
+    .await?;
+    let sampled = [trace, method_trace, later];
+    let stray: Vec<SeenSpan> = {
+        let seen = receiver.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.spans
+            .iter()
+            .filter(|s| !sampled.contains(&s.trace.as_str()))
+            .cloned()
+            .collect()
+    };
+    assert!(
+        stray.is_empty(),
+        "spans of an unsampled request, or of traces its calls started: {stray:#?}"
+    );
+
     // Metrics: over OTLP, and on the Prometheus endpoints, moving with requests.
     eventually(
         Duration::from_secs(10),

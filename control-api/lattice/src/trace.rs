@@ -54,6 +54,14 @@ pub fn inject(headers: &mut HeaderMap) {
     if !trellis_process::traces_exported() {
         return;
     }
+    if trellis_process::current_sampling() == Some(false) {
+        // Decided against: the callee is told so, and makes no spans either.
+        Writer(headers).set(
+            crate::headers::TRACEPARENT,
+            trellis_process::unsampled_traceparent(),
+        );
+        return;
+    }
     let cx = Span::current().context();
     opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut Writer(headers)));
 }
@@ -73,7 +81,10 @@ pub fn with_context(headers: Option<HeaderMap>) -> Option<HeaderMap> {
 /// headers carry none (or a malformed one) starts a trace of its own.
 pub fn continue_from(span: &Span, headers: Option<&HeaderMap>) {
     let Some(headers) = headers else { return };
-    if span.is_disabled() || headers.get(crate::headers::TRACEPARENT).is_none() {
+    let untraced = span
+        .metadata()
+        .is_none_or(|m| m.target() == trellis_process::UNTRACED);
+    if untraced || headers.get(crate::headers::TRACEPARENT).is_none() {
         return;
     }
     let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Reader(headers)));
@@ -81,36 +92,28 @@ pub fn continue_from(span: &Span, headers: Option<&HeaderMap>) {
     let _ = span.set_parent(cx);
 }
 
-/// Whether the current span's trace is sampled; `None` with no current span.
-/// Children of an unsampled trace are not made at all, which is what keeps
-/// sampling cheap.
-fn current_sampling() -> Option<bool> {
-    use opentelemetry::trace::TraceContextExt as _;
-    let current = Span::current();
-    (!current.is_none()).then(|| current.context().span().span_context().is_sampled())
-}
-
-/// Whether a call or message carries a caller's decision not to sample it
-/// (a well-formed `traceparent` whose sampled flag is clear).
-fn caller_unsampled(headers: Option<&HeaderMap>) -> bool {
-    let Some(value) = headers.and_then(|h| h.get(crate::headers::TRACEPARENT)) else {
-        return false;
-    };
-    let value = value.as_str();
-    acceptable("traceparent", value)
-        && value
-            .get(53..55)
-            .and_then(|flags| u8::from_str_radix(flags, 16).ok())
-            .is_some_and(|flags| flags & 1 == 0)
+/// The caller's sampling decision, from a well-formed `traceparent` in
+/// `headers`; `None` when it sent none.
+pub fn caller_decision(headers: Option<&HeaderMap>) -> Option<bool> {
+    let value = headers?.get(crate::headers::TRACEPARENT)?;
+    trellis_process::traceparent_sampled(value.as_str())
 }
 
 /// The client span of a wRPC call of `instance.func` to `target` (what the
 /// binding names), following the RPC semantic conventions.
+/// A call made outside any span is where a trace starts, and is decided here.
 pub fn client_span(instance: &str, func: &str, target: &str) -> Span {
-    if !trellis_process::traces_exported() || current_sampling() == Some(false) {
+    if !trellis_process::traces_exported() {
         return Span::none();
     }
-    tracing::info_span!(
+    let sampled = match trellis_process::current_sampling() {
+        // Inside an unsampled trace the caller's span already says so.
+        Some(false) => return Span::none(),
+        Some(true) => true,
+        None => trellis_process::sample(None),
+    };
+    trellis_process::entry_span!(
+        sampled,
         "wrpc.client",
         otel.name = %format_args!("{instance}/{func}"),
         otel.kind = "client",
@@ -126,7 +129,7 @@ pub fn client_span(instance: &str, func: &str, target: &str) -> Span {
 /// The server span of a wRPC call of `instance.func` that arrived with
 /// `headers`, continuing the caller's trace.
 pub fn server_span(instance: &str, func: &str, headers: Option<&HeaderMap>) -> Span {
-    if !trellis_process::traces_exported() || caller_unsampled(headers) {
+    if !trellis_process::sample(caller_decision(headers)) {
         return Span::none();
     }
     let caller = headers
@@ -151,7 +154,7 @@ pub fn server_span(instance: &str, func: &str, headers: Option<&HeaderMap>) -> S
 /// The client span of a provider's JetStream work for one call (`get`,
 /// `publish`, …): a child of the call's server span.
 pub fn jetstream_span(operation: &str) -> Span {
-    if !trellis_process::traces_exported() || current_sampling() != Some(true) {
+    if trellis_process::current_sampling() != Some(true) {
         return Span::none();
     }
     tracing::info_span!(
@@ -171,15 +174,21 @@ pub fn messaging_span(operation: &str, subject: &str, headers: Option<&HeaderMap
     if !trellis_process::traces_exported() {
         return Span::none();
     }
-    let (kind, skipped) = if operation == "process" {
-        ("consumer", caller_unsampled(headers))
+    // A delivery is where a trace may start; a publish belongs to its caller's.
+    let (kind, sampled) = if operation == "process" {
+        (
+            "consumer",
+            trellis_process::sample(caller_decision(headers)),
+        )
     } else {
-        ("producer", current_sampling() != Some(true))
+        let sampled = trellis_process::current_sampling() == Some(true);
+        if !sampled {
+            return Span::none();
+        }
+        ("producer", true)
     };
-    if skipped {
-        return Span::none();
-    }
-    let span = tracing::info_span!(
+    let span = trellis_process::entry_span!(
+        sampled,
         "messaging",
         otel.name = %format_args!("{operation} {subject}"),
         otel.kind = kind,
@@ -234,17 +243,23 @@ mod tests {
     }
 
     #[test]
-    fn an_unsampled_caller_is_recognised_by_its_flags() {
+    fn a_callers_decision_is_read_from_its_flags() {
         let headers = |value: &str| {
             let mut h = HeaderMap::new();
             h.insert("traceparent", value);
             h
         };
         let id = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7";
-        assert!(caller_unsampled(Some(&headers(&format!("{id}-00")))));
-        assert!(!caller_unsampled(Some(&headers(&format!("{id}-01")))));
-        assert!(!caller_unsampled(Some(&headers("garbage"))));
-        assert!(!caller_unsampled(None));
+        assert_eq!(
+            caller_decision(Some(&headers(&format!("{id}-00")))),
+            Some(false)
+        );
+        assert_eq!(
+            caller_decision(Some(&headers(&format!("{id}-01")))),
+            Some(true)
+        );
+        assert_eq!(caller_decision(Some(&headers("garbage"))), None);
+        assert_eq!(caller_decision(None), None);
     }
 
     #[test]

@@ -17,9 +17,13 @@
 
 mod log_format;
 mod metrics_endpoint;
+mod sampling;
 mod small_http;
 mod telemetry;
 
+pub use sampling::{
+    SamplerError, UNTRACED, current_sampling, sample, traceparent_sampled, unsampled_traceparent,
+};
 pub use small_http::{Body, Handler, SmallLimits, serve_small};
 pub use telemetry::{Telemetry, TelemetryArgs, TelemetryError, metrics_recorded, traces_exported};
 

@@ -55,6 +55,9 @@ pub enum TelemetryError {
         /// What the exporter said.
         source: opentelemetry_otlp::ExporterBuildError,
     },
+    /// `OTEL_TRACES_SAMPLER[_ARG]` name no sampler Trellis can apply.
+    #[error(transparent)]
+    Sampler(#[from] crate::SamplerError),
     /// The Prometheus exporter could not be registered.
     #[error("cannot start the Prometheus exporter: {0}")]
     Prometheus(String),
@@ -107,6 +110,7 @@ impl Telemetry {
         let tracer = match otlp_endpoint("TRACES") {
             None => None,
             Some(_) => {
+                let policy = crate::sampling::Policy::from_env()?;
                 let exporter = opentelemetry_otlp::SpanExporter::builder()
                     .with_http()
                     .build()
@@ -114,10 +118,13 @@ impl Telemetry {
                         signal: "traces",
                         source,
                     })?;
-                // The sampler comes from OTEL_TRACES_SAMPLER (default: parent-based, always on).
+                // Trellis decides at every entry (crate::sample) before a
+                // span exists; what reaches the exporter is already sampled.
+                policy.install();
                 Some(
                     SdkTracerProvider::builder()
                         .with_resource(resource.clone())
+                        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
                         .with_batch_exporter(exporter)
                         .build(),
                 )
@@ -210,8 +217,8 @@ fn resource(service: &str) -> Resource {
 }
 
 /// One subscriber: `RUST_LOG`-filtered logs on stderr, and every span at
-/// `info` and above to the tracer when there is one (whatever `RUST_LOG`
-/// says). Logs name the trace and span they were written in.
+/// `info` and above but the [`UNTRACED`](crate::UNTRACED) ones to the tracer
+/// when there is one (whatever `RUST_LOG` says). Logs name the trace and span they were written in.
 fn install_subscriber(tracer: Option<&SdkTracerProvider>, service: &str) {
     use tracing_subscriber::Layer as _;
     let logs = || {
@@ -234,7 +241,9 @@ fn install_subscriber(tracer: Option<&SdkTracerProvider>, service: &str) {
                 .with_threads(false)
                 .with_location(false)
                 .with_target(false)
-                .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+                .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+                    *m.level() <= tracing::Level::INFO && m.target() != crate::UNTRACED
+                }))
                 .boxed(),
             fmt.with_ansi(false)
                 .event_format(WithTraceIds::default())

@@ -359,7 +359,8 @@ impl Scheduler {
                 }
                 let heard = listening.elapsed() > HEARTBEAT_INTERVAL + TICK / 2;
                 if leading && fresh && heard {
-                    let span = tracing::info_span!(
+                    let span = trellis_process::entry_span!(
+                        trellis_process::sample(None),
                         "scheduler.pass",
                         otel.status_code = tracing::field::Empty
                     );

@@ -36,7 +36,9 @@ pub(crate) async fn invoke(target: Target, req: Request<Incoming>) -> Response<H
     let started = std::time::Instant::now();
     let component = &target.workload.components[target.component];
     let method = req.method().clone();
-    let span = tracing::info_span!(
+    let sampled = trellis_process::sample(crate::telemetry::caller_decision(req.headers()));
+    let span = trellis_process::entry_span!(
+        sampled,
         "http.request",
         workload = target.workload.name(),
         component = %component.name,
@@ -48,7 +50,7 @@ pub(crate) async fn invoke(target: Target, req: Request<Incoming>) -> Response<H
         http.route = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
     );
-    if trellis_process::traces_exported() {
+    if sampled {
         // An invented method gets the conventions' `HTTP`, not a span name of its own.
         let name = match crate::telemetry::known_method(&method) {
             "_OTHER" => "HTTP",
@@ -61,9 +63,11 @@ pub(crate) async fn invoke(target: Target, req: Request<Incoming>) -> Response<H
     }
     let response = serve(&target, req, &span).await;
     let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
-    if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
+    if sampled {
+        span.record("http.response.status_code", status.as_u16());
+        if status.is_server_error() {
+            span.record("otel.status_code", "ERROR");
+        }
     }
     let request = crate::telemetry::HttpRequest {
         workload: target.workload.name(),

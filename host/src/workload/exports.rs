@@ -221,7 +221,9 @@ impl LoadedWorkload {
                 .and_then(|h| h.get(name))
                 .map(|v| v.as_str().to_string())
         };
-        let span = tracing::info_span!(
+        let sampled = trellis_process::sample(trellis_lattice::trace::caller_decision(cx.as_ref()));
+        let span = trellis_process::entry_span!(
+            sampled,
             "export",
             workload = %self.name(),
             component = %component.name,
@@ -232,7 +234,7 @@ impl LoadedWorkload {
             otel.status_code = tracing::field::Empty,
             rpc.system = tracing::field::Empty,
         );
-        if trellis_process::traces_exported() {
+        if sampled {
             span.record(
                 "otel.name",
                 format!("{}/{}", export.instance, function.name),
