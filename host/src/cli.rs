@@ -337,45 +337,91 @@ pub async fn get_hosts(nats: &NatsArgs, format: Format) -> Outcome {
     )
 }
 
-/// `trellis get providers`: every provider replica that answers a ping within 0.5 s.
+/// One provider replica in `trellis get providers`: what it is, and its
+/// calls so far.
+#[derive(serde::Serialize)]
+struct ProviderRow {
+    #[serde(flatten)]
+    info: ProviderInfo,
+    requests: u64,
+    errors: u64,
+}
+
+/// `trellis get providers`: every provider replica of the lattice that
+/// answers NATS micro discovery (`$SRV.INFO`, `$SRV.STATS`) within 0.5 s.
 pub async fn get_providers(nats: &NatsArgs, format: Format) -> Outcome {
+    use trellis_lattice::micro;
     let client = match connect(nats).await {
         Ok(c) => c,
         Err(o) => return o,
     };
-    let subjects = nats.subjects();
-    // Every replica answers the ping on our inbox.
-    let inbox = client.new_inbox();
-    let sub = match client.subscribe(inbox.clone()).await {
-        Ok(sub) => sub,
+    let lattice = nats.lattice.as_str();
+    let window = Duration::from_millis(500);
+    let infos = micro::gather(
+        &client,
+        micro::Verb::Info.subject(None, None),
+        window,
+        false,
+        |info: micro::Info| ProviderInfo::from_micro(&info, lattice),
+    );
+    let stats = micro::gather(
+        &client,
+        micro::Verb::Stats.subject(None, None),
+        window,
+        false,
+        |stats: micro::Stats| {
+            (stats
+                .metadata
+                .get(micro::metadata::LATTICE)
+                .map(String::as_str)
+                == Some(lattice))
+            .then_some(stats)
+        },
+    );
+    let (infos, stats) = match tokio::try_join!(infos, stats) {
+        Ok(both) => both,
         Err(e) => return Outcome::Unreachable(e.to_string()),
     };
-    if let Err(e) = client
-        .publish_with_reply(subjects.providers_ping(), inbox, "".into())
-        .await
-    {
-        return Outcome::Unreachable(e.to_string());
-    }
-    let providers = match collect::<ProviderInfo>(sub, Duration::from_millis(500), |p| {
-        p.instance.clone()
-    })
-    .await
-    {
-        Ok(p) => p,
-        Err(o) => return o,
-    };
-    let rows: Vec<ProviderInfo> = providers.into_values().collect();
+    let counts: BTreeMap<String, (u64, u64)> = stats
+        .into_iter()
+        .map(|s| {
+            let requests = s.endpoints.iter().map(|e| e.num_requests).sum();
+            let errors = s.endpoints.iter().map(|e| e.num_errors).sum();
+            (s.id, (requests, errors))
+        })
+        .collect();
+    let mut rows: Vec<ProviderRow> = infos
+        .into_iter()
+        .map(|info| {
+            let (requests, errors) = counts.get(&info.instance).copied().unwrap_or_default();
+            ProviderRow {
+                info,
+                requests,
+                errors,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.info.name, &a.info.instance).cmp(&(&b.info.name, &b.info.instance)));
+    rows.dedup_by(|a, b| a.info.instance == b.info.instance);
     print_rows(
         format,
         &rows,
-        &["NAME", "INSTANCE", "VERSION", "INTERFACES", "IN FLIGHT"],
+        &[
+            "NAME",
+            "INSTANCE",
+            "VERSION",
+            "INTERFACES",
+            "CALLS",
+            "ERRORS",
+        ],
         |p| {
             vec![
-                p.name.clone(),
-                p.instance.clone(),
-                p.version.clone(),
-                p.interfaces.join(","),
-                p.in_flight.to_string(),
+                p.info.name.clone(),
+                p.info.instance.clone(),
+                p.info.version.clone(),
+                p.info.interfaces.join(","),
+                p.requests.to_string(),
+                p.errors.to_string(),
             ]
         },
     )

@@ -629,7 +629,7 @@ fn nats_server() -> Result<PathBuf, String> {
 }
 
 /// A binary of another workspace package, built once per test run.
-fn workspace_binary(package: &str) -> Result<PathBuf, String> {
+pub fn workspace_binary(package: &str) -> Result<PathBuf, String> {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
         let status = Command::new(env!("CARGO"))
@@ -643,6 +643,8 @@ fn workspace_binary(package: &str) -> Result<PathBuf, String> {
                 "trellis-blobstore-nats",
                 "-p",
                 "trellis-messaging-nats",
+                "-p",
+                "trellis-stock-greeter",
             ])
             .current_dir(repo())
             .status()

@@ -8,6 +8,7 @@ mod busy;
 mod chaos;
 mod control;
 mod dashboard;
+mod discovery;
 mod edge;
 mod embedding;
 mod fuzz;

@@ -188,18 +188,22 @@ async fn two_replicas_share_the_load_and_one_dying_fails_nothing_after_the_timeo
     let _second = keyvalue_provider(&nats, "keyvalue")?;
     let h = host(&nats, &[&counter()], &[])?;
 
-    // Both replicas answer on the one queue group (to hosts: the info is theirs).
+    // Both replicas answer discovery, each for itself (not in a queue group).
     let client = nats.client_as("host", "prober").await?;
-    let mut instances = std::collections::BTreeSet::new();
-    for _ in 0..40 {
-        let reply = client
-            .request("trellis.default.provider.keyvalue.info", "".into())
-            .await?;
-        let info: serde_json::Value = serde_json::from_slice(&reply.payload)?;
-        instances.insert(info["instance"].to_string());
-    }
+    let answers = trellis_lattice::micro::gather(
+        &client,
+        "$SRV.INFO.keyvalue".into(),
+        Duration::from_millis(500),
+        false,
+        |info: trellis_lattice::micro::Info| {
+            trellis_lattice::ProviderInfo::from_micro(&info, "default")
+        },
+    )
+    .await?;
+    let instances: std::collections::BTreeSet<String> =
+        answers.into_iter().map(|p| p.instance).collect();
     assert_eq!(instances.len(), 2, "{instances:?}");
-    // `trellis get providers` sees both replicas from their heartbeats.
+    // `trellis get providers` sees both replicas too.
     let (code, out, err) = crate::lattice::cli(&nats, &["get", "providers", "-o", "json"])?;
     assert_eq!(code, 0, "{err}");
     let listed: Vec<serde_json::Value> = serde_json::from_str(&out)?;

@@ -13,6 +13,7 @@
 //! call the hub's domain, for `trellis mirror` at a site.
 
 use serde::Serialize;
+use trellis_lattice::micro::Verb;
 use trellis_lattice::{
     ARTIFACTS_BUCKET, LINKS_BUCKET, Role, SECRETS_BUCKET, SIGNATURES_BUCKET, Subjects,
 };
@@ -65,7 +66,11 @@ impl Permissions {
             }
             Role::Operator => {
                 p.control_hosts(subjects);
-                p.publish.push(subjects.providers_ping());
+                // `trellis get providers` and the dashboard: NATS micro discovery.
+                p.publish.extend([
+                    Verb::Info.subject(None, None),
+                    Verb::Stats.subject(None, None),
+                ]);
                 p.subscribe
                     .push(format!("trellis.{}.evt.>", subjects.lattice()));
                 for bucket in CONTROL_BUCKETS {
@@ -112,7 +117,8 @@ impl Permissions {
                     subjects.host_heartbeat(id),
                     subjects.secret_request(id),
                     format!("{}.>", subjects.provider("*")),
-                    subjects.providers_ping(),
+                    // Finding a provider by name.
+                    Verb::Info.subject(Some("*"), None),
                     format!("{}.>", subjects.workload("*")),
                 ]);
                 for kind in ["host", "provider", "scheduler", "operator"] {
@@ -132,11 +138,18 @@ impl Permissions {
                     subjects.provider_heartbeat(name),
                     subjects.inboxes_of("host"),
                     subjects.inboxes_of("operator"),
+                    // `nats --inbox-prefix _INBOX.<lattice>.admin.<name> micro ls`.
+                    subjects.inboxes_of("admin"),
                 ]);
-                p.subscribe.extend([
-                    format!("{}.>", subjects.provider(name)),
-                    subjects.providers_ping(),
-                ]);
+                p.subscribe.push(format!("{}.>", subjects.provider(name)));
+                // NATS micro discovery: all services, by name, by name and ID.
+                for verb in [Verb::Ping, Verb::Info, Verb::Stats] {
+                    p.subscribe.extend([
+                        verb.subject(None, None),
+                        verb.subject(Some(name), None),
+                        verb.subject(Some(name), Some("*")),
+                    ]);
+                }
                 let data = subjects.provider_data(name);
                 p.kv_owner(&data);
                 p.stream_owner(&format!("OBJ_{data}"));

@@ -24,6 +24,7 @@ mod failure;
 pub mod headers;
 pub mod lean;
 mod links;
+pub mod micro;
 mod names;
 mod roles;
 mod secrets;

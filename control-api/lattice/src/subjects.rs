@@ -66,12 +66,6 @@ impl Subjects {
         format!("{}.provider.{name}", self.root)
     }
 
-    /// Request/reply subject where any replica of provider `name` answers with its
-    /// [`ProviderInfo`](super::ProviderInfo): the health check and the interface list.
-    pub fn provider_info(&self, name: &str) -> String {
-        format!("{}.provider.{name}.info", self.root)
-    }
-
     /// Where each provider replica publishes its [`ProviderInfo`](super::ProviderInfo) periodically.
     pub fn provider_heartbeat(&self, name: &str) -> String {
         format!("{}.evt.provider.{name}.heartbeat", self.root)
@@ -85,12 +79,6 @@ impl Subjects {
     /// Every provider replica's heartbeat (a wildcard, for `trellis get providers`).
     pub fn provider_heartbeats(&self) -> String {
         format!("{}.evt.provider.*.heartbeat", self.root)
-    }
-
-    /// Where every provider replica answers with its info (not a queue group), so
-    /// one request with a reply inbox gathers them all.
-    pub fn providers_ping(&self) -> String {
-        format!("{}.ping.providers", self.root)
     }
 
     /// JetStream KV bucket `what` of this lattice (`desired`, `status`, `scheduler`).
@@ -162,7 +150,6 @@ mod tests {
         assert_eq!(s.host("N1"), "trellis.edge.host.N1");
         assert_eq!(s.host_heartbeat("N1"), "trellis.edge.evt.host.N1.heartbeat");
         assert_eq!(s.provider("kv"), "trellis.edge.provider.kv");
-        assert_eq!(s.provider_info("kv"), "trellis.edge.provider.kv.info");
         assert_eq!(s.workload("shop"), "trellis.edge.workload.shop");
         assert_eq!(s.inbox(&Role::Scheduler), "_INBOX.edge.scheduler");
         assert_eq!(

@@ -38,6 +38,10 @@ pub enum BindingTarget {
         /// Config keys whose values are the component's secrets (key → secret
         /// name); the host seals each to the provider's xkey.
         secrets: BTreeMap<String, String>,
+        /// Whether the provider answers discovery (`$SRV.INFO`). `false` binds
+        /// a wRPC server that announces nothing: its interfaces are not
+        /// checked, calls use wrpc-transport-nats, and no secret can be sealed to it.
+        announced: bool,
     },
     /// A wRPC call over NATS to an export that another workload serves.
     Workload {

@@ -47,7 +47,14 @@ pub const ROUTE_FIELDS: &[&str] = &["component", "host", "path"];
 /// Fields of one export.
 pub const EXPORT_FIELDS: &[&str] = &["interface", "component"];
 /// Fields of a binding written as a mapping.
-pub const BINDING_FIELDS: &[&str] = &["component", "provider", "workload", "timeout", "config"];
+pub const BINDING_FIELDS: &[&str] = &[
+    "component",
+    "provider",
+    "workload",
+    "timeout",
+    "config",
+    "announced",
+];
 
 /// A workload: the atomic, versioned unit of deployment.
 #[derive(Debug, Clone, PartialEq)]
@@ -770,6 +777,17 @@ fn decode_target(d: &mut Decoder, key: &str, node: &Node) -> Option<BindingTarge
             format!("{what}: only provider bindings take `config`"),
         );
     }
+    if *kind != "provider" && f.get("announced").is_some() {
+        d.error(
+            f.pos,
+            format!("{what}: only provider bindings take `announced`"),
+        );
+    }
+    // `announced: false`: a wRPC server that answers no discovery.
+    let announced = f
+        .get("announced")
+        .and_then(|n| d.bool(n, &format!("{what} announced")))
+        .unwrap_or(true);
     Some(match *kind {
         "component" => {
             if f.get("timeout").is_some() {
@@ -785,6 +803,7 @@ fn decode_target(d: &mut Decoder, key: &str, node: &Node) -> Option<BindingTarge
             timeout,
             config,
             secrets,
+            announced,
         },
         _ => BindingTarget::Workload { name, timeout },
     })

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures::StreamExt as _;
 use tokio::time::Instant;
-use trellis_lattice::{HostHeartbeat, NameKind, NatsArgs, ProviderInfo, Role};
+use trellis_lattice::{HostHeartbeat, NameKind, NatsArgs, ProviderInfo, Role, micro};
 use trellis_scheduler::Store;
 
 use view::LatticeView;
@@ -45,16 +45,22 @@ pub async fn run(
         .context("cannot subscribe to provider heartbeats")?;
     // Replicas answer a ping at once; after that their heartbeats keep them,
     // and the inbox (which every role may publish to) is closed.
-    let inbox = client.new_inbox();
-    let answers = client
-        .subscribe(inbox.clone())
-        .await
-        .context("cannot subscribe to the providers' answers")?
-        .take_until(tokio::time::sleep(PING_ANSWERS));
-    client
-        .publish_with_reply(subjects.providers_ping(), inbox, "".into())
-        .await
-        .context("cannot ping the providers")?;
+    let (asking, lattice) = (client.clone(), nats.lattice.clone());
+    let answers = futures::stream::once(async move {
+        let answers = micro::gather(
+            &asking,
+            micro::Verb::Info.subject(None, None),
+            PING_ANSWERS,
+            false,
+            |info: micro::Info| ProviderInfo::from_micro(&info, &lattice),
+        )
+        .await;
+        answers.unwrap_or_else(|e| {
+            tracing::warn!("cannot ask the providers what they are: {e}");
+            Vec::new()
+        })
+    })
+    .flat_map(futures::stream::iter);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -100,16 +106,17 @@ pub async fn run(
 enum Heard {
     Host(async_nats::Message),
     Provider(async_nats::Message),
-    /// A provider replica's answer to the ping.
-    Answer(async_nats::Message),
+    /// A provider replica's answer to `$SRV.INFO`, of this lattice.
+    Answer(ProviderInfo),
 }
 
 impl Heard {
     /// Counts a heartbeat that parses and names the member its subject names.
     fn apply(self, view: &mut LatticeView) {
         let at = std::time::Instant::now();
-        let (Heard::Host(message) | Heard::Provider(message) | Heard::Answer(message)) = &self;
-        if message.payload.len() > MAX_HEARTBEAT {
+        if let Heard::Host(message) | Heard::Provider(message) = &self
+            && message.payload.len() > MAX_HEARTBEAT
+        {
             return;
         }
         match self {
@@ -122,26 +129,23 @@ impl Heard {
                     view.host_heard(beat, at);
                 }
             }
-            Heard::Provider(message) => Self::provider(&message, true, view, at),
-            Heard::Answer(message) => Self::provider(&message, false, view, at),
+            Heard::Provider(message) => {
+                let Ok(info) = serde_json::from_slice::<ProviderInfo>(&message.payload) else {
+                    return;
+                };
+                // A heartbeat's subject names the provider it is about.
+                if message.subject.split('.').nth(4) == Some(info.name.as_str()) {
+                    Self::provider(info, view, at);
+                }
+            }
+            Heard::Answer(info) => Self::provider(info, view, at),
         }
     }
 
-    /// A provider replica's info; `on_heartbeat`: the subject must name it
-    /// (an answer's subject is our inbox).
-    fn provider(
-        message: &async_nats::Message,
-        on_heartbeat: bool,
-        view: &mut LatticeView,
-        at: std::time::Instant,
-    ) {
-        let Ok(info) = serde_json::from_slice::<ProviderInfo>(&message.payload) else {
-            return;
-        };
-        let named = !on_heartbeat || message.subject.split('.').nth(4) == Some(info.name.as_str());
+    fn provider(info: ProviderInfo, view: &mut LatticeView, at: std::time::Instant) {
         let valid = trellis_lattice::check_name(NameKind::Provider, &info.name).is_ok()
             && info.instance.len() <= 128;
-        if named && valid {
+        if valid {
             view.provider_heard(info, at);
         }
     }

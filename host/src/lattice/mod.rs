@@ -24,9 +24,9 @@ const INFO_TIMEOUT: Duration = Duration::from_secs(2);
 /// Why a lattice operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LatticeError {
-    /// Nobody serves the provider's info subject.
+    /// No replica of the provider in this lattice answered discovery.
     #[error(
-        "provider `{provider}` is not running on lattice `{lattice}` (nobody answered on `{subject}`)"
+        "provider `{provider}` is not running on lattice `{lattice}` (no replica of this lattice answered on `{subject}`; a wRPC server that announces nothing is bound with `announced: false`)"
     )]
     ProviderMissing {
         /// The provider name.
@@ -36,14 +36,9 @@ pub enum LatticeError {
         /// The subject asked.
         subject: String,
     },
-    /// The provider answered with something that is not its info.
-    #[error("provider `{provider}` sent an unreadable info reply: {reason}")]
-    BadInfo {
-        /// The provider name.
-        provider: String,
-        /// Why it could not be read.
-        reason: String,
-    },
+    /// Discovery could not be asked at all.
+    #[error("cannot discover providers: {0}")]
+    Discovery(#[from] trellis_lattice::micro::DiscoveryError),
     /// Setting up a wRPC client or server on NATS failed.
     #[error("cannot {what} over wRPC: {source:#}")]
     Wrpc {
@@ -170,28 +165,30 @@ impl Lattice {
         Ok(LeanClient::new(self.nats.clone(), prefix, standard, lean))
     }
 
-    /// Asks provider `name` what it serves (any one replica answers).
+    /// Asks provider `name` what it serves, through NATS micro discovery
+    /// (`$SRV.INFO.<name>`): the first replica of this lattice to answer.
     pub async fn provider_info(&self, name: &str) -> Result<ProviderInfo, LatticeError> {
-        let subject = self.subjects.provider_info(name);
-        let missing = || LatticeError::ProviderMissing {
-            provider: name.to_string(),
-            lattice: self.name.clone(),
-            subject: subject.clone(),
-        };
-        let reply =
-            match tokio::time::timeout(INFO_TIMEOUT, self.nats.request(subject.clone(), "".into()))
-                .await
-            {
-                Ok(Ok(reply)) => reply,
-                Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-                    return Err(missing());
-                }
-                Ok(Err(e)) => return Err(e.into()),
-                Err(_) => return Err(missing()),
-            };
-        serde_json::from_slice(&reply.payload).map_err(|e| LatticeError::BadInfo {
-            provider: name.to_string(),
-            reason: e.to_string(),
-        })
+        use trellis_lattice::micro;
+        let subject = micro::Verb::Info.subject(Some(name), None);
+        let found = micro::gather(
+            &self.nats,
+            subject.clone(),
+            INFO_TIMEOUT,
+            true,
+            |info: micro::Info| {
+                (info.name == name)
+                    .then(|| ProviderInfo::from_micro(&info, &self.name))
+                    .flatten()
+            },
+        )
+        .await?;
+        found
+            .into_iter()
+            .next()
+            .ok_or_else(|| LatticeError::ProviderMissing {
+                provider: name.to_string(),
+                lattice: self.name.clone(),
+                subject,
+            })
     }
 }

@@ -13,7 +13,8 @@ use crate::lattice::{CallTarget, DEFAULT_CALL_TIMEOUT};
 /// One binding's remote end.
 pub(crate) struct Remote {
     /// What the provider said it serves; `None` for a workload, which may start
-    /// after its callers (a call before it serves fails with "no responders").
+    /// after its callers (a call before it serves fails with "no responders"),
+    /// and for a provider bound with `announced: false`.
     pub(crate) info: Option<ProviderInfo>,
     /// Where its calls go.
     pub(crate) target: CallTarget,
@@ -78,10 +79,47 @@ pub(crate) async fn connect(
                 timeout,
                 config,
                 secrets,
+                announced,
             } = &binding.target
             else {
                 continue;
             };
+            if !announced {
+                // A server that answers no discovery: wrpc-transport-nats only,
+                // nothing checked, nothing sealed.
+                if !secrets.is_empty() {
+                    diagnostics.push(Diagnostic::new(
+                        binding.pos,
+                        format!(
+                            "component `{}`: its binding to provider `{name}` passes secrets in config, and a provider bound with `announced: false` has no xkey to seal them to",
+                            component.name
+                        ),
+                    ));
+                    continue;
+                }
+                match lattice
+                    .lean_client(&lattice.subjects().provider(name), false)
+                    .await
+                {
+                    Ok(client) => {
+                        let target = CallTarget::new(
+                            client,
+                            &manifest.name,
+                            &component.name,
+                            binding.import.as_str(),
+                            config,
+                            timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
+                            format!("provider `{name}`"),
+                        );
+                        remotes.by_binding.insert(
+                            (component.name.clone(), binding.import.as_str().to_string()),
+                            Remote { info: None, target },
+                        );
+                    }
+                    Err(e) => diagnostics.push(Diagnostic::new(binding.pos, e.to_string())),
+                }
+                continue;
+            }
             if !infos.contains_key(name) {
                 let info = lattice.provider_info(name).await;
                 infos.insert(name.clone(), info);

@@ -94,12 +94,11 @@ pub(crate) fn linker_for(
                     None => Some(format!("component `{target}` does not exist")),
                 }
             }
-            BindingTarget::Provider { name: provider, .. }
-                if let Some(remote) = remote
-                    && let Some(info) = &remote.info =>
-            {
+            BindingTarget::Provider { name: provider, .. } if let Some(remote) = remote => {
+                // An unannounced provider (`announced: false`) is taken at its word.
+                let unserved = remote.info.as_ref().filter(|info| !info.serves(import));
                 match find_builtin(name.unversioned) {
-                    _ if !info.serves(import) => Some(format!(
+                    _ if let Some(info) = unserved => Some(format!(
                         "provider `{provider}` does not serve `{import}` (it serves: {})",
                         info.interfaces.join(", ")
                     )),

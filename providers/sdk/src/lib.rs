@@ -16,6 +16,7 @@
 //! let description = Description {
 //!     name: "kv",
 //!     version: env!("CARGO_PKG_VERSION"),
+//!     about: "wasi:keyvalue on something",
 //!     interfaces: &["wasi:keyvalue/store@0.2.0-draft"],
 //!     signatures: "{}",
 //! };
@@ -35,6 +36,7 @@
 //! with the binding's config, so one provider keeps many workloads apart.
 
 mod caller;
+mod discovery;
 mod links;
 mod metrics;
 mod provider;

@@ -26,6 +26,8 @@ pub struct Description {
     pub name: &'static str,
     /// The provider's version, announced in its info.
     pub version: &'static str,
+    /// What it is, in a sentence: its NATS micro service description.
+    pub about: &'static str,
     /// The interfaces announced; a host refuses a binding to any other.
     pub interfaces: &'static [&'static str],
     /// `trellis_wire::Signatures` as JSON: every payload is checked against them.
@@ -41,6 +43,7 @@ macro_rules! describe {
         $crate::Description {
             name: $name,
             version: env!("CARGO_PKG_VERSION"),
+            about: env!("CARGO_PKG_DESCRIPTION"),
             interfaces: $interfaces,
             signatures: include_str!(concat!(env!("OUT_DIR"), "/signatures.json")),
         }
@@ -122,6 +125,7 @@ pub struct Provider {
     wrpc: DualServer,
     subjects: Subjects,
     info: ProviderInfo,
+    description: &'static str,
     started: Instant,
     in_flight: Arc<AtomicU64>,
 }
@@ -212,6 +216,7 @@ impl Provider {
                 transports: vec![lean::PROTOCOL.to_string()],
                 xkey,
             },
+            description: description.about,
             nats,
             drain: args.drain_timeout,
             wrpc,
@@ -269,20 +274,18 @@ impl Provider {
     /// lets those in flight finish, all within `--drain-timeout` whatever NATS
     /// is doing.
     pub async fn run(self, invocations: Invocations) -> anyhow::Result<()> {
-        let info_sub = self
-            .nats
-            .queue_subscribe(
-                self.subjects.provider_info(&self.info.name),
-                self.subjects.provider(&self.info.name),
-            )
+        let discovery = Arc::new(crate::discovery::Discovery::new(
+            self.info.clone(),
+            self.subjects.lattice(),
+            self.description,
+            &self.subjects.provider(&self.info.name),
+            self.wrpc.served(),
+        ));
+        // Each replica answers NATS micro discovery itself (`nats micro ls`).
+        let mut questions = discovery
+            .subscribe(&self.nats)
             .await
-            .context("cannot subscribe to the info subject")?;
-        // Every replica answers a lattice-wide ping (`trellis get providers`).
-        let ping_sub = self
-            .nats
-            .subscribe(self.subjects.providers_ping())
-            .await
-            .context("cannot subscribe to the providers ping")?;
+            .context("cannot subscribe to the $SRV discovery subjects")?;
         let mut calls = futures::stream::select_all(
             invocations
                 .into_iter()
@@ -293,7 +296,6 @@ impl Provider {
             .flush()
             .await
             .context("cannot reach NATS to start serving")?;
-        let mut info_sub = futures::stream::select(info_sub, ping_sub);
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         let mut tasks = JoinSet::new();
         let shutdown = trellis_process::shutdown_signal();
@@ -307,11 +309,15 @@ impl Provider {
                         in_flight.fetch_add(1, Ordering::Relaxed);
                         let arrival = self.wrpc.arrival(instance, name);
                         let span = arrival.as_ref().map_or_else(tracing::Span::none, |a| a.span.clone());
+                        let discovery = discovery.clone();
                         tasks.spawn(async move {
+                            let started = Instant::now();
                             let result = call.instrument(span).await;
-                            if let Err(e) = &result {
-                                tracing::warn!(instance, name, error = format!("{e:#}"), "call failed");
+                            let error = result.as_ref().err().map(|e| format!("{e:#}"));
+                            if let Some(error) = &error {
+                                tracing::warn!(instance, name, error, "call failed");
                             }
+                            discovery.served(instance, name, started.elapsed(), error.as_deref());
                             if let Some(arrival) = arrival {
                                 crate::metrics::served(instance, name, &arrival, result.is_ok());
                             }
@@ -324,10 +330,8 @@ impl Provider {
                         tracing::warn!(instance, name, error = format!("{e:#}"), "bad invocation");
                     }
                 },
-                Some(request) = info_sub.next() => {
-                    if let Some(reply) = request.reply {
-                        let _ = self.nats.publish(reply, self.info_json().into()).await;
-                    }
+                Some(question) = questions.next() => {
+                    crate::discovery::respond(&discovery, &self.nats, question).await;
                 }
                 _ = heartbeat.tick() => {
                     let _ = self.nats.publish(self.subjects.provider_heartbeat(&self.info.name), self.info_json().into()).await;
@@ -339,9 +343,10 @@ impl Provider {
         tracing::info!(in_flight = tasks.len(), "draining");
         drop(calls);
         let drain = async {
-            let (mut info_sub, mut ping_sub) = info_sub.into_inner();
-            let _ = info_sub.unsubscribe().await;
-            let _ = ping_sub.unsubscribe().await;
+            // Draining replicas stop being found first.
+            for mut subscriber in questions.into_iter() {
+                let _ = subscriber.unsubscribe().await;
+            }
             while tasks.join_next().await.is_some() {}
             let _ = self.nats.flush().await;
         };

@@ -18,7 +18,7 @@ mod streams;
 
 pub use arrivals::Arrival;
 pub use client::LeanClient;
-pub use server::DualServer;
+pub use server::{DualServer, Served};
 pub use streams::{Failer, LeanIncoming, LeanOutgoing};
 
 /// The protocol's name in a provider's `transports`.

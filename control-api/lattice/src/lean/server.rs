@@ -30,6 +30,21 @@ pub struct DualServer {
     prefix: Arc<str>,
     group: Arc<str>,
     arrivals: Option<Arrivals>,
+    served: Arc<std::sync::Mutex<Vec<Served>>>,
+}
+
+/// One function a [`DualServer`] serves, and where: what a provider lists as
+/// its endpoints in discovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// The interface instance, e.g. `wasi:keyvalue/store@0.2.0-draft`.
+    pub instance: String,
+    /// The function as wRPC names it, e.g. `bucket.get`.
+    pub func: String,
+    /// Its wrpc-transport-nats subject.
+    pub wrpc_subject: String,
+    /// Its `trellis-rr/1` subject, for functions without async values.
+    pub lean_subject: Option<String>,
 }
 
 impl DualServer {
@@ -47,6 +62,7 @@ impl DualServer {
             prefix: prefix.into(),
             group: group.into(),
             arrivals: None,
+            served: Arc::default(),
         }
     }
 
@@ -55,6 +71,14 @@ impl DualServer {
     pub fn with_arrivals(mut self) -> Self {
         self.arrivals = Some(Arrivals::default());
         self
+    }
+
+    /// Every function served so far, in the order `serve` was called.
+    pub fn served(&self) -> Vec<Served> {
+        self.served
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The oldest call of `instance.func` whose future has not been run yet,
@@ -158,15 +182,22 @@ impl Serve for DualServer {
                 },
             )
             .boxed();
-        if !lean_too {
+        let lean_subject = lean_too.then(|| subject(&self.prefix, instance, func));
+        self.served
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Served {
+                instance: instance.to_string(),
+                func: func.to_string(),
+                wrpc_subject: wrpc_transport_nats::invocation_subject(&self.prefix, instance, func),
+                lean_subject: lean_subject.clone(),
+            });
+        let Some(lean_subject) = lean_subject else {
             return Ok(stream::select(standard, stream::empty().boxed()));
-        }
+        };
         let requests = self
             .nats
-            .queue_subscribe(
-                subject(&self.prefix, instance, func),
-                self.group.to_string(),
-            )
+            .queue_subscribe(lean_subject, self.group.to_string())
             .await?;
         // Served once `serve` returns, as wrpc-transport-nats does.
         self.nats.flush().await?;
