@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `trellis` binary, real sockets, real components.
 
 mod artifacts;
+mod atomics;
 mod bad_input;
 mod blobstore;
 mod blobstore_nats;

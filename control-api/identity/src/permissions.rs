@@ -152,6 +152,9 @@ impl Permissions {
                 }
                 let data = subjects.provider_data(name);
                 p.kv_owner(&data);
+                // Counters (keyvalue atomics): a stream of their own.
+                p.stream_owner(&format!("CTR_{data}"));
+                p.publish.push(format!("$CTR.{data}.>"));
                 p.stream_owner(&format!("OBJ_{data}"));
                 p.publish.push(format!("$O.{data}.>"));
                 // Links: read, and created by whichever of hosts and providers

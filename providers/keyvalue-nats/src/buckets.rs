@@ -9,6 +9,7 @@ use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, push};
 use async_nats::jetstream::{self, kv};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
 use futures::StreamExt as _;
 use trellis_provider_sdk::{Caller, check_name};
 
@@ -16,7 +17,19 @@ use trellis_provider_sdk::{Caller, check_name};
 #[derive(Clone)]
 pub struct Buckets {
     store: kv::Store,
+    js: jetstream::Context,
     nats: async_nats::Client,
+}
+
+/// What a key's KV entry holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Nothing (or a deletion); `sequence` is the deletion's, 0 if none.
+    Missing { sequence: u64 },
+    /// A value `set` wrote.
+    Value { value: Bytes, sequence: u64 },
+    /// A marker: the value is the key's counter.
+    Counter,
 }
 
 /// One caller's bucket: a key prefix in the provider's store.
@@ -46,12 +59,60 @@ impl Buckets {
         Ok(Buckets {
             store,
             nats: js.client(),
+            js,
         })
     }
 
     /// The store.
     pub fn store(&self) -> &kv::Store {
         &self.store
+    }
+
+    /// What the entry of store key `key` holds, in one direct get.
+    pub async fn read(&self, key: &str) -> anyhow::Result<Stored> {
+        use async_nats::jetstream::stream::DirectGetErrorKind;
+        let subject = format!("{}{key}", self.store.prefix);
+        let message = match self.store.stream.direct_get_last_for_subject(subject).await {
+            Ok(message) => message,
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
+                return Ok(Stored::Missing { sequence: 0 });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let removed = message
+            .headers
+            .get("KV-Operation")
+            .is_some_and(|op| op.as_str() != "PUT");
+        Ok(if removed {
+            Stored::Missing {
+                sequence: message.sequence,
+            }
+        } else if message.headers.get(crate::counters::MARKER).is_some() {
+            Stored::Counter
+        } else {
+            Stored::Value {
+                value: message.payload,
+                sequence: message.sequence,
+            }
+        })
+    }
+
+    /// Makes store key `key` point at its counter, unless its entry changed
+    /// since `sequence` (a `set` in between wins).
+    pub async fn mark_counter(&self, key: &str, sequence: u64) -> anyhow::Result<bool> {
+        let prefix = self.store.put_prefix.as_ref().unwrap_or(&self.store.prefix);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(crate::counters::MARKER, "1");
+        headers.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            sequence.to_string().as_str(),
+        );
+        let ack = self
+            .js
+            .publish_with_headers(format!("{prefix}{key}"), headers, Bytes::new())
+            .await?
+            .await;
+        Ok(ack.is_ok())
     }
 
     /// The bucket `caller` means by `identifier` (or its binding's `bucket`

@@ -7,29 +7,128 @@ use trellis_provider_sdk::{Caller, NatsContext};
 use wrpc_transport::{ResourceBorrow, ResourceOwn};
 
 use crate::bindings::exports::wasi::keyvalue::{atomics, batch, store};
-use crate::buckets::{Bucket, Buckets};
+use crate::buckets::{Bucket, Buckets, Stored};
+use crate::counters::{Counters, wrapped};
 
 type Result<T> = anyhow::Result<std::result::Result<T, store::Error>>;
 type BucketRef = ResourceBorrow<store::Bucket>;
 
 /// Keys returned per `list-keys` page.
 const PAGE: usize = 1000;
-/// Attempts of an `increment` compare-and-swap under contention.
-const CAS_ATTEMPTS: usize = 64;
 
-/// Serves every keyvalue function on JetStream KV.
+/// Serves every keyvalue function on JetStream KV, and atomics on
+/// JetStream counters.
 #[derive(Clone)]
 pub struct Handler {
     buckets: Buckets,
+    counters: Counters,
     nats: async_nats::Client,
 }
 
 type Store = async_nats::jetstream::kv::Store;
 
 impl Handler {
-    /// A handler keeping its data in `buckets`.
-    pub fn new(nats: async_nats::Client, buckets: Buckets) -> Self {
-        Handler { buckets, nats }
+    /// A handler keeping its data in `buckets` and its counters in `counters`.
+    pub fn new(nats: async_nats::Client, buckets: Buckets, counters: Counters) -> Self {
+        Handler {
+            buckets,
+            counters,
+            nats,
+        }
+    }
+
+    /// The value of `key`: its entry, or the total of its counter.
+    async fn value(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+    ) -> std::result::Result<Option<Bytes>, store::Error> {
+        let key = bucket.key(key);
+        match self.buckets.read(&key).await.map_err(other)? {
+            Stored::Missing { .. } => Ok(None),
+            Stored::Value { value, .. } => Ok(Some(value)),
+            Stored::Counter => match self.counters.total(&key).await.map_err(other)? {
+                Some(total) => {
+                    let value = wrapped(&total).map_err(other)?;
+                    Ok(Some(Bytes::copy_from_slice(&value.to_le_bytes())))
+                }
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// `set`: the value replaces the key's counter, if it had one.
+    async fn write(
+        &self,
+        target: &(Store, Bucket),
+        key: &str,
+        value: Bytes,
+    ) -> std::result::Result<(), store::Error> {
+        let stored = target.1.key(key);
+        let (put, cleared) =
+            tokio::join!(self.put(target, key, value), self.counters.clear(&stored));
+        put?;
+        cleared.map_err(other)
+    }
+
+    /// `delete`: the entry and the counter.
+    async fn remove(
+        &self,
+        (kv, bucket): &(Store, Bucket),
+        key: &str,
+    ) -> std::result::Result<(), store::Error> {
+        let stored = bucket.key(key);
+        let (deleted, cleared) = tokio::join!(kv.delete(&stored), self.counters.clear(&stored));
+        deleted.map_err(other)?;
+        cleared.map_err(other)
+    }
+
+    /// Adds `delta` to `key`'s counter: one publish, whose acknowledgement
+    /// carries the new total. The first increment since the key was set or
+    /// made also points its entry at the counter, folding a set value in.
+    async fn add(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        delta: u64,
+    ) -> std::result::Result<u64, store::Error> {
+        let key = bucket.key(key);
+        let total = self.counters.add(&key, delta).await.map_err(other)?;
+        if total != delta.to_string() {
+            return wrapped(&total).map_err(other);
+        }
+        let total = match self.buckets.read(&key).await.map_err(other)? {
+            Stored::Counter => total,
+            Stored::Missing { sequence } => {
+                self.buckets
+                    .mark_counter(&key, sequence)
+                    .await
+                    .map_err(other)?;
+                total
+            }
+            Stored::Value { value, sequence } => {
+                let Ok(set) = <[u8; 8]>::try_from(value.as_ref()) else {
+                    // Undone: the key keeps the value it had.
+                    self.counters.clear(&key).await.map_err(other)?;
+                    return Err(other(format!(
+                        "the value is {} bytes, not an 8-byte counter",
+                        value.len()
+                    )));
+                };
+                let total = self
+                    .counters
+                    .add(&key, u64::from_le_bytes(set))
+                    .await
+                    .map_err(other)?;
+                // A `set` since the read wins; its value stands.
+                self.buckets
+                    .mark_counter(&key, sequence)
+                    .await
+                    .map_err(other)?;
+                total
+            }
+        };
+        wrapped(&total).map_err(other)
     }
 
     /// Stores `value` under `key`, refusing at once what the server would refuse
@@ -102,8 +201,8 @@ impl store::Handler<NatsContext> for Handler {
 impl store::HandlerBucket<NatsContext> for Handler {
     async fn get(&self, cx: NatsContext, bucket: BucketRef, key: String) -> Result<Option<Bytes>> {
         Ok(async {
-            let (kv, bucket) = self.store(&cx, &bucket).await?;
-            kv.get(bucket.key(&key)).await.map_err(other)
+            let (_, bucket) = self.store(&cx, &bucket).await?;
+            self.value(&bucket, &key).await
         }
         .instrument(jetstream_span("get"))
         .await)
@@ -118,7 +217,7 @@ impl store::HandlerBucket<NatsContext> for Handler {
     ) -> Result<()> {
         Ok(async {
             let target = self.store(&cx, &bucket).await?;
-            self.put(&target, &key, value).await
+            self.write(&target, &key, value).await
         }
         .instrument(jetstream_span("set"))
         .await)
@@ -126,8 +225,8 @@ impl store::HandlerBucket<NatsContext> for Handler {
 
     async fn delete(&self, cx: NatsContext, bucket: BucketRef, key: String) -> Result<()> {
         Ok(async {
-            let (kv, bucket) = self.store(&cx, &bucket).await?;
-            kv.delete(bucket.key(&key)).await.map_err(other)
+            let target = self.store(&cx, &bucket).await?;
+            self.remove(&target, &key).await
         }
         .instrument(jetstream_span("delete"))
         .await)
@@ -135,11 +234,9 @@ impl store::HandlerBucket<NatsContext> for Handler {
 
     async fn exists(&self, cx: NatsContext, bucket: BucketRef, key: String) -> Result<bool> {
         Ok(async {
-            let (kv, bucket) = self.store(&cx, &bucket).await?;
-            kv.get(bucket.key(&key))
-                .await
-                .map(|v| v.is_some())
-                .map_err(other)
+            let (_, bucket) = self.store(&cx, &bucket).await?;
+            let stored = self.buckets.read(&bucket.key(&key)).await.map_err(other)?;
+            Ok(!matches!(stored, Stored::Missing { .. }))
         }
         .instrument(jetstream_span("exists"))
         .await)
@@ -177,46 +274,12 @@ impl atomics::Handler<NatsContext> for Handler {
         delta: u64,
     ) -> Result<u64> {
         Ok(async {
-            let (kv, bucket) = self.store(&cx, &bucket).await?;
-            let key = bucket.key(&key);
-            for _ in 0..CAS_ATTEMPTS {
-                let entry = kv.entry(key.as_str()).await.map_err(other)?;
-                let (current, revision) = match &entry {
-                    Some(e) if e.operation == async_nats::jetstream::kv::Operation::Put => {
-                        (counter(&e.value)?, Some(e.revision))
-                    }
-                    Some(e) => (0, Some(e.revision)),
-                    None => (0, None),
-                };
-                let next = current.wrapping_add(delta);
-                let value = Bytes::copy_from_slice(&next.to_le_bytes());
-                let written = match revision {
-                    Some(revision) => kv.update(key.as_str(), value, revision).await.is_ok(),
-                    None => kv.create(key.as_str(), value).await.is_ok(),
-                };
-                if written {
-                    return Ok(next);
-                }
-            }
-            Err(other(format!(
-                "increment gave up after {CAS_ATTEMPTS} conflicting writers"
-            )))
+            let (_, bucket) = self.store(&cx, &bucket).await?;
+            self.add(&bucket, &key, delta).await
         }
         .instrument(jetstream_span("increment"))
         .await)
     }
-}
-
-/// Counters are 8 little-endian bytes, as in the host's in-memory store.
-fn counter(value: &[u8]) -> std::result::Result<u64, store::Error> {
-    <[u8; 8]>::try_from(value)
-        .map(u64::from_le_bytes)
-        .map_err(|_| {
-            other(format!(
-                "the value is {} bytes, not an 8-byte counter",
-                value.len()
-            ))
-        })
 }
 
 impl batch::Handler<NatsContext> for Handler {
@@ -227,10 +290,10 @@ impl batch::Handler<NatsContext> for Handler {
         keys: Vec<String>,
     ) -> Result<Vec<Option<(String, Bytes)>>> {
         Ok(async {
-            let (kv, bucket) = self.store(&cx, &bucket).await?;
+            let (_, bucket) = self.store(&cx, &bucket).await?;
             let mut out = Vec::with_capacity(keys.len());
             for key in keys {
-                let value = kv.get(bucket.key(&key)).await.map_err(other)?;
+                let value = self.value(&bucket, &key).await?;
                 out.push(value.map(|v| (key, v)));
             }
             Ok(out)
@@ -248,7 +311,7 @@ impl batch::Handler<NatsContext> for Handler {
         Ok(async {
             let target = self.store(&cx, &bucket).await?;
             for (key, value) in key_values {
-                self.put(&target, &key, value).await?;
+                self.write(&target, &key, value).await?;
             }
             Ok(())
         }
@@ -263,9 +326,9 @@ impl batch::Handler<NatsContext> for Handler {
         keys: Vec<String>,
     ) -> Result<()> {
         Ok(async {
-            let (kv, bucket) = self.store(&cx, &bucket).await?;
+            let target = self.store(&cx, &bucket).await?;
             for key in keys {
-                kv.delete(bucket.key(&key)).await.map_err(other)?;
+                self.remove(&target, &key).await?;
             }
             Ok(())
         }

@@ -5,9 +5,11 @@
 //! (`trellis_<lattice>_data_<provider>`, which the lattice's permissions let
 //! only this provider reach), under keys `<workload>.<bucket>.<key>`; the
 //! bucket is the binding's `bucket` config when set, else the identifier the
-//! guest passes to `open`.
+//! guest passes to `open`. Atomics are JetStream counters (nats-server 2.12+)
+//! in the stream `CTR_<data>` beside it (see `counters`).
 
 mod buckets;
+mod counters;
 mod handler;
 
 use trellis_provider_sdk::Provider;
@@ -34,7 +36,8 @@ async fn main() -> anyhow::Result<()> {
             provider.require_jetstream().await?;
             let data = provider.subjects().provider_data(provider.name());
             let buckets = buckets::Buckets::open(provider.jetstream(), &data).await?;
-            let handler = handler::Handler::new(provider.nats().clone(), buckets);
+            let counters = counters::Counters::open(provider.jetstream(), &data).await?;
+            let handler = handler::Handler::new(provider.nats().clone(), buckets, counters);
             bindings::serve(provider.wrpc(), handler).await
         },
     )
