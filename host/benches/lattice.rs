@@ -9,7 +9,10 @@
 //!    first `open`, so one wRPC call per request) with wasi:keyvalue bound to the
 //!    keyvalue-nats provider, against the same component with the in-memory store;
 //! 3. a component call: the example counter with its greeter linked in process,
-//!    against the greeter as a `workload` binding on a second host (wRPC).
+//!    against the greeter as a `workload` binding on a second host (wRPC);
+//! 4. atomics: `increment` of one key by 1, 16 and 64 concurrent callers (JetStream
+//!    counters in keyvalue-nats), against plain `get`s by as many callers, each
+//!    one `trellis-rr/1` request as a host makes it.
 //!
 //! Run with `scripts/bench lattice` (it builds the provider and installs wrk and
 //! nats-server). Settings: BENCH_SECONDS (3 per round), BENCH_ROUNDS (3),
@@ -88,7 +91,13 @@ fn main() -> Result<()> {
         seconds,
         connections,
     )?;
-    drop((distributed, in_process, nats));
+    drop((distributed, in_process));
+
+    println!(
+        "\n4. atomics: increments of one key vs plain gets, keyvalue-nats, {rounds} alternating rounds of {seconds}s"
+    );
+    runtime.block_on(atomics(&url, rounds, seconds))?;
+    drop(nats);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
@@ -266,4 +275,112 @@ where
         p99: at(0.99),
         errors,
     })
+}
+
+/// A wRPC string, list<u8> or handle: its length, then its bytes.
+fn push_bytes(out: &mut Vec<u8>, value: &[u8]) {
+    let mut n = value.len();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(value);
+}
+
+/// One `trellis-rr/1` call of the keyvalue provider as workload `bench`; it
+/// fails unless the result is `ok`.
+async fn keyvalue_call(
+    client: &async_nats::Client,
+    instance: &str,
+    func: &str,
+    params: Bytes,
+) -> Result<Bytes> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(trellis_lattice::headers::WORKLOAD, "bench");
+    headers.insert(trellis_lattice::headers::COMPONENT, "bench");
+    headers.insert(trellis_lattice::headers::BINDING, "wasi:keyvalue");
+    let subject =
+        trellis_lattice::lean::subject("trellis.default.provider.keyvalue", instance, func);
+    let reply = client
+        .request_with_headers(subject, headers, params)
+        .await?;
+    let failed = reply
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(trellis_lattice::lean::ERROR_HEADER));
+    anyhow::ensure!(failed.is_none(), "{instance}.{func} failed: {failed:?}");
+    anyhow::ensure!(
+        reply.payload.first() == Some(&0),
+        "{instance}.{func} answered an error"
+    );
+    Ok(reply.payload)
+}
+
+/// Increments of one key against gets of a plain key, per caller count.
+async fn atomics(url: &str, rounds: u64, seconds: u64) -> Result<()> {
+    const STORE: &str = "wasi:keyvalue/store@0.2.0-draft";
+    const ATOMICS: &str = "wasi:keyvalue/atomics@0.2.0-draft";
+    let client = async_nats::connect(url).await?;
+    let mut open = Vec::new();
+    push_bytes(&mut open, b"atomics");
+    let opened = keyvalue_call(&client, STORE, "open", open.into()).await?;
+    // `ok`, then the handle (its length, its bytes), sent back as it came.
+    let handle = opened.slice(1..);
+    let keyed = |key: &[u8]| {
+        let mut params = handle.to_vec();
+        push_bytes(&mut params, key);
+        params
+    };
+    let mut set = keyed(b"plain");
+    push_bytes(&mut set, &[7u8; 8]);
+    keyvalue_call(&client, STORE, "bucket.set", set.into()).await?;
+    let call = |instance: &'static str, func: &'static str, params: Vec<u8>| {
+        let (client, params) = (client.clone(), Bytes::from(params));
+        move || {
+            let (client, params) = (client.clone(), params.clone());
+            async move {
+                keyvalue_call(&client, instance, func, params)
+                    .await
+                    .map(drop)
+            }
+        }
+    };
+    let mut increment = keyed(b"hits");
+    increment.push(1); // delta 1
+    let increment = call(ATOMICS, "increment", increment);
+    let get = call(STORE, "bucket.get", keyed(b"plain"));
+    for callers in [1, 16, 64] {
+        measure(callers, 1, increment.clone()).await?; // warm-up
+        measure(callers, 1, get.clone()).await?;
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            ours.push(measure(callers, seconds, increment.clone()).await?);
+            theirs.push(measure(callers, seconds, get.clone()).await?);
+        }
+        println!("{callers} caller(s), increments, median of rounds (anchor: plain gets):");
+        compare(
+            "calls/s",
+            "call/s",
+            median(&ours, |c| c.rate),
+            median(&theirs, |c| c.rate),
+        );
+        compare(
+            "latency p50",
+            "us",
+            median(&ours, |c| c.p50),
+            median(&theirs, |c| c.p50),
+        );
+        let errors = |calls: &[Calls]| calls.iter().map(|c| c.errors).sum::<u64>();
+        println!(
+            "errors: increments {}, gets {}",
+            errors(&ours),
+            errors(&theirs)
+        );
+    }
+    Ok(())
 }

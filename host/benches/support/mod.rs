@@ -148,10 +148,10 @@ pub fn keyvalue_provider_in_env(
     Ok(Server { child, addr })
 }
 
-/// Waits until a replica of provider `name` answers its info request on `url`.
+/// Waits until a replica of provider `name` answers discovery (`$SRV.PING.<name>`) on `url`.
 pub async fn wait_for_provider(url: &str, name: &str) -> Result<()> {
     let nats = async_nats::connect(url).await?;
-    let subject = format!("trellis.default.provider.{name}.info");
+    let subject = format!("$SRV.PING.{name}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     // Asked every 100 ms: "no responders" comes back at once until it serves.
     let mut asks = tokio::time::interval(Duration::from_millis(100));

@@ -341,12 +341,12 @@ impl Provider {
             }
         }
         tracing::info!(in_flight = tasks.len(), "draining");
-        drop(calls);
         let drain = async {
-            // Draining replicas stop being found first.
+            // A draining replica stops being found, then stops taking calls.
             for mut subscriber in questions.into_iter() {
                 let _ = subscriber.unsubscribe().await;
             }
+            drop(calls);
             while tasks.join_next().await.is_some() {}
             let _ = self.nats.flush().await;
         };
