@@ -1,6 +1,7 @@
 //! `wasi:keyvalue/atomics` on keyvalue-nats: JetStream counters, called here
 //! the way a host calls them (one `trellis-rr/1` request each, wRPC-encoded
-//! by hand), under contention and mixed with `get`, `set` and `delete`.
+//! by hand), under contention and mixed with `get`, `set` and `delete`. The
+//! Python keyvalue provider is held to the same ([`atomics_hold`]).
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -141,6 +142,13 @@ fn counter(n: u64) -> Vec<u8> {
 async fn increments_never_give_up_under_contention_and_agree_with_get_and_set() -> TestResult {
     let nats = Nats::start("atomics")?;
     let _kv = keyvalue_provider(&nats, "keyvalue")?;
+    atomics_hold(&nats).await
+}
+
+/// What every `wasi:keyvalue` provider called `keyvalue` on `nats` must do:
+/// contended increments hand out each total once and agree with get, set
+/// and delete; totals wrap past 2^64 - 1; workloads keep their own keys.
+pub async fn atomics_hold(nats: &Nats) -> TestResult {
     let caller = std::sync::Arc::new(Caller {
         nats: nats.client_as("host", "caller").await?,
         workload: "counter",
@@ -208,6 +216,15 @@ async fn increments_never_give_up_under_contention_and_agree_with_get_and_set() 
     let theirs = other.open("atoms").await?;
     assert_eq!(other.get(&theirs, "hits").await?, None);
     assert_eq!(other.increment(&theirs, "hits", 7).await?, 7);
+    assert_eq!(caller.get(&bucket, "hits").await?, Some(counter(3)));
+    // Nor can it use the other's handle.
+    for refused in [
+        other.get(&bucket, "hits").await.map(drop),
+        other.increment(&bucket, "hits", 1).await.map(drop),
+        other.set(&bucket, "hits", b"x").await,
+    ] {
+        assert!(refused.is_err(), "{refused:?}");
+    }
     assert_eq!(caller.get(&bucket, "hits").await?, Some(counter(3)));
     Ok(())
 }

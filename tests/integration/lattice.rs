@@ -645,6 +645,8 @@ pub fn workspace_binary(package: &str) -> Result<PathBuf, String> {
                 "trellis-messaging-nats",
                 "-p",
                 "trellis-stock-greeter",
+                "-p",
+                "trellis-conformance",
             ])
             .current_dir(repo())
             .status()

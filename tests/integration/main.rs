@@ -23,6 +23,7 @@ mod named;
 mod permissions;
 mod providers;
 mod python;
+mod python_providers;
 mod registry;
 mod reload;
 mod scheduler;

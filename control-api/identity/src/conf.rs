@@ -14,11 +14,12 @@ pub fn account(lattice: &str) -> String {
     format!("TRELLIS_{}", lattice.to_uppercase().replace('-', "_"))
 }
 
-/// Subjects that never cross a leaf connection: KV and object store writes.
-/// Each side keeps its own buckets of the same names (a provider at a site
-/// and at the hub serve separate datasets); what the hub shares with a site
+/// Subjects that never cross a leaf connection: KV, object store and counter
+/// writes. Each side keeps its own streams of the same names (a provider at a
+/// site and at the hub serve separate datasets), so a write let across would
+/// land in both and the first ack would win; what the hub shares with a site
 /// reaches it through mirrors, over the JetStream API.
-const LOCAL_DATA: [&str; 2] = ["$KV.>", "$O.>"];
+const LOCAL_DATA: [&str; 3] = ["$KV.>", "$O.>", "$CTR.>"];
 
 /// The configuration text of the lattice's (hub) server.
 pub fn render(lattice: &LatticeDir) -> String {

@@ -647,11 +647,11 @@ mod tests {
         assert!(site.contains("domain: \"a\""), "{site}");
         assert!(site.contains(&format!("nats-leaf://site-a:{password}@hub.example:7422")));
         assert!(
-            site.contains("deny_imports: [\"$KV.>\", \"$O.>\"]"),
+            site.contains("deny_imports: [\"$KV.>\", \"$O.>\", \"$CTR.>\"]"),
             "{site}"
         );
         assert!(
-            site.contains("deny_exports: [\"$KV.>\", \"$O.>\"]"),
+            site.contains("deny_exports: [\"$KV.>\", \"$O.>\", \"$CTR.>\"]"),
             "{site}"
         );
         for identity in &hub.description.identities {
