@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import signal
 import ssl
 import sys
@@ -26,6 +27,8 @@ log = logging.getLogger("trellis_provider")
 
 #: How often a replica publishes its heartbeat, as Rust providers do.
 HEARTBEAT = 5.0
+#: What lattice and provider names must be (they are subject tokens).
+_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ class Provider:
     async def _connect(self, args: argparse.Namespace) -> nats.aio.client.Client:
         options: dict[str, Any] = {
             "servers": [u.strip() for u in args.nats.split(",")],
-            "name": f"trellis provider {args.name}",
+            "name": f"trellis-provider-{args.name}",
             "inbox_prefix": f"_INBOX.{args.lattice}.provider.{args.name}",
             "max_reconnect_attempts": -1,
             "allow_reconnect": True,
@@ -164,6 +167,9 @@ class Provider:
 
     async def run(self, args: argparse.Namespace, setup=None) -> None:
         """Connects, serves every declared function and answers discovery until a signal."""
+        for what, name in [("lattice", args.lattice), ("provider name", args.name)]:
+            if not _LABEL.fullmatch(name):
+                raise ValueError(f"the {what} `{name}` is not a DNS label: 1-63 of a-z, 0-9 and `-`, not at either end")
         self.args = args
         xkey_file = args.xkey or (os.path.splitext(args.nats_nkey)[0] + ".xk" if args.nats_nkey else None)
         self.xkey = secrets.read_seed(xkey_file) if xkey_file and os.path.exists(xkey_file) else None

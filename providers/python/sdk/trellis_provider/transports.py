@@ -41,9 +41,11 @@ class Limits:
     #: Calls handled at once; one more is refused as `busy`.
     max_in_flight: int = 1024
     #: Bytes of parameters a wrpc-transport-nats call may send.
-    max_params: int = 16 << 20
+    max_params: int = 8 << 20
     #: How long a wrpc-transport-nats caller may take to finish its parameters.
     params_timeout: float = 10.0
+    #: How long it may pause between two parts of them.
+    params_idle: float = 2.0
 
 
 def wrpc_subject(prefix: str, instance: str, func: str) -> str:
@@ -137,8 +139,10 @@ class Server:
                 if left <= 0:
                     raise CallFailed("timed-out", f"the parameters did not end within {self.limits.params_timeout} s")
                 try:
-                    part = await asyncio.wait_for(chunks.get(), left)
+                    part = await asyncio.wait_for(chunks.get(), min(left, self.limits.params_idle))
                 except asyncio.TimeoutError:
+                    if loop.time() < deadline:
+                        raise CallFailed("timed-out", f"the parameters paused for {self.limits.params_idle} s") from None
                     continue
                 if not part:
                     break
@@ -151,8 +155,13 @@ class Server:
                 await self.nc.publish(f"{reply}.results", results[start:start + step])
             await self.nc.publish(f"{reply}.results", b"")
         except CallFailed as e:
-            # wrpc-transport-nats has no error message: the caller's timeout ends the call.
+            # wrpc-transport-nats has no error message: results that end at once
+            # tell the caller the call failed, without waiting for its timeout.
             log.warning("call %s.%s over %s failed: %s", instance, func, WRPC, e)
+            try:
+                await self.nc.publish(f"{reply}.results", b"")
+            except nats.errors.Error:
+                pass
         finally:
             await params.unsubscribe()
 
