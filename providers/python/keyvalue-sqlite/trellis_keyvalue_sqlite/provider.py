@@ -21,6 +21,8 @@ KEY_RESPONSE = Record("key-response", [("keys", List(STRING)), ("cursor", Option
 BUCKET = Borrow("bucket")
 #: Keys returned per `list-keys` page.
 PAGE = 1000
+#: Keys one batch call may name.
+MAX_BATCH = 1000
 
 provider = Provider("keyvalue", "0.1.0", "wasi:keyvalue on SQLite, written with the Python SDK", [STORE, ATOMICS, BATCH])
 provider.parser.add_argument("--db", required=True, metavar="FILE", help="the SQLite file every workload's buckets live in")
@@ -62,14 +64,14 @@ def _name_ok(name: str) -> bool:
 def owned(call: Call, handle: bytes) -> tuple[str, str] | None:
     """(workload, bucket) behind ``handle``, if it is the calling workload's."""
     caller = call.caller
+    prefix = f"{caller.workload}.".encode()
+    if not handle.startswith(prefix):
+        return None
     try:
-        text = handle.decode()
+        bucket = handle[len(prefix):].decode()
     except UnicodeDecodeError:
         return None
-    workload, _, bucket = text.partition(".")
-    if workload != caller.workload or not _name_ok(bucket):
-        return None
-    return workload, bucket
+    return (caller.workload, bucket) if _name_ok(bucket) else None
 
 
 def keyvalue(handler):
@@ -144,6 +146,8 @@ async def exists(target, key):
 @keyvalue
 async def list_keys(target, cursor):
     start = cursor or 0
+    if start >= 1 << 63:
+        raise sqlite3.Error(f"cursor {start} is past any key")
     rows = await store.run(lambda db: [k for (k,) in db.execute(
         "SELECT key FROM entries WHERE workload=? AND bucket=? ORDER BY key LIMIT ? OFFSET ?",
         (*target, PAGE + 1, start))])
@@ -159,22 +163,16 @@ class NotACounter(Exception):
 @keyvalue
 async def increment(target, key, delta):
     def add(db):
-        # One transaction: concurrent increments never lose one another.
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            row = _get(target, key)(db)
-            if row is not None and len(row) != 8:
-                raise NotACounter(f"the value is {len(row)} bytes, not an 8-byte counter")
-            total = ((int.from_bytes(row, "little") if row else 0) + delta) % (1 << 64)
-            _set(target, key, total.to_bytes(8, "little"))(db)
-            db.execute("COMMIT")
-            return total
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        row = _get(target, key)(db)
+        if row is not None and len(row) != 8:
+            raise NotACounter(f"the value is {len(row)} bytes, not an 8-byte counter")
+        total = ((int.from_bytes(row, "little") if row else 0) + delta) % (1 << 64)
+        _set(target, key, total.to_bytes(8, "little"))(db)
+        return total
 
     try:
-        return await store.run(add)
+        # One transaction: concurrent increments never lose one another.
+        return await store.run(_in_transaction(add))
     except NotACounter as e:
         raise sqlite3.Error(str(e)) from None
 
@@ -182,26 +180,47 @@ async def increment(target, key, delta):
 PAIR = Tuple(STRING, BYTES)
 
 
+def _batch(keys) -> None:
+    if len(keys) > MAX_BATCH:
+        raise sqlite3.Error(f"{len(keys)} keys in one call; at most {MAX_BATCH}")
+
+
+def _in_transaction(work):
+    """``work`` in one transaction: a batch commits once."""
+
+    def run(db):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            out = work(db)
+            db.execute("COMMIT")
+            return out
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    return run
+
+
 @provider.function(BATCH, "get-many", params=[BUCKET, List(STRING)], results=[Result(List(Option(PAIR)), ERROR)])
 @keyvalue
 async def get_many(target, keys):
-    values = [await store.run(_get(target, k)) for k in keys]
+    _batch(keys)
+    values = await store.run(lambda db: [_get(target, k)(db) for k in keys])
     return [None if v is None else (k, v) for k, v in zip(keys, values)]
 
 
 @provider.function(BATCH, "set-many", params=[BUCKET, List(PAIR)], results=[Result(None, ERROR)])
 @keyvalue
 async def set_many(target, pairs):
-    for key, value in pairs:
-        await store.run(_set(target, key, value))
+    _batch(pairs)
+    await store.run(_in_transaction(lambda db: [_set(target, k, v)(db) for k, v in pairs]))
 
 
 @provider.function(BATCH, "delete-many", params=[BUCKET, List(STRING)], results=[Result(None, ERROR)])
 @keyvalue
 async def delete_many(target, keys):
-    for key in keys:
-        await store.run(_delete(target, key))
-
+    _batch(keys)
+    await store.run(_in_transaction(lambda db: [_delete(target, k)(db) for k in keys]))
 
 def main() -> None:
     """The `trellis-keyvalue-sqlite` command."""

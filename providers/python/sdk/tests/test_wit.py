@@ -54,6 +54,11 @@ class Golden(unittest.TestCase):
                 self.assertEqual(encode_values([t], [value]), wire)
                 self.assertEqual(decode_values([t], wire), [value])
 
+    def test_encoding_refuses_the_wrong_python_types(self):
+        with self.assertRaises(TypeError):
+            encode_values([Flags("f", ["a", "b"])], ["ab"])
+        self.assertEqual(encode_values([BYTES], [memoryview(b"\x01\x02")]), b"\x02\x01\x02")
+
     def test_nan_is_canonical(self):
         self.assertEqual(encode_values([F32], [float("nan")]), b"\x00\x00\xc0\x7f")
         self.assertTrue(math.isnan(decode_values([F32], b"\x01\x00\xc0\x7f")[0]))
@@ -70,6 +75,9 @@ class Hostile(unittest.TestCase):
         self.refused([List(STRING)], b"\xff\xff\xff\xff\x0f", "cannot fit")
         self.refused([BYTES], b"\xff\xff\xff\xff\x0f", "needs 4294967295 bytes")
         self.refused([List(Tuple())], b"\xff\xff\xff\xff\x0f", "cannot fit")
+        # Lists of 65,536 empty tuples, 200 of them in 602 bytes: the payload's
+        # element budget stops it, not memory.
+        self.refused([List(List(Tuple()))], b"\xc8\x01" + b"\x80\x80\x04" * 200, "list elements in one payload")
 
     def test_bad_tags_and_numbers(self):
         self.refused([BOOL], b"\x02", "neither 0 nor 1")

@@ -13,6 +13,8 @@ BINDING = "Trellis-Binding"
 CONFIG = "Trellis-Config"
 SECRETS = "Trellis-Secrets"
 TRACEPARENT = "traceparent"
+#: The longest config or secrets header read.
+MAX_HEADER = 64 << 10
 
 
 class CallerError(Exception):
@@ -41,6 +43,9 @@ class Caller:
                 raise CallerError(f"the call has no `{name}` header; only Trellis hosts may call providers")
             return value
 
+        for name in (CONFIG, SECRETS):
+            if len(headers.get(name, "")) > MAX_HEADER:
+                raise CallerError(f"the `{name}` header is longer than {MAX_HEADER} bytes")
         config: dict[str, str] = {}
         if CONFIG in headers:
             config = _strings(headers[CONFIG], f"the `{CONFIG}` header")
@@ -53,7 +58,7 @@ class Caller:
                     raise ValueError("not an object")
                 for key, value in sealed.items():
                     config[key] = secrets.open_sealed(key, value, xkey)
-            except (ValueError, TypeError, KeyError) as e:
+            except (ValueError, TypeError, KeyError, RecursionError, RuntimeError) as e:
                 raise CallerError(f"the `{SECRETS}` header: {e}") from None
         return Caller(
             workload=required(WORKLOAD),
@@ -67,7 +72,7 @@ class Caller:
 def _strings(text: str, what: str) -> dict[str, str]:
     try:
         value = json.loads(text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise CallerError(f"{what} is not JSON: {e}") from None
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise CallerError(f"{what} is not a JSON object of strings")

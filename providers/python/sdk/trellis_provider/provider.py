@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import re
@@ -12,7 +13,7 @@ import signal
 import ssl
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Sequence
 
 import nats
@@ -37,10 +38,10 @@ class Call:
 
     instance: str
     function: str
-    headers: dict[str, str]
-    xkey: str | None
+    headers: dict[str, str] = field(repr=False)
+    xkey: str | None = field(repr=False)
 
-    @property
+    @functools.cached_property
     def caller(self) -> Caller:
         """The calling workload; raises :class:`CallerError` for a call not from a host."""
         return Caller.from_headers(self.headers, self.xkey)
@@ -113,7 +114,7 @@ class Provider:
         args = self.parser.parse_args()
         try:
             asyncio.run(self.run(args, setup))
-        except (OSError, ValueError, nats.errors.Error) as e:
+        except (OSError, ValueError, ConnectionError, nats.errors.Error) as e:
             log.error("%s", e)
             sys.exit(1)
 
@@ -124,6 +125,7 @@ class Provider:
             "inbox_prefix": f"_INBOX.{args.lattice}.provider.{args.name}",
             "max_reconnect_attempts": -1,
             "allow_reconnect": True,
+            "closed_cb": self._closed,
         }
         if args.nats_nkey:
             options["nkeys_seed"] = args.nats_nkey
@@ -137,6 +139,9 @@ class Provider:
                 context.load_cert_chain(args.nats_tls_cert, args.nats_tls_key)
             options["tls"] = context
         return await nats.connect(**options)
+
+    async def _closed(self) -> None:
+        self.stop.set()
 
     async def _answer(self, instance: str, func: str, data: bytes, headers: dict | None) -> bytes:
         function = self.functions.get((instance, func))
@@ -157,7 +162,8 @@ class Provider:
             except CallFailed:
                 raise
             except Exception as e:  # A handler's bug fails its call, never the process.
-                log.exception("`%s.%s` failed", instance, func)
+                log.warning("`%s.%s` failed: %s: %s", instance, func, type(e).__name__, e)
+                log.debug("`%s.%s` failed", instance, func, exc_info=True)
                 raise CallFailed("refused", f"the provider failed: {type(e).__name__}: {e}") from None
         except CallFailed as e:
             error = str(e)
@@ -173,6 +179,9 @@ class Provider:
         self.args = args
         xkey_file = args.xkey or (os.path.splitext(args.nats_nkey)[0] + ".xk" if args.nats_nkey else None)
         self.xkey = secrets.read_seed(xkey_file) if xkey_file and os.path.exists(xkey_file) else None
+        # A connection nats-py gives up on (it does on most server errors)
+        # ends the process instead of leaving it up and deaf.
+        self.stop = asyncio.Event()
         self.nc = nc = await self._connect(args)
         if setup is not None:
             await setup(args)
@@ -199,7 +208,7 @@ class Provider:
 
         questions = [await nc.subscribe(s, cb=question) for s in self.discovery.subjects()]
         await nc.flush()
-        stop = asyncio.Event()
+        stop = self.stop
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -214,11 +223,14 @@ class Provider:
                 await asyncio.wait_for(stop.wait(), HEARTBEAT)
             except asyncio.TimeoutError:
                 pass
+        if nc.is_closed:
+            raise ConnectionError("the NATS connection closed for good")
         log.info("draining: %d calls in flight", len(server.calls))
         try:
             await asyncio.wait_for(self._drain(server, questions), args.drain_timeout)
         except asyncio.TimeoutError:
             log.warning("drain timed out after %s s; exiting", args.drain_timeout)
+            await server.refuse_unanswered()
         await nc.close()
 
     async def _drain(self, server: Server, questions) -> None:

@@ -25,6 +25,9 @@ def _crc16(data: bytes) -> int:
 
 def _decode(text: str, prefix_len: int, what: str) -> bytes:
     """The 32 raw key bytes of an nkeys-encoded key (base32, prefix, CRC16)."""
+    # 32 key bytes, the prefix and 2 of CRC, in unpadded base32.
+    if len(text) != ((prefix_len + 34) * 8 + 4) // 5:
+        raise ValueError(f"{what} is not an nkeys key (its length)")
     try:
         raw = base64.b32decode(text + "=" * (-len(text) % 8))
     except (binascii.Error, ValueError):
@@ -68,7 +71,7 @@ def open_sealed(key: str, sealed: dict, seed: str) -> str:
     box = Box(PrivateKey(_decode(seed, 2, "the xkey seed")), PublicKey(sender))
     try:
         value = box.decrypt(data[len(_VERSION) + _NONCE:], nonce)
-    except CryptoError:
+    except (CryptoError, RuntimeError):
         raise ValueError(f"secret config `{key}` does not open with this provider's xkey") from None
     try:
         return value.decode("utf-8")

@@ -30,6 +30,10 @@ __all__ = [
 #: Elements a list of zero-sized values (``list<tuple<>>``) may claim: such a
 #: list costs no bytes, so its length alone cannot be checked against the input.
 MAX_EMPTY_ELEMENTS = 1 << 16
+#: List elements one payload may hold in all (``list<u8>`` counts as one):
+#: decoding runs on the event loop, so its work is bounded whatever the
+#: lengths claim, nested lists of zero-sized values included.
+MAX_ELEMENTS = 1 << 18
 
 
 class WireError(ValueError):
@@ -71,6 +75,13 @@ class Reader:
     def __init__(self, data: bytes):
         self.data = memoryview(data)
         self.at = 0
+        self.elements = 0
+
+    def count(self, n: int, what: str) -> None:
+        """Books ``n`` more list elements against :data:`MAX_ELEMENTS`."""
+        self.elements += n
+        if self.elements > MAX_ELEMENTS:
+            raise WireError(f"{what}: more than {MAX_ELEMENTS} list elements in one payload (offset {self.at})")
 
     def remaining(self) -> int:
         return len(self.data) - self.at
@@ -261,6 +272,7 @@ class _Bytes(Type):
 
     def encode(self, value, out):
         self.check(value, "list<u8>", (bytes, bytearray, memoryview))
+        value = bytes(value)
         _uleb(len(value), out)
         out += value
 
@@ -293,6 +305,7 @@ class List(Type):
         size = self.element.min_size
         if (size and n * size > r.remaining()) or (not size and n > MAX_EMPTY_ELEMENTS):
             raise WireError(f"{self!r}: {n} elements cannot fit in the {r.remaining()} bytes left (offset {r.at})")
+        r.count(n, repr(self))
         return [self.element.decode(r) for _ in range(n)]
 
 
@@ -466,6 +479,7 @@ class Flags(Type):
         return self.name
 
     def encode(self, value, out):
+        self.check(value, self.name, (set, frozenset, list, tuple))
         bits = 0
         for flag in value:
             if flag not in self.names:
