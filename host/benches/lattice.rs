@@ -8,6 +8,7 @@
 //!    `open` + one `get` per request; the host keeps a bucket's handle after its
 //!    first `open`, so one wRPC call per request) with wasi:keyvalue bound to the
 //!    keyvalue-nats provider, against the same component with the in-memory store;
+//!    then the same hop to the Python provider (trellis-keyvalue-sqlite) beside it;
 //! 3. a component call: the example counter with its greeter linked in process,
 //!    against the greeter as a `workload` binding on a second host (wRPC);
 //! 4. atomics: `increment` of one key by 1, 16 and 64 concurrent callers (JetStream
@@ -28,8 +29,8 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use futures::StreamExt as _;
 use support::{
-    alternate, compare, keyvalue_provider, kv_manifest as manifest, median, nats_server, setting,
-    trellis_host, wait_for_provider,
+    alternate, compare, keyvalue_provider, kv_manifest as manifest, median, nats_server,
+    python_keyvalue_provider, setting, trellis_host, wait_for_provider,
 };
 use tokio::time::Instant;
 use trellis_lattice::lean::{DualServer, LeanClient};
@@ -63,13 +64,31 @@ fn main() -> Result<()> {
     let kvget = repo.join("tests/components/kvget.wat");
     let remote = manifest(&dir, "kv-remote", &kvget, "/remote", "{provider: keyvalue}")?;
     let memory = manifest(&dir, "kv-memory", &kvget, "/memory", "host")?;
+    let python = manifest(
+        &dir,
+        "kv-python",
+        &kvget,
+        "/python",
+        "{provider: keyvalue-py}",
+    )?;
     let _provider = keyvalue_provider(&nats, "keyvalue")?;
+    let _python_provider = python_keyvalue_provider(&url, "keyvalue-py", &dir.join("kv.sqlite"))?;
     runtime.block_on(wait_for_provider(&url, "keyvalue"))?;
-    let host = trellis_host(&nats, &[&remote, &memory])?;
+    runtime.block_on(wait_for_provider(&url, "keyvalue-py"))?;
+    let host = trellis_host(&nats, &[&remote, &memory, &python])?;
     alternate(
         &format!("http://{}/remote", host.addr),
         &format!("http://{}/memory", host.addr),
         "in-memory store",
+        rounds,
+        seconds,
+        connections,
+    )?;
+    println!("the same hop to the Python provider (trellis-keyvalue-sqlite) beside keyvalue-nats:");
+    alternate(
+        &format!("http://{}/python", host.addr),
+        &format!("http://{}/remote", host.addr),
+        "keyvalue-nats (Rust)",
         rounds,
         seconds,
         connections,

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::workload::CompiledComponents;
+
 use wasmtime::{
     Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
 };
@@ -58,6 +60,7 @@ pub struct EngineError(String);
 pub struct HostEngine {
     engine: Engine,
     settings: EngineSettings,
+    compiled: CompiledComponents,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -101,6 +104,7 @@ impl HostEngine {
         Ok(HostEngine {
             engine,
             settings,
+            compiled: CompiledComponents::default(),
             _ticker: Arc::new(ticker),
         })
     }
@@ -108,6 +112,11 @@ impl HostEngine {
     /// The wasmtime engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Its compiled components, shared by content.
+    pub fn compiled(&self) -> &CompiledComponents {
+        &self.compiled
     }
 
     /// The settings the engine was built with.

@@ -165,6 +165,43 @@ async fn the_python_sdk_encodes_every_wit_type_as_wrpc_transport_does() -> TestR
     }
     let out = conform(&nats, "rr")?;
     assert_eq!(out.trim(), "10 calls conform over rr");
+
+    // Callers that never finish their parameters hold at most 32 slots: one
+    // more is ended at once (a handshake, then results that end empty), and
+    // trellis-rr/1 calls go on meanwhile.
+    let wrpc =
+        "trellis.default.provider.conformance.wrpc.0.0.1.trellis:conformance/types@0.1.0.scalars";
+    for _ in 0..40 {
+        host_client
+            .publish_with_reply(wrpc, host_client.new_inbox(), "".into())
+            .await?;
+    }
+    let probe = host_client.new_inbox();
+    let mut answers = host_client.subscribe(format!("{probe}.>")).await?;
+    let mut handshake = host_client.subscribe(probe.clone()).await?;
+    host_client
+        .publish_with_reply(wrpc, probe.clone(), "".into())
+        .await?;
+    let within = Duration::from_millis(1500);
+    tokio::time::timeout(within, handshake.next())
+        .await?
+        .ok_or("no handshake")?;
+    let end = tokio::time::timeout(within, answers.next())
+        .await?
+        .ok_or("no end")?;
+    assert_eq!(
+        (end.subject.as_str(), end.payload.len()),
+        (format!("{probe}.results").as_str(), 0)
+    );
+    let out = conform(&nats, "rr")?;
+    assert_eq!(out.trim(), "10 calls conform over rr");
+    // Once their 2 s without parameters are up, the slots are free again.
+    eventually(
+        Duration::from_secs(15),
+        "wrpc calls served again",
+        async || conform(&nats, "wrpc").ok(),
+    )
+    .await?;
     assert!(server.alive(), "{}", server.stderr_text());
     Ok(())
 }

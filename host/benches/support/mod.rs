@@ -148,6 +148,29 @@ pub fn keyvalue_provider_in_env(
     Ok(Server { child, addr })
 }
 
+/// Starts the Python keyvalue provider (trellis-keyvalue-sqlite, installed by
+/// scripts/install-python-providers) as `name` on `url`, its data in `db`.
+pub fn python_keyvalue_provider(url: &str, name: &str, db: &Path) -> Result<Server> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(repo.join("scripts/install-python-providers")).output()?;
+    if !out.status.success() {
+        bail!(
+            "scripts/install-python-providers failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let venv = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let child = Command::new(venv.join("bin/trellis-keyvalue-sqlite"))
+        .args(["--nats", url, "--name", name, "--db"])
+        .arg(db)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start trellis-keyvalue-sqlite")?;
+    let addr = url.trim_start_matches("nats://").parse()?;
+    Ok(Server { child, addr })
+}
+
 /// Waits until a replica of provider `name` answers discovery (`$SRV.PING.<name>`) on `url`.
 pub async fn wait_for_provider(url: &str, name: &str) -> Result<()> {
     let nats = async_nats::connect(url).await?;

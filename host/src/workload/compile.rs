@@ -1,9 +1,11 @@
 //! Reading and compiling a component file, with errors that say what the file is.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use wasmtime::Engine;
 use wasmtime::component::Component;
+
+use crate::engine::HostEngine;
 
 /// The largest component file read: anything larger (or endless, like a
 /// device) is refused before it is read whole.
@@ -59,10 +61,10 @@ pub enum CompileError {
 /// accepted. Unless `quote` is set, an error in component text gives its
 /// message and position but never the line it is on.
 pub(crate) fn compile(
-    engine: &Engine,
+    engine: &HostEngine,
     path: &Path,
     quote: bool,
-) -> Result<Component, CompileError> {
+) -> Result<Arc<Component>, CompileError> {
     compile_bytes(engine, &read(path)?, path, quote)
 }
 
@@ -106,15 +108,18 @@ pub fn read_binary(path: &Path, quote: bool) -> Result<Vec<u8>, CompileError> {
     Ok(binary)
 }
 
-/// Compiles `bytes`, named `path` in errors (a file, or a fetched artifact's reference).
+/// Compiles `bytes`, named `path` in errors (a file, or a fetched artifact's
+/// reference), unless the engine has compiled the same bytes already.
 pub(crate) fn compile_bytes(
-    engine: &Engine,
+    engine: &HostEngine,
     bytes: &[u8],
     path: &Path,
     quote: bool,
-) -> Result<Component, CompileError> {
+) -> Result<Arc<Component>, CompileError> {
     check_header(bytes, path)?;
-    Component::new(engine, bytes).map_err(|e| invalid(path, &e, quote))
+    engine.compiled().get_or_compile(bytes, || {
+        Component::new(engine.engine(), bytes).map_err(|e| invalid(path, &e, quote))
+    })
 }
 
 /// Refuses what cannot be a component before any parser sees it: too large,

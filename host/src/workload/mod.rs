@@ -6,6 +6,7 @@
 mod admit;
 mod artifacts;
 mod compile;
+mod compiled;
 mod exports;
 mod links;
 mod remote;
@@ -13,12 +14,13 @@ mod resolve;
 mod shapes;
 
 pub use compile::{CompileError, read_binary};
+pub use compiled::CompiledComponents;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
-use wasmtime::component::InstancePre;
+use wasmtime::component::{Component, InstancePre};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
@@ -60,6 +62,8 @@ pub struct LoadedWorkload {
     exports: Vec<exports::ServedExport>,
     /// Keeps its fetched artifacts in the host's cache while it is loaded.
     _artifacts: Vec<trellis_artifacts::Pin>,
+    /// Keeps its compiled components shared with other workloads of the same bytes.
+    _compiled: Vec<Arc<wasmtime::component::Component>>,
 }
 
 /// One component of a loaded workload.
@@ -210,6 +214,8 @@ fn prepare(
     let mut pins = Vec::new();
     let max_memory = engine.settings().max_instance_memory;
     let mut compiled = Vec::new();
+    // Held while the workload is loaded: what keeps each compiled component shared.
+    let mut shared = Vec::new();
     for spec in &manifest.components {
         if spec.limits.memory > max_memory {
             diagnostics.push(Diagnostic::new(spec.pos, format!(
@@ -228,8 +234,7 @@ fn prepare(
             (Some(artifacts::Fetched::Bytes { bytes, pin }), source) => {
                 pins.extend(pin);
                 let name = PathBuf::from(source.to_string());
-                compile::compile_bytes(engine.engine(), &bytes, &name, quote)
-                    .map_err(|e| e.to_string())
+                compile::compile_bytes(engine, &bytes, &name, quote).map_err(|e| e.to_string())
             }
             (Some(artifacts::Fetched::Failed(message)), _) => Err(message),
             (_, ComponentSource::File(path)) => services
@@ -237,13 +242,17 @@ fn prepare(
                 .files
                 .check(path)
                 .map_err(|e| e.to_string())
-                .and_then(|path| {
-                    compile::compile(engine.engine(), &path, quote).map_err(|e| e.to_string())
-                }),
+                .and_then(|path| compile::compile(engine, &path, quote).map_err(|e| e.to_string())),
             (_, source) => Err(format!("`{source}` was not fetched")),
         });
         match compiled_one {
-            Ok(component) => compiled.push(resolve::Compiled { spec, component }),
+            Ok(component) => {
+                compiled.push(resolve::Compiled {
+                    spec,
+                    component: Component::clone(&component),
+                });
+                shared.push(component);
+            }
             Err(message) => diagnostics.push(Diagnostic::new(
                 spec.pos,
                 format!("component `{}`: {message}", spec.name),
@@ -347,6 +356,7 @@ fn prepare(
         components,
         exports,
         _artifacts: pins,
+        _compiled: shared,
     }))
 }
 

@@ -25,8 +25,6 @@ pub struct Handler {
     nats: async_nats::Client,
 }
 
-type Store = async_nats::jetstream::kv::Store;
-
 impl Handler {
     /// A handler keeping its data in `buckets` and its counters in `counters`.
     pub fn new(nats: async_nats::Client, buckets: Buckets, counters: Counters) -> Self {
@@ -60,24 +58,21 @@ impl Handler {
     /// `set`: the value replaces the key's counter, if it had one.
     async fn write(
         &self,
-        target: &(Store, Bucket),
+        bucket: &Bucket,
         key: &str,
         value: Bytes,
     ) -> std::result::Result<(), store::Error> {
-        let stored = target.1.key(key);
+        let stored = bucket.key(key);
         let (put, cleared) =
-            tokio::join!(self.put(target, key, value), self.counters.clear(&stored));
+            tokio::join!(self.put(bucket, key, value), self.counters.clear(&stored));
         put?;
         cleared.map_err(other)
     }
 
     /// `delete`: the entry and the counter.
-    async fn remove(
-        &self,
-        (kv, bucket): &(Store, Bucket),
-        key: &str,
-    ) -> std::result::Result<(), store::Error> {
+    async fn remove(&self, bucket: &Bucket, key: &str) -> std::result::Result<(), store::Error> {
         let stored = bucket.key(key);
+        let kv = self.buckets.store();
         let (deleted, cleared) = tokio::join!(kv.delete(&stored), self.counters.clear(&stored));
         deleted.map_err(other)?;
         cleared.map_err(other)
@@ -135,10 +130,11 @@ impl Handler {
     /// (a message over its `max_payload`) with a sentence that says so.
     async fn put(
         &self,
-        (kv, bucket): &(Store, Bucket),
+        bucket: &Bucket,
         key: &str,
         value: Bytes,
     ) -> std::result::Result<(), store::Error> {
+        let kv = self.buckets.store();
         let limit = self.nats.server_info().max_payload;
         if value.len() + key.len() > limit {
             return Err(other(format!(
@@ -152,20 +148,18 @@ impl Handler {
             .map_err(other)
     }
 
-    /// The store and the caller's bucket behind a bucket handle.
-    async fn store(
+    /// The caller's bucket behind a bucket handle.
+    async fn bucket(
         &self,
         cx: &NatsContext,
         bucket: &BucketRef,
-    ) -> std::result::Result<(Store, Bucket), store::Error> {
+    ) -> std::result::Result<Bucket, store::Error> {
         let caller = Caller::from_context(cx).map_err(refused)?;
         let handle = std::str::from_utf8(bucket.as_ref())
             .map_err(|_| store::Error::Other("malformed bucket handle".into()))?;
-        let bucket = self
-            .buckets
+        self.buckets
             .owned(&caller, handle)
-            .ok_or(store::Error::AccessDenied)?;
-        Ok((self.buckets.store().clone(), bucket))
+            .ok_or(store::Error::AccessDenied)
     }
 }
 
@@ -201,7 +195,7 @@ impl store::Handler<NatsContext> for Handler {
 impl store::HandlerBucket<NatsContext> for Handler {
     async fn get(&self, cx: NatsContext, bucket: BucketRef, key: String) -> Result<Option<Bytes>> {
         Ok(async {
-            let (_, bucket) = self.store(&cx, &bucket).await?;
+            let bucket = self.bucket(&cx, &bucket).await?;
             self.value(&bucket, &key).await
         }
         .instrument(jetstream_span("get"))
@@ -216,8 +210,8 @@ impl store::HandlerBucket<NatsContext> for Handler {
         value: Bytes,
     ) -> Result<()> {
         Ok(async {
-            let target = self.store(&cx, &bucket).await?;
-            self.write(&target, &key, value).await
+            let bucket = self.bucket(&cx, &bucket).await?;
+            self.write(&bucket, &key, value).await
         }
         .instrument(jetstream_span("set"))
         .await)
@@ -225,8 +219,8 @@ impl store::HandlerBucket<NatsContext> for Handler {
 
     async fn delete(&self, cx: NatsContext, bucket: BucketRef, key: String) -> Result<()> {
         Ok(async {
-            let target = self.store(&cx, &bucket).await?;
-            self.remove(&target, &key).await
+            let bucket = self.bucket(&cx, &bucket).await?;
+            self.remove(&bucket, &key).await
         }
         .instrument(jetstream_span("delete"))
         .await)
@@ -234,7 +228,7 @@ impl store::HandlerBucket<NatsContext> for Handler {
 
     async fn exists(&self, cx: NatsContext, bucket: BucketRef, key: String) -> Result<bool> {
         Ok(async {
-            let (_, bucket) = self.store(&cx, &bucket).await?;
+            let bucket = self.bucket(&cx, &bucket).await?;
             let stored = self.buckets.read(&bucket.key(&key)).await.map_err(other)?;
             Ok(!matches!(stored, Stored::Missing { .. }))
         }
@@ -249,7 +243,7 @@ impl store::HandlerBucket<NatsContext> for Handler {
         cursor: Option<u64>,
     ) -> Result<store::KeyResponse> {
         Ok(async {
-            let (_, bucket) = self.store(&cx, &bucket).await?;
+            let bucket = self.bucket(&cx, &bucket).await?;
             let mut keys = self.buckets.keys(&bucket).await.map_err(other)?;
             keys.sort();
             let start = cursor.unwrap_or(0) as usize;
@@ -274,7 +268,7 @@ impl atomics::Handler<NatsContext> for Handler {
         delta: u64,
     ) -> Result<u64> {
         Ok(async {
-            let (_, bucket) = self.store(&cx, &bucket).await?;
+            let bucket = self.bucket(&cx, &bucket).await?;
             self.add(&bucket, &key, delta).await
         }
         .instrument(jetstream_span("increment"))
@@ -290,7 +284,7 @@ impl batch::Handler<NatsContext> for Handler {
         keys: Vec<String>,
     ) -> Result<Vec<Option<(String, Bytes)>>> {
         Ok(async {
-            let (_, bucket) = self.store(&cx, &bucket).await?;
+            let bucket = self.bucket(&cx, &bucket).await?;
             let mut out = Vec::with_capacity(keys.len());
             for key in keys {
                 let value = self.value(&bucket, &key).await?;
@@ -309,9 +303,9 @@ impl batch::Handler<NatsContext> for Handler {
         key_values: Vec<(String, Bytes)>,
     ) -> Result<()> {
         Ok(async {
-            let target = self.store(&cx, &bucket).await?;
+            let bucket = self.bucket(&cx, &bucket).await?;
             for (key, value) in key_values {
-                self.write(&target, &key, value).await?;
+                self.write(&bucket, &key, value).await?;
             }
             Ok(())
         }
@@ -326,9 +320,9 @@ impl batch::Handler<NatsContext> for Handler {
         keys: Vec<String>,
     ) -> Result<()> {
         Ok(async {
-            let target = self.store(&cx, &bucket).await?;
+            let bucket = self.bucket(&cx, &bucket).await?;
             for key in keys {
-                self.remove(&target, &key).await?;
+                self.remove(&bucket, &key).await?;
             }
             Ok(())
         }

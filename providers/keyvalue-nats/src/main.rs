@@ -28,7 +28,11 @@ const INTERFACES: &[&str] = &[
     "wasi:keyvalue/batch@0.2.0-draft",
 ];
 
-#[tokio::main]
+// One thread: a call is a few microseconds of work between two NATS
+// messages, and on a busy machine a second worker thread costs more in
+// wake-ups across threads than it gives (measured: half the provider's CPU
+// per call on the lattice bench's provider hop). Scale out with replicas.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     Provider::main(
         trellis_provider_sdk::describe!("keyvalue", INTERFACES),
