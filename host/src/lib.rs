@@ -114,10 +114,50 @@ impl Host {
     /// the links its providers watch), replacing any running version of the same name. Requests and calls already
     /// in flight finish on the version they started on.
     pub async fn run(&self, workload: Arc<LoadedWorkload>) -> Result<(), lattice::LatticeError> {
+        self.run_all(vec![workload]).await
+    }
+
+    /// [`Host::run`] for many workloads at once: the routing table is rebuilt
+    /// once for all of them (a host started with ten thousand `--manifest`s).
+    pub async fn run_all(
+        &self,
+        workloads: Vec<Arc<LoadedWorkload>>,
+    ) -> Result<(), lattice::LatticeError> {
+        let mut manifests = Vec::with_capacity(workloads.len());
+        let mut served = Vec::with_capacity(workloads.len());
+        for workload in workloads {
+            let exports = self.exports_of(&workload).await?;
+            manifests.push(workload.manifest.clone());
+            served.push((workload, exports));
+        }
+        {
+            let mut workloads = self.workloads.lock().unwrap_or_else(|p| p.into_inner());
+            let mut servers = self.exports.lock().unwrap_or_else(|p| p.into_inner());
+            for (workload, exports) in served {
+                let name = workload.name().to_string();
+                workloads.insert(name.clone(), workload);
+                match exports {
+                    Some(server) => servers.insert(name, server),
+                    None => servers.remove(&name),
+                };
+            }
+            self.publish(&workloads);
+        }
+        if let Some(lattice) = &self.services.lattice {
+            for manifest in &manifests {
+                lattice.links().put(manifest).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The server of `workload`'s exports, subscribed before an old version's are dropped.
+    async fn exports_of(
+        &self,
+        workload: &Arc<LoadedWorkload>,
+    ) -> Result<Option<workload::ExportServer>, lattice::LatticeError> {
         let name = workload.name().to_string();
-        let manifest = workload.manifest.clone();
-        // The new version's subscriptions are up before the old one's are dropped.
-        let exports = match &self.services.lattice {
+        Ok(match &self.services.lattice {
             Some(lattice) => workload.serve_exports(lattice).await?,
             None => {
                 if !workload.manifest.exports.is_empty() {
@@ -125,23 +165,7 @@ impl Host {
                 }
                 None
             }
-        };
-        {
-            let mut workloads = self.workloads.lock().unwrap_or_else(|p| p.into_inner());
-            workloads.insert(name.clone(), workload);
-            self.publish(&workloads);
-        }
-        {
-            let mut servers = self.exports.lock().unwrap_or_else(|p| p.into_inner());
-            match exports {
-                Some(server) => servers.insert(name.clone(), server),
-                None => servers.remove(&name),
-            };
-        }
-        if let Some(lattice) = &self.services.lattice {
-            lattice.links().put(&manifest).await;
-        }
-        Ok(())
+        })
     }
 
     /// Stops serving the workload called `name`; false if there was none.

@@ -700,15 +700,16 @@ async fn run_host(
         },
         &lattice,
     );
+    let mut loaded = Vec::with_capacity(options.manifests.len());
     for file in &options.manifests {
         let workload = trellis_manifest::Workload::from_file(file)?;
         let name = workload.name.clone();
-        let loaded = host.load(workload, file).await?;
-        host.run(loaded)
-            .await
-            .with_context(|| format!("cannot serve {}", file.display()))?;
+        loaded.push(host.load(workload, file).await?);
         agent.adopt(format!("{id}:{name}"), &name);
     }
+    host.run_all(loaded)
+        .await
+        .context("cannot serve the --manifest workloads")?;
     let control = tokio::spawn(
         agent
             .serve(&lattice)

@@ -102,10 +102,15 @@ impl FileAccess {
     /// Only under `dirs`, each resolved now; a directory that does not
     /// resolve is an error, so a typo never silently allows nothing.
     pub fn under(dirs: &[PathBuf]) -> Result<Self, FileError> {
-        dirs.iter()
+        let mut allowed = dirs
+            .iter()
             .map(|dir| resolve(dir))
-            .collect::<Result<Vec<_>, _>>()
-            .map(FileAccess::Under)
+            .collect::<Result<Vec<_>, _>>()?;
+        // Ten thousand manifests in one folder allow one folder: every check
+        // walks this list.
+        allowed.sort();
+        allowed.dedup();
+        Ok(FileAccess::Under(allowed))
     }
 
     /// `path` resolved, if a workload may use it.

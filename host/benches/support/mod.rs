@@ -18,6 +18,13 @@ pub struct Server {
     pub addr: SocketAddr,
 }
 
+impl Server {
+    /// Its process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -273,8 +280,14 @@ pub struct Load {
 
 /// Runs wrk against `url` for `seconds` with `connections` connections on one thread.
 pub fn wrk(url: &str, seconds: u64, connections: u32) -> Result<Load> {
+    wrk_with(url, seconds, connections, &[])
+}
+
+/// [`wrk`] with extra request `headers` (`Host: a.example`).
+pub fn wrk_with(url: &str, seconds: u64, connections: u32, headers: &[&str]) -> Result<Load> {
     let out = Command::new("wrk")
         .args(["-t1", "--latency"])
+        .args(headers.iter().flat_map(|h| ["-H", h]))
         .arg(format!("-c{connections}"))
         .arg(format!("-d{seconds}s"))
         .arg(url)
