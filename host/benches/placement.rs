@@ -116,6 +116,7 @@ async fn simulate(nats: async_nats::Client, subjects: Subjects, host: SimulatedH
                 version: "simulated".into(),
                 uptime_seconds: 0,
                 workloads: Vec::new(),
+                workload_count: 0,
                 max_instances: 1000,
                 instances_in_use: 0,
                 interfaces: Vec::new(),

@@ -329,7 +329,7 @@ pub async fn get_hosts(nats: &NatsArgs, format: Format) -> Outcome {
             vec![
                 h.id.clone(),
                 show_labels(&h.labels),
-                h.workloads.join(","),
+                h.workloads_text(),
                 format!("{}/{}", h.instances_in_use, h.max_instances),
                 h.version.clone(),
             ]

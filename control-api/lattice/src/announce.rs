@@ -57,8 +57,13 @@ pub struct HostHeartbeat {
     pub version: String,
     /// Seconds since the host started.
     pub uptime_seconds: u64,
-    /// Names of the workloads it runs.
+    /// Names of workloads it runs: all of them, or the first
+    /// [`MAX_LISTED_WORKLOADS`] when it runs more ([`HostHeartbeat::workload_count`]
+    /// says how many), so a heartbeat stays small whatever the count.
     pub workloads: Vec<String>,
+    /// How many workloads it runs.
+    #[serde(default)]
+    pub workload_count: u64,
     /// Most instances it can run at once.
     pub max_instances: u32,
     /// Instances serving a request or call right now.
@@ -71,4 +76,45 @@ pub struct HostHeartbeat {
     /// site, the site's. The scheduler tells a cut site from dead hosts by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
+}
+
+/// The most workload names a heartbeat lists: 100 names of at most 63
+/// bytes keep it far below any server's `max_payload`.
+pub const MAX_LISTED_WORKLOADS: usize = 100;
+
+impl HostHeartbeat {
+    /// What a heartbeat says of `names` (every workload a host runs): the
+    /// first [`MAX_LISTED_WORKLOADS`] of them, and their count.
+    pub fn listed_workloads(mut names: Vec<String>) -> (Vec<String>, u64) {
+        let count = names.len() as u64;
+        names.truncate(MAX_LISTED_WORKLOADS);
+        (names, count)
+    }
+
+    /// The workloads as people read them: the names, and how many more.
+    pub fn workloads_text(&self) -> String {
+        let listed = self.workloads.join(",");
+        let more = self
+            .workload_count
+            .saturating_sub(self.workloads.len() as u64);
+        if more == 0 {
+            listed
+        } else {
+            format!("{listed},… ({} in all)", self.workload_count)
+        }
+    }
+}
+
+#[cfg(test)]
+mod listed_tests {
+    use super::*;
+
+    #[test]
+    fn ten_thousand_workloads_list_a_hundred_and_count_all() {
+        let names: Vec<String> = (0..10_000).map(|i| format!("w{i}")).collect();
+        let (listed, count) = HostHeartbeat::listed_workloads(names);
+        assert_eq!((listed.len(), count), (MAX_LISTED_WORKLOADS, 10_000));
+        let (listed, count) = HostHeartbeat::listed_workloads(vec!["a".into()]);
+        assert_eq!((listed, count), (vec!["a".to_string()], 1));
+    }
 }

@@ -506,6 +506,7 @@ impl Scheduler {
                         version: String::new(),
                         uptime_seconds: 0,
                         workloads: Vec::new(),
+                        workload_count: 0,
                         max_instances: 0,
                         instances_in_use: 0,
                         interfaces: Vec::new(),

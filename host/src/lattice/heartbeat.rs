@@ -32,12 +32,14 @@ pub async fn publish_heartbeats(
                 continue;
             }
         }
+        let (workloads, workload_count) = HostHeartbeat::listed_workloads(host.workload_names());
         let beat = HostHeartbeat {
             id: id.clone(),
             labels: labels.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_seconds: started.elapsed().as_secs(),
-            workloads: host.workload_names(),
+            workloads,
+            workload_count,
             max_instances: host.max_instances(),
             instances_in_use: host.instances_in_use(),
             interfaces: crate::capabilities::builtin_interfaces()

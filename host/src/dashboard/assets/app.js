@@ -33,7 +33,8 @@ function render(state) {
     tr.dataset.host = h.id;
     cell(tr, h.id, "id");
     cell(tr, labels(h.labels));
-    cell(tr, h.workloads.join(", "));
+    cell(tr, h.workloads.join(", ") +
+      (h.workload_count > h.workloads.length ? ` … (${h.workload_count} in all)` : ""));
     cell(tr, `${h.instances_in_use}/${h.max_instances}`);
     cell(tr, h.domain || "hub");
     cell(tr, h.version);
