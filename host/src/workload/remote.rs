@@ -27,6 +27,19 @@ pub(crate) struct RemoteBindings {
 }
 
 impl RemoteBindings {
+    fn insert(
+        &mut self,
+        component: &trellis_manifest::Component,
+        binding: &Binding,
+        info: Option<ProviderInfo>,
+        target: CallTarget,
+    ) {
+        self.by_binding.insert(
+            (component.name.clone(), binding.import.as_str().to_string()),
+            Remote { info, target },
+        );
+    }
+
     /// The remote end of `binding` of `component`, if it has one.
     pub(crate) fn get(&self, component: &str, binding: &Binding) -> Option<&Remote> {
         self.by_binding
@@ -51,26 +64,16 @@ pub(crate) async fn connect(
         for binding in &component.bindings {
             if let BindingTarget::Workload { name, timeout } = &binding.target {
                 // Trellis hosts serve exports over both transports.
-                match lattice
-                    .lean_client(&lattice.subjects().workload(name), true)
-                    .await
-                {
-                    Ok(client) => {
-                        let target = CallTarget::new(
-                            client,
-                            &manifest.name,
-                            &component.name,
-                            binding.import.as_str(),
-                            &Default::default(),
-                            timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
-                            format!("workload `{name}`"),
-                        );
-                        remotes.by_binding.insert(
-                            (component.name.clone(), binding.import.as_str().to_string()),
-                            Remote { info: None, target },
-                        );
-                    }
-                    Err(e) => diagnostics.push(Diagnostic::new(binding.pos, e.to_string())),
+                let to = Destination {
+                    prefix: lattice.subjects().workload(name),
+                    lean: true,
+                    config: &Default::default(),
+                    timeout: *timeout,
+                    describe: format!("workload `{name}`"),
+                };
+                match call_target(lattice, manifest, component, binding, to).await {
+                    Ok(target) => remotes.insert(component, binding, None, target),
+                    Err(e) => diagnostics.push(e),
                 }
                 continue;
             }
@@ -97,26 +100,16 @@ pub(crate) async fn connect(
                     ));
                     continue;
                 }
-                match lattice
-                    .lean_client(&lattice.subjects().provider(name), false)
-                    .await
-                {
-                    Ok(client) => {
-                        let target = CallTarget::new(
-                            client,
-                            &manifest.name,
-                            &component.name,
-                            binding.import.as_str(),
-                            config,
-                            timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
-                            format!("provider `{name}`"),
-                        );
-                        remotes.by_binding.insert(
-                            (component.name.clone(), binding.import.as_str().to_string()),
-                            Remote { info: None, target },
-                        );
-                    }
-                    Err(e) => diagnostics.push(Diagnostic::new(binding.pos, e.to_string())),
+                let to = Destination {
+                    prefix: lattice.subjects().provider(name),
+                    lean: false,
+                    config,
+                    timeout: *timeout,
+                    describe: format!("provider `{name}`"),
+                };
+                match call_target(lattice, manifest, component, binding, to).await {
+                    Ok(target) => remotes.insert(component, binding, None, target),
+                    Err(e) => diagnostics.push(e),
                 }
                 continue;
             }
@@ -141,26 +134,20 @@ pub(crate) async fn connect(
                 }
                 None => continue,
             };
-            let lean = info.transports.iter().any(|t| t == lean::PROTOCOL);
-            let client = match lattice
-                .lean_client(&lattice.subjects().provider(name), lean)
-                .await
-            {
-                Ok(client) => client,
+            let to = Destination {
+                prefix: lattice.subjects().provider(name),
+                lean: info.transports.iter().any(|t| t == lean::PROTOCOL),
+                config,
+                timeout: *timeout,
+                describe: format!("provider `{name}`"),
+            };
+            let mut target = match call_target(lattice, manifest, component, binding, to).await {
+                Ok(target) => target,
                 Err(e) => {
-                    diagnostics.push(Diagnostic::new(binding.pos, e.to_string()));
+                    diagnostics.push(e);
                     continue;
                 }
             };
-            let mut target = CallTarget::new(
-                client,
-                &manifest.name,
-                &component.name,
-                binding.import.as_str(),
-                config,
-                timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
-                format!("provider `{name}`"),
-            );
             if !secrets.is_empty() {
                 match sealed_config(lattice, &manifest.name, component, name, &info, secrets).await
                 {
@@ -174,16 +161,44 @@ pub(crate) async fn connect(
                     }
                 }
             }
-            remotes.by_binding.insert(
-                (component.name.clone(), binding.import.as_str().to_string()),
-                Remote {
-                    info: Some(info),
-                    target,
-                },
-            );
+            remotes.insert(component, binding, Some(info), target);
         }
     }
     remotes
+}
+
+/// Where one remote binding's calls go.
+struct Destination<'a> {
+    prefix: String,
+    /// Whether the callee takes `trellis-rr/1`.
+    lean: bool,
+    config: &'a std::collections::BTreeMap<String, String>,
+    timeout: Option<std::time::Duration>,
+    /// The callee in errors: ``provider `kv` ``.
+    describe: String,
+}
+
+/// The call target of `binding` of `component`, or the diagnostic at the binding.
+async fn call_target(
+    lattice: &crate::lattice::Lattice,
+    manifest: &Workload,
+    component: &trellis_manifest::Component,
+    binding: &Binding,
+    to: Destination<'_>,
+) -> Result<CallTarget, Diagnostic> {
+    let client = lattice
+        .lean_client(&to.prefix, to.lean)
+        .await
+        .map_err(|e| Diagnostic::new(binding.pos, e.to_string()))?;
+    Ok(CallTarget::new(
+        client,
+        &manifest.name,
+        &component.name,
+        binding.import.as_str(),
+        to.config,
+        to.timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
+        to.describe,
+    ))
 }
 
 /// The binding's secret config values, each resolved like the component's
