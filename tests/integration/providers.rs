@@ -11,7 +11,7 @@ fn counter() -> std::path::PathBuf {
 }
 
 /// GET with a client-side bound, so a hang fails the test instead of stalling it.
-async fn visit(
+pub async fn visit(
     addr: std::net::SocketAddr,
 ) -> Result<crate::support::Reply, Box<dyn std::error::Error>> {
     tokio::time::timeout(Duration::from_secs(10), get(addr, "localhost", "/"))

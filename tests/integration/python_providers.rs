@@ -10,7 +10,8 @@ use std::time::Duration;
 use futures::StreamExt as _;
 
 use crate::lattice::{Nats, Process, host, workspace_binary};
-use crate::support::{TestResult, eventually, get, repo, scratch};
+use crate::providers::visit;
+use crate::support::{TestResult, eventually, repo, scratch};
 
 /// The venv `scripts/install-python-providers` makes (once per run).
 fn venv() -> Result<PathBuf, String> {
@@ -208,15 +209,6 @@ async fn the_python_sdk_encodes_every_wit_type_as_wrpc_transport_does() -> TestR
     .await?;
     assert!(server.alive(), "{}", server.stderr_text());
     Ok(())
-}
-
-/// GET with a client-side bound, so a hang fails the test instead of stalling it.
-async fn visit(
-    addr: std::net::SocketAddr,
-) -> Result<crate::support::Reply, Box<dyn std::error::Error>> {
-    tokio::time::timeout(Duration::from_secs(10), get(addr, "localhost", "/"))
-        .await
-        .map_err(|_| "the request hung")?
 }
 
 #[tokio::test]
