@@ -29,7 +29,7 @@ use trellis_manifest::{ComponentSource, OciReference};
 use trellis_scheduler::{Desired, Store};
 
 fn main() -> Result<()> {
-    trellis_artifacts::install_crypto_provider();
+    trellis_process::install_crypto_provider();
     let rounds = setting("BENCH_ROUNDS", 5);
     let dir = std::env::temp_dir().join(format!("trellis-bench-artifacts-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

@@ -418,7 +418,7 @@ fn parse_size(text: &str) -> Result<u64, trellis_manifest::UnitError> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    trellis_artifacts::install_crypto_provider();
+    trellis_process::install_crypto_provider();
     if let Some(outcome) = operate(&cli) {
         return outcome.exit();
     }

@@ -24,9 +24,3 @@ pub use store::{LatticeStore, StoreError};
 
 /// The largest component any Trellis process fetches or pushes.
 pub const MAX_ARTIFACT_BYTES: u64 = 256 << 20;
-
-/// Installs the process-wide TLS crypto provider (ring, which async-nats
-/// already uses) for registry clients. Call once at start; later calls do nothing.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}

@@ -27,6 +27,13 @@ pub use sampling::{
 pub use small_http::{Body, Handler, SmallLimits, serve_small};
 pub use telemetry::{Telemetry, TelemetryArgs, TelemetryError, metrics_recorded, traces_exported};
 
+/// Installs the process-wide TLS crypto provider (ring, which async-nats
+/// already uses) for the HTTP clients of registries and of the OTLP exporter,
+/// which need one even for `http://`. Later calls do nothing.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Sends `tracing` events to stderr, filtered by `RUST_LOG` (default `info`),
 /// coloured only on a terminal, for short-lived commands that export nothing;
 /// long-running processes use [`Telemetry::init`]. Calling it twice keeps the

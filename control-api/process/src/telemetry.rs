@@ -96,9 +96,7 @@ impl Telemetry {
     /// `service` unless `OTEL_SERVICE_NAME` says otherwise. Calling it twice
     /// keeps the first subscriber.
     pub fn init(service: &str, args: &TelemetryArgs) -> Result<Telemetry, TelemetryError> {
-        // The exporter's HTTP client needs a TLS crypto provider even for
-        // `http://` endpoints; ring, which async-nats already uses.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_crypto_provider();
         // The blocking HTTP client must not be built (or dropped) on an async
         // runtime's thread; a scoped thread keeps this callable from anywhere.
         std::thread::scope(|s| {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
-use wasmtime::component::{Component, InstancePre};
+use wasmtime::component::InstancePre;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
@@ -214,8 +214,6 @@ fn prepare(
     let mut pins = Vec::new();
     let max_memory = engine.settings().max_instance_memory;
     let mut compiled = Vec::new();
-    // Held while the workload is loaded: what keeps each compiled component shared.
-    let mut shared = Vec::new();
     for spec in &manifest.components {
         if spec.limits.memory > max_memory {
             diagnostics.push(Diagnostic::new(spec.pos, format!(
@@ -246,13 +244,7 @@ fn prepare(
             (_, source) => Err(format!("`{source}` was not fetched")),
         });
         match compiled_one {
-            Ok(component) => {
-                compiled.push(resolve::Compiled {
-                    spec,
-                    component: Component::clone(&component),
-                });
-                shared.push(component);
-            }
+            Ok(component) => compiled.push(resolve::Compiled { spec, component }),
             Err(message) => diagnostics.push(Diagnostic::new(
                 spec.pos,
                 format!("component `{}`: {message}", spec.name),
@@ -351,6 +343,7 @@ fn prepare(
     if !diagnostics.is_empty() {
         return Err(fail(diagnostics));
     }
+    let shared = compiled.into_iter().map(|c| c.component).collect();
     Ok(Arc::new(LoadedWorkload {
         manifest,
         components,

@@ -20,7 +20,7 @@ use trellis_manifest::{
 /// A compiled component beside its manifest entry.
 pub(crate) struct Compiled<'a> {
     pub(crate) spec: &'a ComponentSpec,
-    pub(crate) component: Component,
+    pub(crate) component: std::sync::Arc<Component>,
 }
 
 /// Builds the linker of `components[index]` from its bindings, and the call
